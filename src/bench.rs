@@ -1,0 +1,235 @@
+//! `gameday bench`: measurements against peers run on the same machine in
+//! the same invocation, printed as ratios (the machines are shared and
+//! noisy, so only same-run ratios mean anything).
+//!
+//! - `load`: gameday's maximum GET throughput (goose users, the real
+//!   recorder) vs `redis-benchmark -t get` at the same connection count,
+//!   against the same local redis-server.
+//! - `proxy`: PING latency and `redis-benchmark` throughput through the
+//!   embedded proxy (no toxics) vs straight to the server.
+
+use crate::load::{self, LoadSpec};
+use crate::proxy::control::ProxyControl;
+use crate::proxy::EmbeddedProxy;
+use crate::recorder::{Outcome, Recorder, Sample, Trace};
+use crate::scenario::plan::TopologyPlan;
+use crate::scenario::raw::{Backend, Persistence, TopologyKind};
+use crate::topology::process::RedisProcess;
+use crate::topology::Role;
+use crate::workload::conn::RedisConn;
+use crate::workload::Workload;
+use anyhow::{bail, Context};
+use hdrhistogram::Histogram;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Which {
+    /// Max GET throughput: gameday's load engine vs redis-benchmark.
+    Load {
+        #[arg(long, default_value_t = 50)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Latency and throughput added by the embedded proxy.
+    Proxy {
+        #[arg(long, default_value_t = 20000)]
+        pings: usize,
+        #[arg(long, default_value_t = 50)]
+        connections: usize,
+    },
+}
+
+fn plain_topology() -> TopologyPlan {
+    TopologyPlan {
+        kind: TopologyKind::Standalone,
+        backend: Backend::Process,
+        image: None,
+        maxmemory: None,
+        maxmemory_policy: None,
+        persistence: Persistence::None,
+    }
+}
+
+pub async fn run(which: Which) -> anyhow::Result<u8> {
+    match which {
+        Which::Load {
+            connections,
+            seconds,
+        } => bench_load(connections, seconds).await,
+        Which::Proxy { pings, connections } => bench_proxy(pings, connections).await,
+    }
+}
+
+/// `redis-benchmark -t get` against `addr`; returns requests per second.
+fn redis_benchmark(addr: SocketAddr, connections: usize, requests: u64) -> anyhow::Result<f64> {
+    let out = Command::new("redis-benchmark")
+        .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
+        .args([
+            "-c",
+            &connections.to_string(),
+            "-n",
+            &requests.to_string(),
+            "-t",
+            "get",
+            "--csv",
+        ])
+        .output()
+        .context("cannot run redis-benchmark (apt-get install redis-tools)")?;
+    if !out.status.success() {
+        bail!(
+            "redis-benchmark failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    // CSV: "test","rps",... ; the GET row's second field.
+    text.lines()
+        .find(|l| l.starts_with("\"GET\""))
+        .and_then(|l| l.split(',').nth(1))
+        .and_then(|v| v.trim_matches('"').parse().ok())
+        .with_context(|| format!("cannot read redis-benchmark's output: {text}"))
+}
+
+/// A workload of plain GETs of one 3-byte key, as redis-benchmark does.
+struct GetOnly {
+    addr: SocketAddr,
+    t0: Instant,
+}
+
+impl Workload for GetOnly {
+    type User = (RedisConn, Trace);
+
+    fn new_user(&self, _index: usize) -> Self::User {
+        (
+            RedisConn::new(self.addr, Duration::from_secs(5), self.t0),
+            Trace::default(),
+        )
+    }
+
+    async fn op(&self, user: &mut Self::User, intended_us: u64, trace: &mut Trace) {
+        let scratch = &mut user.1;
+        scratch.clear();
+        let r = user
+            .0
+            .query::<Option<Vec<u8>>>(
+                "redis_get",
+                redis::cmd("GET").arg("key:__rand_int__"),
+                scratch,
+            )
+            .await;
+        let end_us = self.t0.elapsed().as_micros() as u64;
+        let outcome = match r {
+            Ok(_) => Outcome::Ok,
+            Err(c) => Outcome::Err(c),
+        };
+        trace.samples.push(Sample {
+            op: "get",
+            intended_us,
+            start_us: intended_us,
+            end_us,
+            outcome,
+        });
+    }
+
+    fn caller_ops(&self) -> &'static [&'static str] {
+        &["get"]
+    }
+}
+
+async fn engine_throughput(
+    addr: SocketAddr,
+    users: usize,
+    seconds: u64,
+    goose_metrics: bool,
+) -> anyhow::Result<f64> {
+    let t0 = Instant::now();
+    let workload = GetOnly { addr, t0 };
+    let recorder = Arc::new(Mutex::new(Recorder::new(t0, &["get"])));
+    let spec = LoadSpec {
+        users,
+        rate: None,
+        ramp: Duration::ZERO,
+        duration: Duration::from_secs(seconds),
+        goose_report: None,
+        goose_metrics,
+    };
+    load::drive(workload, &spec, recorder.clone(), t0).await?;
+    let rec = recorder.lock().expect("recorder lock");
+    let get = rec.phases()[0]
+        .ops
+        .get("get")
+        .context("no GET was recorded")?;
+    if get.errors > 0 {
+        bail!("{} of {} GETs failed", get.errors, get.count);
+    }
+    Ok(get.count as f64 / seconds as f64)
+}
+
+async fn bench_load(connections: usize, seconds: u64) -> anyhow::Result<u8> {
+    let node = RedisProcess::start("bench", Role::Primary, &plain_topology()).await?;
+    let addr = node.addr;
+    println!("bench load: {connections} connections, one local redis-server on {addr}");
+    let peer =
+        tokio::task::spawn_blocking(move || redis_benchmark(addr, connections, 200_000)).await??;
+    println!("  redis-benchmark -c {connections} -t get        {peer:>10.0} req/s");
+    let ours = engine_throughput(addr, connections, seconds, true).await?;
+    println!(
+        "  gameday (goose + recorder + goose metrics)  {ours:>10.0} ops/s   ratio {:.2}",
+        ours / peer
+    );
+    let bare = engine_throughput(addr, connections, seconds, false).await?;
+    println!(
+        "  gameday (goose + recorder only)           {bare:>10.0} ops/s   ratio {:.2}",
+        bare / peer
+    );
+    println!(
+        "ratio gameday/redis-benchmark: {:.2} (target >= 1.0)",
+        ours / peer
+    );
+    Ok(0)
+}
+
+async fn ping_p50(addr: SocketAddr, pings: usize) -> anyhow::Result<(u64, u64)> {
+    let client = redis::Client::open(format!("redis://{addr}/"))?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut hist = Histogram::<u64>::new(3)?;
+    for _ in 0..pings {
+        let start = std::time::Instant::now();
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        hist.record(start.elapsed().as_micros() as u64)?;
+    }
+    Ok((hist.value_at_quantile(0.5), hist.value_at_quantile(0.99)))
+}
+
+async fn bench_proxy(pings: usize, connections: usize) -> anyhow::Result<u8> {
+    let node = RedisProcess::start("bench", Role::Primary, &plain_topology()).await?;
+    let direct = node.addr;
+    let embedded = EmbeddedProxy::start(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let control = ProxyControl::connect_async(&embedded.url()).await?;
+    let proxied = control
+        .call(move |c| c.create_proxy("bench", direct))
+        .await?;
+    println!("bench proxy: redis-server {direct}, embedded proxy {proxied}");
+    let (d50, d99) = ping_p50(direct, pings).await?;
+    let (p50, p99) = ping_p50(proxied, pings).await?;
+    println!(
+        "  PING p50 direct {d50} us, proxied {p50} us: added {} us (p99 {d99} -> {p99} us)",
+        p50.saturating_sub(d50)
+    );
+    let td = tokio::task::spawn_blocking(move || redis_benchmark(direct, connections, 200_000))
+        .await??;
+    let tp = tokio::task::spawn_blocking(move || redis_benchmark(proxied, connections, 200_000))
+        .await??;
+    println!("  redis-benchmark -c {connections} GET: direct {td:.0} req/s, proxied {tp:.0} req/s, ratio {:.2}", tp / td);
+    println!(
+        "proxy added p50 latency: {} us (Toxiproxy's claim: < 100 us); throughput ratio {:.2}",
+        p50.saturating_sub(d50),
+        tp / td
+    );
+    Ok(0)
+}

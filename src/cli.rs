@@ -1,0 +1,250 @@
+//! The `gameday` command line. What the user typed (clap) is resolved here
+//! into plans and options; the work happens in `run`, `proxy` and `bench`.
+
+use crate::run::{self, RunOptions};
+use crate::scenario::{self, raw::Backend};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use tokio::sync::watch;
+
+/// Chaos and load testing for systems that depend on Redis.
+#[derive(Debug, Parser)]
+#[command(name = "gameday", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run scenarios end to end and write a report directory for each.
+    ///
+    /// Exit codes: 0 every expectation held, 1 an expectation failed,
+    /// 2 bad usage or scenario, 3 the infrastructure could not be
+    /// provisioned, 130 interrupted.
+    Run {
+        /// Scenario files (TOML).
+        #[arg(required = true)]
+        scenarios: Vec<PathBuf>,
+        /// Report directory (default reports/<UTC time>-<name>/; with several
+        /// scenarios, one subdirectory each).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Who provisions Redis; overrides the scenario's `backend`.
+        #[arg(long, value_enum)]
+        backend: Option<Backend>,
+        /// Seed for every random choice; overrides the scenario's `seed`.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Drive this Toxiproxy API (loopback only) instead of the embedded one.
+        #[arg(long, value_name = "URL")]
+        toxiproxy_url: Option<String>,
+        /// No progress lines, no tables: only errors and the report path.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Check scenario files without running anything.
+    Validate {
+        #[arg(required = true)]
+        scenarios: Vec<PathBuf>,
+    },
+    /// List the scenarios in a directory with their descriptions.
+    List {
+        #[arg(long, default_value = "scenarios")]
+        dir: PathBuf,
+    },
+    /// Serve the Toxiproxy-compatible API alone, until Ctrl-C.
+    Proxy {
+        /// Loopback address for the HTTP API.
+        #[arg(long, default_value = "127.0.0.1:8474")]
+        listen: SocketAddr,
+    },
+    /// Measure gameday against peers on this machine and print ratios.
+    Bench {
+        #[command(subcommand)]
+        which: crate::bench::Which,
+    },
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gameday: cannot start the async runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    runtime.block_on(async {
+        match dispatch(cli.command).await {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("gameday: {e:#}");
+                ExitCode::from(2)
+            }
+        }
+    })
+}
+
+/// Turns SIGINT/SIGTERM into the shutdown signal. Installed before goose
+/// starts, so goose leaves the signals to us (it only takes them when no
+/// handler is set). A second signal exits at once.
+fn shutdown_signal() -> anyhow::Result<watch::Receiver<bool>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = int.recv() => {},
+                _ = term.recv() => {},
+            }
+            if *tx.borrow() {
+                eprintln!("gameday: second interrupt, exiting now");
+                std::process::exit(130);
+            }
+            eprintln!(
+                "gameday: interrupted, stopping load and tearing down (again to exit at once)"
+            );
+            let _ = tx.send(true);
+        }
+    });
+    Ok(rx)
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<u8> {
+    match command {
+        Command::Run {
+            scenarios,
+            out,
+            backend,
+            seed,
+            toxiproxy_url,
+            quiet,
+        } => {
+            // Validate everything before starting anything.
+            let mut plans = Vec::new();
+            for path in &scenarios {
+                match scenario::load(path) {
+                    Ok(p) => plans.push(p),
+                    Err(e) => {
+                        eprintln!("gameday: {e}");
+                        return Ok(2);
+                    }
+                }
+            }
+            let shutdown = shutdown_signal()?;
+            let several = plans.len() > 1;
+            let mut worst = 0u8;
+            for plan in &plans {
+                if *shutdown.borrow() {
+                    break;
+                }
+                let opts = RunOptions {
+                    out_dir: out.as_ref().map(|o| {
+                        if several {
+                            o.join(&plan.name)
+                        } else {
+                            o.clone()
+                        }
+                    }),
+                    backend,
+                    seed,
+                    toxiproxy_url: toxiproxy_url.clone(),
+                    progress: !quiet,
+                };
+                if !quiet {
+                    eprintln!(
+                        "gameday: running {} ({}): {}",
+                        plan.name,
+                        plan.source.display(),
+                        plan.description
+                    );
+                }
+                let code = match run::run(plan, &opts, shutdown.clone()).await {
+                    Ok(o) => {
+                        if quiet {
+                            println!("{} {} {}", plan.name, o.summary.verdict, o.dir.display());
+                        }
+                        if o.interrupted {
+                            130
+                        } else if o.passed {
+                            0
+                        } else {
+                            1
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("gameday: {}: {e}", plan.name);
+                        e.exit_code()
+                    }
+                };
+                worst = worst.max(code);
+            }
+            Ok(worst)
+        }
+        Command::Validate { scenarios } => {
+            let mut code = 0;
+            for path in &scenarios {
+                match scenario::load(path) {
+                    Ok(p) => println!(
+                        "ok: {} ({}, {} faults, {} expectations)",
+                        path.display(),
+                        p.name,
+                        p.faults.len(),
+                        p.expectations.len()
+                    ),
+                    Err(e) => {
+                        eprintln!("{e}");
+                        code = 2;
+                    }
+                }
+            }
+            Ok(code)
+        }
+        Command::List { dir } => list(&dir),
+        Command::Proxy { listen } => {
+            let proxy = crate::proxy::EmbeddedProxy::start(listen)
+                .await
+                .with_context(|| format!("cannot serve the proxy API on {listen}"))?;
+            eprintln!(
+                "gameday proxy: Toxiproxy API {} on {} (Ctrl-C to stop)",
+                crate::proxy::api::VERSION,
+                proxy.url()
+            );
+            let mut shutdown = shutdown_signal()?;
+            let _ = shutdown.wait_for(|s| *s).await;
+            drop(proxy);
+            Ok(0)
+        }
+        Command::Bench { which } => crate::bench::run(which).await,
+    }
+}
+
+fn list(dir: &Path) -> anyhow::Result<u8> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read the scenario directory {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    entries.sort();
+    let mut code = 0;
+    for path in entries {
+        match scenario::load(&path) {
+            Ok(p) => println!("{:<32} {}", path.display(), p.description),
+            Err(e) => {
+                println!("{:<32} INVALID: {e}", path.display());
+                code = 2;
+            }
+        }
+    }
+    Ok(code)
+}

@@ -1,0 +1,341 @@
+//! Expectations: the pass/fail rules of a scenario, in the grammar
+//! `<phase>[.<op>].<metric> <cmp> <value>[unit]`, parsed once at validation
+//! (so a typo is a scenario error, not a failed run) and evaluated against
+//! the phase summaries at the end.
+
+use crate::report::summary::PhaseSummary;
+use std::fmt;
+
+/// The dimension of a metric: how it is stored and which units a rule may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dim {
+    Count,
+    /// Stored in microseconds (`p99_us`).
+    Micros,
+    /// Stored in milliseconds (`time_to_recover_ms`).
+    Millis,
+    /// Stored as a fraction 0..1; rules may say `%`.
+    Ratio,
+    /// Per second.
+    PerSec,
+    /// A multiple; rules may say `x`.
+    Factor,
+}
+
+/// The metrics every op has in every phase.
+pub const OP_METRICS: &[(&str, Dim)] = &[
+    ("count", Dim::Count),
+    ("errors", Dim::Count),
+    ("error_rate", Dim::Ratio),
+    ("p50", Dim::Micros),
+    ("p90", Dim::Micros),
+    ("p99", Dim::Micros),
+    ("p999", Dim::Micros),
+    ("max", Dim::Micros),
+    ("throughput", Dim::PerSec),
+];
+
+/// The op a rule without `.<op>` refers to: every caller-visible operation.
+pub const CALLER_OP: &str = "caller";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PhaseRef {
+    Baseline,
+    Run,
+    Fault(String),
+    Recovery(String),
+}
+
+impl fmt::Display for PhaseRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PhaseRef::Baseline => f.write_str("baseline"),
+            PhaseRef::Run => f.write_str("run"),
+            PhaseRef::Fault(n) => write!(f, "fault:{n}"),
+            PhaseRef::Recovery(n) => write!(f, "recovery:{n}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmp {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+}
+
+impl Cmp {
+    fn parse(s: &str) -> Option<Cmp> {
+        Some(match s {
+            "<" => Cmp::Lt,
+            "<=" => Cmp::Le,
+            ">" => Cmp::Gt,
+            ">=" => Cmp::Ge,
+            "==" => Cmp::Eq,
+            "!=" => Cmp::Ne,
+            _ => return None,
+        })
+    }
+
+    pub fn holds(self, observed: f64, wanted: f64) -> bool {
+        // Values are measured in whole units (µs, counts), so compare with a
+        // tolerance far below one unit rather than exactly.
+        let eps = 1e-9 * wanted.abs().max(1.0);
+        match self {
+            Cmp::Lt => observed < wanted - eps,
+            Cmp::Le => observed <= wanted + eps,
+            Cmp::Gt => observed > wanted + eps,
+            Cmp::Ge => observed >= wanted - eps,
+            Cmp::Eq => (observed - wanted).abs() <= eps,
+            Cmp::Ne => (observed - wanted).abs() > eps,
+        }
+    }
+}
+
+/// One parsed rule.
+#[derive(Debug, Clone)]
+pub struct Expectation {
+    pub rule: String,
+    pub phase: PhaseRef,
+    /// `None` for workload metrics; `Some(op)` for op metrics.
+    pub op: Option<String>,
+    pub metric: String,
+    pub dim: Dim,
+    pub cmp: Cmp,
+    /// The wanted value in the metric's stored unit.
+    pub value: f64,
+    /// The unit the rule was written in, used to show the observed value.
+    pub unit: String,
+}
+
+/// What a rule may name, for one scenario.
+pub struct ExpectCtx<'a> {
+    pub faults: &'a [String],
+    pub ops: &'a [&'a str],
+    pub workload_metrics: &'a [(&'a str, Dim)],
+}
+
+/// Parses one rule, saying what is wrong in terms of the grammar.
+pub fn parse(rule: &str, ctx: &ExpectCtx) -> Result<Expectation, String> {
+    let grammar =
+        "expected `<phase>[.<op>].<metric> <cmp> <value>[unit]`, e.g. `baseline.p99 < 5ms`";
+    let words: Vec<&str> = rule.split_whitespace().collect();
+    let [lhs, cmp, rhs] = words[..] else {
+        return Err(format!("cannot read rule `{rule}`: {grammar}"));
+    };
+    let cmp = Cmp::parse(cmp)
+        .ok_or_else(|| format!("unknown comparison `{cmp}` in `{rule}` (use < <= > >= == !=)"))?;
+    let parts: Vec<&str> = lhs.split('.').collect();
+    let (phase, op, metric) = match parts[..] {
+        [p, m] => (p, None, m),
+        [p, o, m] => (p, Some(o), m),
+        _ => return Err(format!("cannot read `{lhs}` in `{rule}`: {grammar}")),
+    };
+    let phase = parse_phase(phase, ctx.faults)?;
+    let (op, dim) = resolve_metric(&phase, op, metric, ctx)?;
+    let (value, unit) = parse_value(rhs, dim, metric)?;
+    Ok(Expectation {
+        rule: rule.to_string(),
+        phase,
+        op,
+        metric: metric.to_string(),
+        dim,
+        cmp,
+        value,
+        unit,
+    })
+}
+
+fn parse_phase(text: &str, faults: &[String]) -> Result<PhaseRef, String> {
+    let known = |name: &str| {
+        if faults.iter().any(|f| f == name) {
+            Ok(name.to_string())
+        } else {
+            Err(format!(
+                "phase `{text}` names no fault of this scenario (faults: {})",
+                if faults.is_empty() {
+                    "none".to_string()
+                } else {
+                    faults.join(", ")
+                }
+            ))
+        }
+    };
+    match text.split_once(':') {
+        None if text == "baseline" => Ok(PhaseRef::Baseline),
+        None if text == "run" => Ok(PhaseRef::Run),
+        Some(("fault", n)) => known(n).map(PhaseRef::Fault),
+        Some(("recovery", n)) => known(n).map(PhaseRef::Recovery),
+        _ => Err(format!(
+            "unknown phase `{text}` (use baseline, run, fault:<name> or recovery:<name>)"
+        )),
+    }
+}
+
+fn resolve_metric(
+    phase: &PhaseRef,
+    op: Option<&str>,
+    metric: &str,
+    ctx: &ExpectCtx,
+) -> Result<(Option<String>, Dim), String> {
+    let op_dim = OP_METRICS
+        .iter()
+        .find(|(n, _)| *n == metric)
+        .map(|(_, d)| *d);
+    if let Some(op) = op {
+        if op != CALLER_OP && !ctx.ops.contains(&op) {
+            return Err(format!(
+                "unknown op `{op}` (this workload has: {CALLER_OP}, {})",
+                ctx.ops.join(", ")
+            ));
+        }
+        let dim = op_dim
+            .ok_or_else(|| format!("unknown op metric `{metric}` (use: {})", names(OP_METRICS)))?;
+        return Ok((Some(op.to_string()), dim));
+    }
+    if let Some(dim) = op_dim {
+        return Ok((Some(CALLER_OP.to_string()), dim));
+    }
+    let dim = ctx
+        .workload_metrics
+        .iter()
+        .find(|(n, _)| *n == metric)
+        .map(|(_, d)| *d)
+        .ok_or_else(|| {
+            format!(
+                "unknown metric `{metric}` (op metrics: {}; workload metrics: {})",
+                names(OP_METRICS),
+                names(ctx.workload_metrics)
+            )
+        })?;
+    if metric == "time_to_recover" && !matches!(phase, PhaseRef::Recovery(_)) {
+        return Err(format!(
+            "`time_to_recover` is measured in recovery phases only, not in `{phase}`"
+        ));
+    }
+    Ok((None, dim))
+}
+
+fn names(list: &[(&str, Dim)]) -> String {
+    list.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+}
+
+fn parse_value(text: &str, dim: Dim, metric: &str) -> Result<(f64, String), String> {
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+' || c == 'e'))
+        .unwrap_or(text.len());
+    let (num, unit) = text.split_at(split);
+    let number: f64 = num.parse().map_err(|_| {
+        format!("cannot read the value `{text}` (a number, then an optional unit us, ms, s, %, x)")
+    })?;
+    if !number.is_finite() {
+        return Err(format!("the value `{text}` is not a finite number"));
+    }
+    let scale = match (dim, unit) {
+        (Dim::Micros, "us") | (Dim::Millis, "ms") => 1.0,
+        (Dim::Micros, "ms") => 1e3,
+        (Dim::Micros, "s") => 1e6,
+        (Dim::Millis, "us") => 1e-3,
+        (Dim::Millis, "s") => 1e3,
+        (Dim::Micros | Dim::Millis, "") => {
+            return Err(format!(
+                "`{metric}` is a time: give the value a unit (us, ms or s)"
+            ))
+        }
+        (Dim::Ratio, "%") => 0.01,
+        (Dim::Ratio | Dim::Count | Dim::PerSec, "") => 1.0,
+        (Dim::Factor, "x" | "") => 1.0,
+        _ => return Err(format!("unit `{unit}` does not fit `{metric}`")),
+    };
+    Ok((number * scale, unit.to_string()))
+}
+
+impl Expectation {
+    /// The observed value in the metric's stored unit, if the run produced one.
+    pub fn observe(&self, phases: &[PhaseSummary]) -> Option<f64> {
+        let name = self.phase.to_string();
+        let phase = phases.iter().find(|p| p.name == name)?;
+        match &self.op {
+            Some(op) => phase.ops.get(op).map(|o| o.metric(&self.metric)),
+            None => {
+                let key = match self.dim {
+                    Dim::Millis => format!("{}_ms", self.metric),
+                    _ => self.metric.clone(),
+                };
+                phase.metrics.get(&key).copied()
+            }
+        }
+        .filter(|v| v.is_finite())
+    }
+
+    /// The observed value converted into the unit the rule was written in.
+    pub fn in_rule_unit(&self, stored: f64) -> f64 {
+        match (self.dim, self.unit.as_str()) {
+            (Dim::Micros, "ms") | (Dim::Millis, "s") => stored / 1e3,
+            (Dim::Micros, "s") => stored / 1e6,
+            (Dim::Millis, "us") => stored * 1e3,
+            (Dim::Ratio, "%") => stored * 100.0,
+            _ => stored,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> ExpectCtx<'static> {
+        ExpectCtx {
+            faults: Box::leak(Box::new(vec!["outage".to_string()])),
+            ops: &["read", "write", "redis_get"],
+            workload_metrics: &[
+                ("caller_errors", Dim::Count),
+                ("hit_ratio", Dim::Ratio),
+                ("time_to_recover", Dim::Millis),
+            ],
+        }
+    }
+
+    #[test]
+    fn design_examples_parse() {
+        let e = parse("baseline.p99 < 5ms", &ctx()).unwrap();
+        assert_eq!(
+            (e.phase, e.op.as_deref(), e.value),
+            (PhaseRef::Baseline, Some("caller"), 5000.0)
+        );
+        let e = parse("fault:outage.caller_errors == 0", &ctx()).unwrap();
+        assert_eq!(e.op, None);
+        let e = parse("recovery:outage.time_to_recover < 3s", &ctx()).unwrap();
+        assert_eq!(e.value, 3000.0);
+        let e = parse("run.redis_get.p50 >= 50ms", &ctx()).unwrap();
+        assert_eq!(e.op.as_deref(), Some("redis_get"));
+        let e = parse("run.hit_ratio > 90%", &ctx()).unwrap();
+        assert!((e.value - 0.9).abs() < 1e-12);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let err = |r| parse(r, &ctx()).unwrap_err();
+        assert!(err("baseline.p99 < 5").contains("unit"));
+        assert!(err("fault:nope.p99 < 5ms").contains("names no fault"));
+        assert!(err("warmup.p99 < 5ms").contains("unknown phase"));
+        assert!(err("run.gets.p99 < 5ms").contains("unknown op"));
+        assert!(err("run.p98 < 5ms").contains("unknown metric"));
+        assert!(err("run.p99 =< 5ms").contains("unknown comparison"));
+        assert!(err("baseline.time_to_recover < 1s").contains("recovery phases"));
+        assert!(err("run.p99<5ms").contains("cannot read"));
+    }
+
+    #[test]
+    fn comparisons_hold_as_written() {
+        assert!(Cmp::Lt.holds(4.0, 5.0));
+        assert!(!Cmp::Lt.holds(5.0, 5.0));
+        assert!(Cmp::Le.holds(5.0, 5.0));
+        assert!(Cmp::Eq.holds(0.0, 0.0));
+        assert!(Cmp::Ne.holds(1.0, 0.0));
+        assert!(Cmp::Ge.holds(3.0, 3.0));
+    }
+}

@@ -1,0 +1,118 @@
+//! Toxiproxy 2.x's HTTP API over the proxy registry, so that any Toxiproxy
+//! client (toxiproxy_rust, toxiproxy-cli, the Go and Ruby clients) can drive
+//! the embedded server.
+
+use super::server::{ApiError, NewProxy, ProxyServer, ProxyUpdate};
+use super::toxic::NewToxic;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// The version string `GET /version` answers with.
+pub const VERSION: &str = concat!("2.12.0-gameday-", env!("CARGO_PKG_VERSION"));
+
+type Shared = State<Arc<ProxyServer>>;
+type Reply = Result<Response, ApiError>;
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (
+            status,
+            Json(json!({"error": self.message, "status": self.status})),
+        )
+            .into_response()
+    }
+}
+
+fn body<T>(parsed: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    parsed.map(|Json(v)| v).map_err(|e| ApiError {
+        status: 400,
+        message: format!("bad request body: {}", e.body_text()),
+    })
+}
+
+/// The API's routes over one registry.
+pub fn router(server: Arc<ProxyServer>) -> Router {
+    Router::new()
+        .route("/version", get(|| async { VERSION }))
+        .route("/reset", post(reset))
+        .route("/populate", post(populate))
+        .route("/proxies", get(list).post(create))
+        .route("/proxies/{proxy}", get(show).post(update).delete(remove))
+        .route("/proxies/{proxy}/toxics", get(toxics).post(add_toxic))
+        .route(
+            "/proxies/{proxy}/toxics/{toxic}",
+            get(show_toxic).post(update_toxic).delete(remove_toxic),
+        )
+        .with_state(server)
+}
+
+async fn reset(State(s): Shared) -> Reply {
+    s.reset().await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn populate(State(s): Shared, req: Result<Json<Vec<NewProxy>>, JsonRejection>) -> Reply {
+    let proxies = s.populate(body(req)?).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "proxies": proxies }))).into_response())
+}
+
+async fn list(State(s): Shared) -> Reply {
+    Ok(Json(s.list()).into_response())
+}
+
+async fn create(State(s): Shared, req: Result<Json<NewProxy>, JsonRejection>) -> Reply {
+    Ok((StatusCode::CREATED, Json(s.create(body(req)?).await?)).into_response())
+}
+
+async fn show(State(s): Shared, Path(proxy): Path<String>) -> Reply {
+    Ok(Json(s.get(&proxy)?).into_response())
+}
+
+async fn update(
+    State(s): Shared,
+    Path(proxy): Path<String>,
+    req: Result<Json<ProxyUpdate>, JsonRejection>,
+) -> Reply {
+    Ok(Json(s.update(&proxy, body(req)?).await?).into_response())
+}
+
+async fn remove(State(s): Shared, Path(proxy): Path<String>) -> Reply {
+    s.delete(&proxy)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn toxics(State(s): Shared, Path(proxy): Path<String>) -> Reply {
+    Ok(Json(s.toxics(&proxy)?).into_response())
+}
+
+async fn add_toxic(
+    State(s): Shared,
+    Path(proxy): Path<String>,
+    req: Result<Json<NewToxic>, JsonRejection>,
+) -> Reply {
+    Ok(Json(s.add_toxic(&proxy, body(req)?)?).into_response())
+}
+
+async fn show_toxic(State(s): Shared, Path((proxy, toxic)): Path<(String, String)>) -> Reply {
+    Ok(Json(s.toxic(&proxy, &toxic)?).into_response())
+}
+
+async fn update_toxic(
+    State(s): Shared,
+    Path((proxy, toxic)): Path<(String, String)>,
+    req: Result<Json<Value>, JsonRejection>,
+) -> Reply {
+    Ok(Json(s.update_toxic(&proxy, &toxic, body(req)?)?).into_response())
+}
+
+async fn remove_toxic(State(s): Shared, Path((proxy, toxic)): Path<(String, String)>) -> Reply {
+    s.delete_toxic(&proxy, &toxic)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

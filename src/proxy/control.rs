@@ -1,0 +1,298 @@
+//! The client side of the fault proxy: how gameday creates proxies and turns
+//! faults on and off. It speaks only Toxiproxy's HTTP API through the
+//! `toxiproxy_rust` client, so the embedded server and a real Toxiproxy
+//! (`--toxiproxy-url`) are interchangeable. Every change is read back from
+//! the server, so a fault counts as applied only once the server shows it.
+
+use super::server::loopback_addr;
+use super::toxic::{Stream, ToxicKind};
+use std::net::SocketAddr;
+use toxiproxy_rust::client::Client;
+use toxiproxy_rust::proxy::{Proxy, ProxyPack};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("toxiproxy URL `{0}` is not of the form http://127.0.0.1:8474")]
+    BadUrl(String),
+    #[error("{0}")]
+    NotLoopback(String),
+    #[error("no Toxiproxy API answers at {0}")]
+    Unreachable(String),
+    #[error("toxiproxy at {url}: {what}: {detail}")]
+    Api {
+        url: String,
+        what: String,
+        detail: String,
+    },
+}
+
+/// A network fault on one proxy.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NetFault {
+    /// The proxy is disabled: new connections are refused, open ones cut.
+    Down,
+    /// A toxic on one or both streams.
+    Toxic {
+        kind: ToxicKind,
+        streams: Vec<Stream>,
+        toxicity: f32,
+    },
+}
+
+/// A handle on one Toxiproxy API (embedded or external). Its calls block, so
+/// async code runs them through `tokio::task::spawn_blocking`.
+#[derive(Clone)]
+pub struct ProxyControl {
+    client: Client,
+    url: String,
+    addr: SocketAddr,
+}
+
+impl ProxyControl {
+    /// Connects to the API at `url` (`http://127.0.0.1:8474` or `127.0.0.1:8474`).
+    pub fn connect(url: &str) -> Result<Self, ControlError> {
+        let hostport = url.trim_start_matches("http://").trim_end_matches('/');
+        if hostport.contains('/') || hostport.is_empty() {
+            return Err(ControlError::BadUrl(url.into()));
+        }
+        let addr = loopback_addr(hostport, "toxiproxy URL")
+            .map_err(|e| ControlError::NotLoopback(e.message))?;
+        let client = Client::new(addr);
+        if !client.is_running() {
+            return Err(ControlError::Unreachable(url.into()));
+        }
+        Ok(ProxyControl {
+            client,
+            url: format!("http://{addr}"),
+            addr,
+        })
+    }
+
+    /// Runs `f` on a blocking thread: the client's HTTP calls block, and
+    /// must not run on the async runtime's threads.
+    pub async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&ProxyControl) -> Result<T, ControlError> + Send + 'static,
+    ) -> Result<T, ControlError> {
+        let me = self.clone();
+        let url = self.url.clone();
+        tokio::task::spawn_blocking(move || f(&me))
+            .await
+            .unwrap_or_else(|e| {
+                Err(ControlError::Api {
+                    url,
+                    what: "proxy control".into(),
+                    detail: e.to_string(),
+                })
+            })
+    }
+
+    /// `connect` on a blocking thread.
+    pub async fn connect_async(url: &str) -> Result<Self, ControlError> {
+        let url = url.to_string();
+        tokio::task::spawn_blocking(move || Self::connect(&url))
+            .await
+            .unwrap_or_else(|e| Err(ControlError::Unreachable(e.to_string())))
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn api_err(&self, what: impl Into<String>, detail: impl ToString) -> ControlError {
+        ControlError::Api {
+            url: self.url.clone(),
+            what: what.into(),
+            detail: detail.to_string(),
+        }
+    }
+
+    /// The server's version string.
+    pub fn version(&self) -> Result<String, ControlError> {
+        self.client
+            .version()
+            .map_err(|e| self.api_err("version", e))
+    }
+
+    /// Creates (or replaces) a proxy in front of `upstream`, listening on a
+    /// free loopback port; returns the address clients must use.
+    pub fn create_proxy(
+        &self,
+        name: &str,
+        upstream: SocketAddr,
+    ) -> Result<SocketAddr, ControlError> {
+        let pack = ProxyPack::new(name.into(), "127.0.0.1:0".into(), upstream.to_string());
+        let created = self
+            .client
+            .populate(vec![pack])
+            .map_err(|e| self.api_err(format!("create proxy {name}"), e))?;
+        let listen = created
+            .first()
+            .map(|p| p.proxy_pack.listen.clone())
+            .ok_or_else(|| {
+                self.api_err(format!("create proxy {name}"), "no proxy in the answer")
+            })?;
+        let addr: SocketAddr = listen.parse().map_err(|_| {
+            self.api_err(format!("create proxy {name}"), format!("listen `{listen}`"))
+        })?;
+        if !addr.ip().is_loopback() || addr.port() == 0 {
+            return Err(self.api_err(format!("create proxy {name}"), format!("listens on {addr}")));
+        }
+        Ok(addr)
+    }
+
+    fn find(&self, name: &str) -> Result<Proxy, ControlError> {
+        self.client
+            .find_proxy(name)
+            .map_err(|e| self.api_err(format!("proxy {name}"), e))
+    }
+
+    /// Turns `fault` on for proxy `name` and checks that the server shows it.
+    pub fn apply(&self, name: &str, fault: &NetFault) -> Result<(), ControlError> {
+        let proxy = self.find(name)?;
+        match fault {
+            NetFault::Down => proxy
+                .disable()
+                .map_err(|e| self.api_err(format!("disable {name}"), e))?,
+            NetFault::Toxic {
+                kind,
+                streams,
+                toxicity,
+            } => {
+                for stream in streams {
+                    self.add_toxic(&proxy, kind, *stream, *toxicity)?;
+                }
+            }
+        }
+        self.verify(name, fault, true)
+    }
+
+    /// Turns `fault` off again (re-enable, remove the toxics).
+    pub fn clear(&self, name: &str, fault: &NetFault) -> Result<(), ControlError> {
+        let proxy = self.find(name)?;
+        match fault {
+            NetFault::Down => proxy
+                .enable()
+                .map_err(|e| self.api_err(format!("enable {name}"), e))?,
+            NetFault::Toxic { .. } => proxy
+                .delete_all_toxics()
+                .map_err(|e| self.api_err(format!("remove toxics of {name}"), e))?,
+        }
+        self.verify(name, fault, false)
+    }
+
+    /// Removes the proxy.
+    pub fn delete(&self, name: &str) -> Result<(), ControlError> {
+        self.find(name)?
+            .delete()
+            .map_err(|e| self.api_err(format!("delete {name}"), e))
+    }
+
+    fn add_toxic(
+        &self,
+        proxy: &Proxy,
+        kind: &ToxicKind,
+        stream: Stream,
+        toxicity: f32,
+    ) -> Result<(), ControlError> {
+        let s = stream.as_str().to_string();
+        let n = |v: u64| v.min(u32::MAX as u64) as u32;
+        // toxiproxy_rust panics when the server cannot be reached; keep that
+        // a plain error.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match *kind {
+            ToxicKind::Latency { latency, jitter } => {
+                proxy.with_latency(s, n(latency), n(jitter), toxicity);
+                Ok(())
+            }
+            ToxicKind::Bandwidth { rate } => {
+                proxy.with_bandwidth(s, n(rate), toxicity);
+                Ok(())
+            }
+            ToxicKind::SlowClose { delay } => {
+                proxy.with_slow_close(s, n(delay), toxicity);
+                Ok(())
+            }
+            ToxicKind::Timeout { timeout } => {
+                proxy.with_timeout(s, n(timeout), toxicity);
+                Ok(())
+            }
+            ToxicKind::Slicer {
+                average_size,
+                size_variation,
+                delay,
+            } => {
+                proxy.with_slicer(s, n(average_size), n(size_variation), n(delay), toxicity);
+                Ok(())
+            }
+            ToxicKind::LimitData { bytes } => {
+                proxy.with_limit_data(s, n(bytes), toxicity);
+                Ok(())
+            }
+            // toxiproxy_rust has no call for reset_peer: post the same wire
+            // shape it uses for the others.
+            ToxicKind::ResetPeer { timeout } => {
+                self.post_toxic(&proxy.proxy_pack.name, kind, stream, toxicity, timeout)
+            }
+        }));
+        match outcome {
+            Ok(result) => result,
+            Err(_) => Err(self.api_err(
+                format!("add {} toxic", kind.type_name()),
+                "the server did not answer",
+            )),
+        }
+    }
+
+    fn post_toxic(
+        &self,
+        proxy: &str,
+        kind: &ToxicKind,
+        stream: Stream,
+        toxicity: f32,
+        timeout: u64,
+    ) -> Result<(), ControlError> {
+        let body = serde_json::json!({
+            "name": format!("{}_{}", kind.type_name(), stream.as_str()),
+            "type": kind.type_name(),
+            "stream": stream.as_str(),
+            "toxicity": toxicity,
+            "attributes": {"timeout": timeout},
+        });
+        let url = format!("http://{}/proxies/{proxy}/toxics", self.addr);
+        let what = format!("add {} toxic", kind.type_name());
+        let resp = reqwest::blocking::Client::new()
+            .post(url)
+            .json(&body)
+            .send()
+            .map_err(|e| self.api_err(&what, e))?;
+        if !resp.status().is_success() {
+            return Err(self.api_err(what, resp.text().unwrap_or_default()));
+        }
+        Ok(())
+    }
+
+    fn verify(&self, name: &str, fault: &NetFault, on: bool) -> Result<(), ControlError> {
+        let proxy = self.find(name)?;
+        let shown = match fault {
+            NetFault::Down => !proxy.proxy_pack.enabled,
+            NetFault::Toxic { kind, streams, .. } => {
+                let toxics = proxy
+                    .toxics()
+                    .map_err(|e| self.api_err(format!("toxics of {name}"), e))?;
+                streams.iter().all(|s| {
+                    let wanted = format!("{}_{}", kind.type_name(), s.as_str());
+                    toxics.iter().any(|t| t.name == wanted)
+                })
+            }
+        };
+        if shown == on {
+            Ok(())
+        } else {
+            let state = if on { "on" } else { "off" };
+            Err(self.api_err(
+                format!("proxy {name}"),
+                format!("fault not {state} after the call"),
+            ))
+        }
+    }
+}

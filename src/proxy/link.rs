@@ -1,0 +1,349 @@
+//! One proxied connection: client ⇄ upstream, one task per direction, with
+//! the proxy's current toxics applied to every chunk.
+//!
+//! A direction reads chunks as they arrive and stamps each with the time it
+//! may be delivered (arrival + latency), so a latency toxic delays every
+//! chunk by the same amount without serialising them: throughput under
+//! latency stays what the upstream can do, as with Toxiproxy.
+
+use super::toxic::{Stream, Toxic, ToxicKind};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{sleep, sleep_until, Instant};
+
+/// The toxics of a proxy, as every link sees them.
+pub type ToxicSet = Arc<Vec<Toxic>>;
+
+const CHUNK: usize = 32 * 1024;
+const MAX_PENDING: usize = 64;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a link needs from its proxy.
+pub struct LinkCtx {
+    pub upstream: SocketAddr,
+    pub toxics: watch::Receiver<ToxicSet>,
+    /// Changes when the proxy is disabled or deleted: every link then closes.
+    pub kill: watch::Receiver<u64>,
+    pub seed: u64,
+}
+
+#[derive(Debug)]
+enum Event {
+    /// One direction saw end of stream and passed it on.
+    Finished,
+    /// Close the whole connection now.
+    Close,
+}
+
+/// Whether each toxic applies to this connection, rolled once per toxic name
+/// against its `toxicity`.
+#[derive(Clone)]
+struct Rolls {
+    rolled: Arc<Mutex<HashMap<String, bool>>>,
+    rng: Arc<Mutex<SmallRng>>,
+}
+
+impl Rolls {
+    fn applies(&self, toxic: &Toxic) -> bool {
+        if toxic.toxicity >= 1.0 {
+            return true;
+        }
+        let mut rolled = self.rolled.lock().expect("rolls lock");
+        *rolled.entry(toxic.name.clone()).or_insert_with(|| {
+            let roll: f32 = self.rng.lock().expect("rng lock").gen();
+            roll < toxic.toxicity
+        })
+    }
+
+    fn active(&self, set: &ToxicSet, stream: Option<Stream>) -> Vec<Toxic> {
+        set.iter()
+            .filter(|t| stream.is_none_or(|s| t.stream == s) && self.applies(t))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Serves one accepted client until either side closes, a toxic closes it,
+/// or the proxy is disabled.
+pub async fn run_link(client: TcpStream, mut ctx: LinkCtx) {
+    let server = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(ctx.upstream)).await
+    {
+        Ok(Ok(s)) => s,
+        // Upstream unreachable: dropping the client closes it, as Toxiproxy does.
+        _ => return,
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let client_fd = client.as_raw_fd();
+    let (client_rd, client_wr) = client.into_split();
+    let (server_rd, server_wr) = server.into_split();
+    let rolls = Rolls {
+        rolled: Arc::default(),
+        rng: Arc::new(Mutex::new(SmallRng::seed_from_u64(ctx.seed))),
+    };
+    let (events_tx, mut events) = mpsc::channel(4);
+    let up = tokio::spawn(direction(
+        client_rd,
+        server_wr,
+        Stream::Upstream,
+        ctx.toxics.clone(),
+        rolls.clone(),
+        events_tx.clone(),
+        ctx.seed ^ 0x5eed,
+    ));
+    let down = tokio::spawn(direction(
+        server_rd,
+        client_wr,
+        Stream::Downstream,
+        ctx.toxics.clone(),
+        rolls.clone(),
+        events_tx,
+        ctx.seed ^ 0xd0,
+    ));
+
+    let mut finished = 0;
+    let mut reset_since: HashMap<String, Instant> = HashMap::new();
+    loop {
+        let reset_at = reset_deadline(&rolls, &ctx.toxics.borrow(), &mut reset_since);
+        tokio::select! {
+            _ = ctx.kill.changed() => break,
+            ev = events.recv() => match ev {
+                Some(Event::Finished) => {
+                    finished += 1;
+                    if finished == 2 { break; }
+                }
+                Some(Event::Close) | None => break,
+            },
+            changed = ctx.toxics.changed() => if changed.is_err() { break },
+            _ = sleep_until(reset_at.unwrap_or_else(far_future)), if reset_at.is_some() => {
+                // SO_LINGER 0 turns the close below into a TCP RST to the client.
+                set_linger_zero(client_fd);
+                break;
+            }
+        }
+    }
+    // Dropping both halves of each socket closes it.
+    up.abort();
+    down.abort();
+    let _ = up.await;
+    let _ = down.await;
+}
+
+fn reset_deadline(
+    rolls: &Rolls,
+    set: &ToxicSet,
+    since: &mut HashMap<String, Instant>,
+) -> Option<Instant> {
+    let active = rolls.active(set, None);
+    since.retain(|name, _| active.iter().any(|t| &t.name == name));
+    active
+        .iter()
+        .filter_map(|t| match t.kind {
+            ToxicKind::ResetPeer { timeout } => {
+                let start = *since.entry(t.name.clone()).or_insert_with(Instant::now);
+                Some(start + Duration::from_millis(timeout))
+            }
+            _ => None,
+        })
+        .min()
+}
+
+fn set_linger_zero(fd: RawFd) {
+    // SAFETY: the fd belongs to a socket whose halves are still alive (the
+    // direction tasks are aborted only after this call).
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let _ = socket2::SockRef::from(&borrowed).set_linger(Some(Duration::ZERO));
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365)
+}
+
+struct Chunk {
+    data: Vec<u8>,
+    due: Instant,
+}
+
+/// Per-direction state of the toxics that count or time something.
+#[derive(Default)]
+struct Tally {
+    since: HashMap<String, Instant>,
+    passed: HashMap<String, u64>,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn direction(
+    mut rd: OwnedReadHalf,
+    mut wr: OwnedWriteHalf,
+    stream: Stream,
+    mut toxics: watch::Receiver<ToxicSet>,
+    rolls: Rolls,
+    events: mpsc::Sender<Event>,
+    seed: u64,
+) {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut pending: VecDeque<Chunk> = VecDeque::new();
+    let mut tally = Tally::default();
+    let mut eof = false;
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let active = rolls.active(&toxics.borrow(), Some(stream));
+        tally
+            .since
+            .retain(|n, _| active.iter().any(|t| &t.name == n));
+        tally
+            .passed
+            .retain(|n, _| active.iter().any(|t| &t.name == n));
+        for t in &active {
+            tally
+                .since
+                .entry(t.name.clone())
+                .or_insert_with(Instant::now);
+        }
+        let stall = active.iter().find_map(|t| match t.kind {
+            ToxicKind::Timeout { timeout } => Some((t.name.clone(), timeout)),
+            _ => None,
+        });
+        let close_at = stall
+            .as_ref()
+            .filter(|(_, ms)| *ms > 0)
+            .map(|(name, ms)| tally.since[name] + Duration::from_millis(*ms));
+        if eof && pending.is_empty() {
+            finish(&mut wr, &active).await;
+            let _ = events.send(Event::Finished).await;
+            return;
+        }
+        let next_due = pending.front().map(|c| c.due).filter(|_| stall.is_none());
+        if next_due.is_some_and(|due| due <= Instant::now()) {
+            // Already due: no trip through the timer, whose ticks are 1 ms.
+            let chunk = pending.pop_front().expect("a due chunk");
+            if !deliver(&mut wr, chunk.data, &active, &mut tally, &mut rng).await {
+                let _ = events.send(Event::Close).await;
+                return;
+            }
+            continue;
+        }
+        tokio::select! {
+            biased;
+            changed = toxics.changed() => if changed.is_err() { return },
+            _ = sleep_until(close_at.unwrap_or_else(far_future)), if close_at.is_some() => {
+                let _ = events.send(Event::Close).await;
+                return;
+            }
+            _ = sleep_until(next_due.unwrap_or_else(far_future)), if next_due.is_some() => {
+                let chunk = pending.pop_front().expect("a due chunk");
+                if !deliver(&mut wr, chunk.data, &active, &mut tally, &mut rng).await {
+                    let _ = events.send(Event::Close).await;
+                    return;
+                }
+            }
+            read = rd.read(&mut buf), if !eof && pending.len() < MAX_PENDING => match read {
+                Ok(0) => eof = true,
+                Ok(n) => {
+                    let due = Instant::now() + latency_of(&active, &mut rng);
+                    pending.push_back(Chunk { data: buf[..n].to_vec(), due });
+                }
+                Err(_) => {
+                    let _ = events.send(Event::Close).await;
+                    return;
+                }
+            },
+        }
+    }
+}
+
+fn latency_of(active: &[Toxic], rng: &mut SmallRng) -> Duration {
+    let mut total_us: i64 = 0;
+    for t in active {
+        if let ToxicKind::Latency { latency, jitter } = t.kind {
+            let jitter_us = (jitter * 1000) as i64;
+            let offset = if jitter_us > 0 {
+                rng.gen_range(-jitter_us..=jitter_us)
+            } else {
+                0
+            };
+            total_us += (latency * 1000) as i64 + offset;
+        }
+    }
+    Duration::from_micros(total_us.max(0) as u64)
+}
+
+/// Writes one chunk through the shaping toxics. Returns false when the
+/// connection must close (write failed or a data limit was reached).
+async fn deliver(
+    wr: &mut OwnedWriteHalf,
+    mut data: Vec<u8>,
+    active: &[Toxic],
+    tally: &mut Tally,
+    rng: &mut SmallRng,
+) -> bool {
+    let mut limit_hit = false;
+    for t in active {
+        if let ToxicKind::LimitData { bytes } = t.kind {
+            let passed = tally.passed.entry(t.name.clone()).or_insert(0);
+            let room = bytes.saturating_sub(*passed) as usize;
+            if data.len() >= room {
+                data.truncate(room);
+                limit_hit = true;
+            }
+            *passed += data.len() as u64;
+        }
+    }
+    let rate = active.iter().find_map(|t| match t.kind {
+        ToxicKind::Bandwidth { rate } => Some(rate),
+        _ => None,
+    });
+    let slicer = active.iter().find_map(|t| match t.kind {
+        ToxicKind::Slicer {
+            average_size,
+            size_variation,
+            delay,
+        } => Some((average_size.max(1), size_variation, delay)),
+        _ => None,
+    });
+    let mut offset = 0;
+    while offset < data.len() {
+        let mut piece = data.len() - offset;
+        if let Some((avg, var, _)) = slicer {
+            let var = var.min(avg - 1);
+            piece = piece.min(rng.gen_range(avg - var..=avg + var) as usize);
+        }
+        if let Some(rate) = rate {
+            // At most 100 ms worth of data per write, then wait out its cost.
+            piece = piece.min((rate as usize * 100).max(1));
+        }
+        if wr.write_all(&data[offset..offset + piece]).await.is_err() {
+            return false;
+        }
+        offset += piece;
+        if let Some(rate) = rate {
+            let secs = piece as f64 / (rate.max(1) as f64 * 1000.0);
+            sleep(Duration::from_secs_f64(secs)).await;
+        }
+        if let Some((_, _, delay_us)) = slicer {
+            if offset < data.len() {
+                sleep(Duration::from_micros(delay_us)).await;
+            }
+        }
+    }
+    !limit_hit
+}
+
+/// Passes end of stream on, after the slow_close delay if one applies.
+async fn finish(wr: &mut OwnedWriteHalf, active: &[Toxic]) {
+    for t in active {
+        if let ToxicKind::SlowClose { delay } = t.kind {
+            sleep(Duration::from_millis(delay)).await;
+        }
+    }
+    let _ = wr.shutdown().await;
+}

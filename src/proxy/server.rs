@@ -1,0 +1,396 @@
+//! The proxies of the embedded Toxiproxy-compatible server: their listeners,
+//! their toxics and the operations the HTTP API exposes. Everything here is
+//! loopback-only: a proxy neither listens on nor forwards to any other address.
+
+use super::link::{run_link, LinkCtx, ToxicSet};
+use super::toxic::{NewToxic, Toxic};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// An API error: the HTTP status and the message Toxiproxy clients show.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl ApiError {
+    fn new(status: u16, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+    fn not_found(what: &str) -> Self {
+        Self::new(404, format!("{what} not found"))
+    }
+}
+
+/// A proxy as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProxyView {
+    pub name: String,
+    pub listen: String,
+    pub upstream: String,
+    pub enabled: bool,
+    pub toxics: Vec<Toxic>,
+}
+
+/// The body of `POST /proxies` and `POST /populate` entries.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NewProxy {
+    pub name: String,
+    pub listen: String,
+    pub upstream: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The body of `POST /proxies/{name}`: any subset of the fields.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProxyUpdate {
+    pub listen: Option<String>,
+    pub upstream: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+struct Proxy {
+    name: String,
+    listen: SocketAddr,
+    upstream_text: String,
+    upstream: SocketAddr,
+    toxics: watch::Sender<ToxicSet>,
+    kill: watch::Sender<u64>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl Proxy {
+    fn view(&self) -> ProxyView {
+        ProxyView {
+            name: self.name.clone(),
+            listen: self.listen.to_string(),
+            upstream: self.upstream_text.clone(),
+            enabled: self.accept.is_some(),
+            toxics: self.toxics.borrow().as_ref().clone(),
+        }
+    }
+
+    fn disable(&mut self) {
+        if let Some(accept) = self.accept.take() {
+            accept.abort();
+        }
+        self.kill.send_modify(|g| *g += 1);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.disable();
+    }
+}
+
+/// The registry behind the API.
+#[derive(Default)]
+pub struct ProxyServer {
+    proxies: Mutex<BTreeMap<String, Proxy>>,
+    links: Arc<AtomicU64>,
+}
+
+/// Resolves `addr` and insists that it is a loopback address.
+pub fn loopback_addr(addr: &str, what: &str) -> Result<SocketAddr, ApiError> {
+    let resolved: Vec<SocketAddr> = addr
+        .to_socket_addrs()
+        .map_err(|e| ApiError::new(400, format!("{what} `{addr}` cannot be resolved: {e}")))?
+        .collect();
+    resolved.iter().copied().find(|a| a.ip().is_loopback()).ok_or_else(|| {
+        ApiError::new(
+            400,
+            format!("{what} `{addr}` is not a loopback address: gameday only proxies 127.0.0.1 / ::1"),
+        )
+    })
+}
+
+impl ProxyServer {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Proxy>> {
+        self.proxies.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn list(&self) -> BTreeMap<String, ProxyView> {
+        self.lock()
+            .iter()
+            .map(|(k, p)| (k.clone(), p.view()))
+            .collect()
+    }
+
+    pub fn get(&self, name: &str) -> Result<ProxyView, ApiError> {
+        self.lock()
+            .get(name)
+            .map(Proxy::view)
+            .ok_or_else(|| ApiError::not_found("proxy"))
+    }
+
+    pub async fn create(&self, new: NewProxy) -> Result<ProxyView, ApiError> {
+        if new.name.is_empty() {
+            return Err(ApiError::new(400, "missing required field: name"));
+        }
+        if self.lock().contains_key(&new.name) {
+            return Err(ApiError::new(409, "proxy already exists"));
+        }
+        let upstream = loopback_addr(&new.upstream, "upstream")?;
+        let listen = loopback_addr(&new.listen, "listen")?;
+        let (toxics, _) = watch::channel(Arc::new(Vec::new()));
+        let (kill, _) = watch::channel(0);
+        let mut proxy = Proxy {
+            name: new.name.clone(),
+            listen,
+            upstream_text: new.upstream,
+            upstream,
+            toxics,
+            kill,
+            accept: None,
+        };
+        if new.enabled {
+            self.start(&mut proxy).await?;
+        }
+        let view = proxy.view();
+        let mut map = self.lock();
+        if map.contains_key(&new.name) {
+            return Err(ApiError::new(409, "proxy already exists"));
+        }
+        map.insert(new.name, proxy);
+        Ok(view)
+    }
+
+    /// Binds the listener (keeping the port across disable/enable) and
+    /// starts accepting.
+    async fn start(&self, proxy: &mut Proxy) -> Result<(), ApiError> {
+        let listener = TcpListener::bind(proxy.listen).await.map_err(|e| {
+            ApiError::new(
+                500,
+                format!(
+                    "proxy {} cannot listen on {}: {e}",
+                    proxy.name, proxy.listen
+                ),
+            )
+        })?;
+        proxy.listen = listener
+            .local_addr()
+            .map_err(|e| ApiError::new(500, e.to_string()))?;
+        let upstream = proxy.upstream;
+        let toxics = proxy.toxics.subscribe();
+        let kill = proxy.kill.subscribe();
+        let links = self.links.clone();
+        proxy.accept = Some(tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    continue;
+                };
+                let ctx = LinkCtx {
+                    upstream,
+                    toxics: toxics.clone(),
+                    kill: kill.clone(),
+                    seed: links.fetch_add(1, Ordering::Relaxed),
+                };
+                tokio::spawn(run_link(client, ctx));
+            }
+        }));
+        Ok(())
+    }
+
+    pub async fn populate(&self, list: Vec<NewProxy>) -> Result<Vec<ProxyView>, ApiError> {
+        let mut out = Vec::with_capacity(list.len());
+        for new in list {
+            let existing = self.get(&new.name).ok();
+            let same = existing.as_ref().is_some_and(|p| {
+                p.upstream == new.upstream && (p.listen == new.listen || new.listen.ends_with(":0"))
+            });
+            if same {
+                out.push(
+                    self.update(
+                        &new.name,
+                        ProxyUpdate {
+                            enabled: Some(new.enabled),
+                            listen: None,
+                            upstream: None,
+                        },
+                    )
+                    .await?,
+                );
+                continue;
+            }
+            if existing.is_some() {
+                self.delete(&new.name)?;
+            }
+            out.push(self.create(new).await?);
+        }
+        Ok(out)
+    }
+
+    pub async fn update(&self, name: &str, update: ProxyUpdate) -> Result<ProxyView, ApiError> {
+        let mut proxy = self
+            .lock()
+            .remove(name)
+            .ok_or_else(|| ApiError::not_found("proxy"))?;
+        let result = self.apply_update(&mut proxy, update).await;
+        let view = proxy.view();
+        self.lock().insert(name.to_string(), proxy);
+        result.map(|_| view)
+    }
+
+    async fn apply_update(&self, proxy: &mut Proxy, update: ProxyUpdate) -> Result<(), ApiError> {
+        let mut restart = false;
+        if let Some(upstream) = update.upstream {
+            proxy.upstream = loopback_addr(&upstream, "upstream")?;
+            proxy.upstream_text = upstream;
+            restart = true;
+        }
+        if let Some(listen) = update.listen {
+            proxy.listen = loopback_addr(&listen, "listen")?;
+            restart = true;
+        }
+        let enabled = update.enabled.unwrap_or(proxy.accept.is_some());
+        if restart || !enabled {
+            proxy.disable();
+        }
+        if enabled && proxy.accept.is_none() {
+            self.start(proxy).await?;
+        }
+        Ok(())
+    }
+
+    pub fn delete(&self, name: &str) -> Result<(), ApiError> {
+        self.lock()
+            .remove(name)
+            .map(drop)
+            .ok_or_else(|| ApiError::not_found("proxy"))
+    }
+
+    /// Enables every proxy and removes every toxic.
+    pub async fn reset(&self) -> Result<(), ApiError> {
+        let names: Vec<String> = self.lock().keys().cloned().collect();
+        for name in names {
+            self.with_toxics(&name, |t| {
+                t.clear();
+                Ok(())
+            })?;
+            self.update(
+                &name,
+                ProxyUpdate {
+                    enabled: Some(true),
+                    listen: None,
+                    upstream: None,
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    fn with_toxics<T>(
+        &self,
+        proxy: &str,
+        f: impl FnOnce(&mut Vec<Toxic>) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let map = self.lock();
+        let proxy = map.get(proxy).ok_or_else(|| ApiError::not_found("proxy"))?;
+        let mut toxics = proxy.toxics.borrow().as_ref().clone();
+        let out = f(&mut toxics)?;
+        proxy.toxics.send_replace(Arc::new(toxics));
+        Ok(out)
+    }
+
+    pub fn toxics(&self, proxy: &str) -> Result<Vec<Toxic>, ApiError> {
+        Ok(self.get(proxy)?.toxics)
+    }
+
+    pub fn toxic(&self, proxy: &str, toxic: &str) -> Result<Toxic, ApiError> {
+        self.toxics(proxy)?
+            .into_iter()
+            .find(|t| t.name == toxic)
+            .ok_or_else(|| ApiError::not_found("toxic"))
+    }
+
+    pub fn add_toxic(&self, proxy: &str, new: NewToxic) -> Result<Toxic, ApiError> {
+        let toxic = new.into_toxic();
+        check_toxicity(toxic.toxicity)?;
+        self.with_toxics(proxy, |list| {
+            if list.iter().any(|t| t.name == toxic.name) {
+                return Err(ApiError::new(409, "toxic already exists"));
+            }
+            list.push(toxic.clone());
+            Ok(toxic)
+        })
+    }
+
+    /// Updates a toxic's attributes, stream or toxicity; omitted fields keep
+    /// their value.
+    pub fn update_toxic(
+        &self,
+        proxy: &str,
+        name: &str,
+        patch: serde_json::Value,
+    ) -> Result<Toxic, ApiError> {
+        self.with_toxics(proxy, |list| {
+            let slot = list
+                .iter_mut()
+                .find(|t| t.name == name)
+                .ok_or_else(|| ApiError::not_found("toxic"))?;
+            let mut merged = serde_json::to_value(&*slot).expect("a toxic serializes");
+            merge_json(&mut merged, patch);
+            merged["name"] = name.into();
+            let updated: Toxic = serde_json::from_value(merged)
+                .map_err(|e| ApiError::new(400, format!("bad toxic: {e}")))?;
+            check_toxicity(updated.toxicity)?;
+            *slot = updated.clone();
+            Ok(updated)
+        })
+    }
+
+    pub fn delete_toxic(&self, proxy: &str, name: &str) -> Result<(), ApiError> {
+        self.with_toxics(proxy, |list| {
+            let before = list.len();
+            list.retain(|t| t.name != name);
+            if list.len() == before {
+                return Err(ApiError::not_found("toxic"));
+            }
+            Ok(())
+        })
+    }
+}
+
+fn check_toxicity(toxicity: f32) -> Result<(), ApiError> {
+    if (0.0..=1.0).contains(&toxicity) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            400,
+            format!("toxicity {toxicity} is outside 0..1"),
+        ))
+    }
+}
+
+fn merge_json(base: &mut serde_json::Value, patch: serde_json::Value) {
+    match (base, patch) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(p)) => {
+            for (k, v) in p {
+                merge_json(b.entry(k).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (b, p) => *b = p,
+    }
+}

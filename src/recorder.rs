@@ -1,0 +1,436 @@
+//! The recorder: every op's outcome flows here once, as a `Sample`, and is
+//! counted into µs HdrHistograms per op × phase and per op × second, with
+//! errors by class. Workload counters (hits, fallbacks, …) arrive with the
+//! samples of the op that caused them, so an op is recorded under one lock.
+//!
+//! Times are µs since the start of load (`t0`). A sample belongs to the phase
+//! in force at its *intended* start, and its latency is measured from that
+//! intended start, so a stalled Redis shows up as latency, not as missing
+//! requests (no coordinated omission).
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use tokio::time::Instant;
+
+/// Why an op failed, in the stable names reports use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    Timeout,
+    Refused,
+    Reset,
+    Oom,
+    Readonly,
+    Moved,
+    Loading,
+    Masterdown,
+    Clusterdown,
+    Tryagain,
+    /// The simulated origin failed or was overloaded.
+    Origin,
+    Other,
+}
+
+impl ErrorClass {
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::Refused => "refused",
+            ErrorClass::Reset => "reset",
+            ErrorClass::Oom => "oom",
+            ErrorClass::Readonly => "readonly",
+            ErrorClass::Moved => "moved",
+            ErrorClass::Loading => "loading",
+            ErrorClass::Masterdown => "masterdown",
+            ErrorClass::Clusterdown => "clusterdown",
+            ErrorClass::Tryagain => "tryagain",
+            ErrorClass::Origin => "origin",
+            ErrorClass::Other => "other",
+        }
+    }
+
+    /// Classifies a redis-rs error once, for every report.
+    pub fn of(err: &redis::RedisError) -> ErrorClass {
+        if err.is_timeout() {
+            return ErrorClass::Timeout;
+        }
+        if err.is_connection_refusal() {
+            return ErrorClass::Refused;
+        }
+        match err.code() {
+            Some("OOM") => return ErrorClass::Oom,
+            Some("READONLY") => return ErrorClass::Readonly,
+            Some("MOVED") | Some("ASK") => return ErrorClass::Moved,
+            Some("LOADING") => return ErrorClass::Loading,
+            Some("MASTERDOWN") => return ErrorClass::Masterdown,
+            Some("CLUSTERDOWN") => return ErrorClass::Clusterdown,
+            Some("TRYAGAIN") => return ErrorClass::Tryagain,
+            _ => {}
+        }
+        if err.is_connection_dropped() || err.is_io_error() {
+            return ErrorClass::Reset;
+        }
+        ErrorClass::Other
+    }
+}
+
+/// How one op ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Err(ErrorClass),
+}
+
+/// One op, timed in µs since `t0`.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub op: &'static str,
+    pub intended_us: u64,
+    pub start_us: u64,
+    pub end_us: u64,
+    pub outcome: Outcome,
+}
+
+impl Sample {
+    /// Latency as the caller saw it: from the intended start to the end.
+    pub fn latency_us(&self) -> u64 {
+        self.end_us.saturating_sub(self.intended_us).max(1)
+    }
+}
+
+/// Workload events counted per phase and per second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Counter {
+    Hit,
+    Miss,
+    Fallback,
+    CallerError,
+    RedisError,
+    OriginCall,
+    StaleRead,
+    BreakerOpen,
+    BreakerSkip,
+}
+
+impl Counter {
+    pub const ALL: [Counter; 9] = [
+        Counter::Hit,
+        Counter::Miss,
+        Counter::Fallback,
+        Counter::CallerError,
+        Counter::RedisError,
+        Counter::OriginCall,
+        Counter::StaleRead,
+        Counter::BreakerOpen,
+        Counter::BreakerSkip,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Counter::Hit => "hits",
+            Counter::Miss => "misses",
+            Counter::Fallback => "fallbacks",
+            Counter::CallerError => "caller_errors",
+            Counter::RedisError => "redis_errors",
+            Counter::OriginCall => "origin_calls",
+            Counter::StaleRead => "stale_reads",
+            Counter::BreakerOpen => "breaker_opens",
+            Counter::BreakerSkip => "breaker_skips",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What one op produced: its samples (the caller op and the Redis commands
+/// it issued) and the counters it bumped.
+#[derive(Debug, Default)]
+pub struct Trace {
+    pub samples: Vec<Sample>,
+    pub counters: Vec<Counter>,
+}
+
+impl Trace {
+    pub fn clear(&mut self) {
+        self.samples.clear();
+        self.counters.clear();
+    }
+}
+
+/// Counts of one op in one phase or second.
+#[derive(Debug, Clone)]
+pub struct OpStats {
+    pub hist: Histogram<u64>,
+    pub count: u64,
+    pub errors: u64,
+    pub by_class: BTreeMap<ErrorClass, u64>,
+    pub first_error_us: Option<u64>,
+    pub last_error_us: Option<u64>,
+}
+
+impl OpStats {
+    fn new(sigfig: u8) -> Self {
+        OpStats {
+            hist: Histogram::new(sigfig).expect("valid histogram precision"),
+            count: 0,
+            errors: 0,
+            by_class: BTreeMap::new(),
+            first_error_us: None,
+            last_error_us: None,
+        }
+    }
+
+    fn add(&mut self, s: &Sample) {
+        let v = s.latency_us();
+        // The histogram grows to fit; only a value beyond its range saturates.
+        if self.hist.record(v).is_err() {
+            self.hist.saturating_record(v);
+        }
+        self.count += 1;
+        if let Outcome::Err(class) = s.outcome {
+            self.errors += 1;
+            *self.by_class.entry(class).or_default() += 1;
+            self.first_error_us.get_or_insert(s.intended_us);
+            self.last_error_us = Some(s.intended_us);
+        }
+    }
+}
+
+/// Everything recorded for one phase.
+#[derive(Debug, Clone)]
+pub struct PhaseStats {
+    pub name: String,
+    pub start_us: u64,
+    pub end_us: Option<u64>,
+    pub ops: BTreeMap<&'static str, OpStats>,
+    pub counters: [u64; Counter::ALL.len()],
+    /// End of the first successful Redis command that started in this phase.
+    pub first_redis_ok_us: Option<u64>,
+}
+
+impl PhaseStats {
+    pub fn counter(&self, c: Counter) -> u64 {
+        self.counters[c.index()]
+    }
+}
+
+/// Everything recorded for one second of the run.
+#[derive(Debug, Clone, Default)]
+pub struct SecondStats {
+    pub ops: BTreeMap<&'static str, OpStats>,
+    pub counters: [u64; Counter::ALL.len()],
+}
+
+/// The op name of a caller-visible op vs a Redis command: Redis commands are
+/// recorded as `redis_<command>`.
+pub fn is_redis_op(op: &str) -> bool {
+    op.starts_with("redis_")
+}
+
+/// Aggregates samples; see the module docs.
+#[derive(Clone)]
+pub struct Recorder {
+    t0: Instant,
+    /// `run` first, then baseline and each fault/recovery phase in order.
+    phases: Vec<PhaseStats>,
+    seconds: Vec<SecondStats>,
+    /// Caller ops merged, per phase, under the name `caller`.
+    caller_ops: &'static [&'static str],
+}
+
+const PHASE_SIGFIG: u8 = 3;
+const SECOND_SIGFIG: u8 = 2;
+
+impl Recorder {
+    pub fn new(t0: Instant, caller_ops: &'static [&'static str]) -> Self {
+        let phase = |name: &str| PhaseStats {
+            name: name.to_string(),
+            start_us: 0,
+            end_us: None,
+            ops: BTreeMap::new(),
+            counters: [0; Counter::ALL.len()],
+            first_redis_ok_us: None,
+        };
+        Recorder {
+            t0,
+            phases: vec![phase("run"), phase("baseline")],
+            seconds: Vec::new(),
+            caller_ops,
+        }
+    }
+
+    pub fn t0(&self) -> Instant {
+        self.t0
+    }
+
+    /// µs since t0.
+    pub fn now_us(&self) -> u64 {
+        self.t0.elapsed().as_micros() as u64
+    }
+
+    /// Starts a new phase at `at_us` (ending the current one).
+    pub fn begin_phase(&mut self, name: &str, at_us: u64) {
+        if let Some(last) = self.phases.last_mut() {
+            last.end_us = Some(at_us);
+        }
+        self.phases.push(PhaseStats {
+            name: name.to_string(),
+            start_us: at_us,
+            end_us: None,
+            ops: BTreeMap::new(),
+            counters: [0; Counter::ALL.len()],
+            first_redis_ok_us: None,
+        });
+    }
+
+    /// Closes the run at `at_us`.
+    pub fn finish(&mut self, at_us: u64) {
+        for p in [0, self.phases.len() - 1] {
+            self.phases[p].end_us.get_or_insert(at_us);
+        }
+    }
+
+    fn phase_index(&self, t_us: u64) -> usize {
+        (1..self.phases.len())
+            .rev()
+            .find(|&i| self.phases[i].start_us <= t_us)
+            .unwrap_or(1)
+    }
+
+    /// Records what one op produced.
+    pub fn record(&mut self, trace: &Trace) {
+        let Some(first) = trace.samples.first() else {
+            return;
+        };
+        let when = first.intended_us;
+        let phase = self.phase_index(when);
+        let second = (when / 1_000_000) as usize;
+        if self.seconds.len() <= second {
+            self.seconds.resize_with(second + 1, SecondStats::default);
+        }
+        for s in &trace.samples {
+            let p = self.phase_index(s.intended_us);
+            for idx in [0, p] {
+                let ph = &mut self.phases[idx];
+                ph.ops
+                    .entry(s.op)
+                    .or_insert_with(|| OpStats::new(PHASE_SIGFIG))
+                    .add(s);
+                if self.caller_ops.contains(&s.op) {
+                    ph.ops
+                        .entry(crate::expect::CALLER_OP)
+                        .or_insert_with(|| OpStats::new(PHASE_SIGFIG))
+                        .add(s);
+                }
+                if idx != 0
+                    && is_redis_op(s.op)
+                    && s.outcome == Outcome::Ok
+                    && s.start_us >= ph.start_us
+                {
+                    ph.first_redis_ok_us.get_or_insert(s.end_us);
+                }
+            }
+            let sec = (s.intended_us / 1_000_000) as usize;
+            if self.seconds.len() <= sec {
+                self.seconds.resize_with(sec + 1, SecondStats::default);
+            }
+            let row = &mut self.seconds[sec];
+            row.ops
+                .entry(s.op)
+                .or_insert_with(|| OpStats::new(SECOND_SIGFIG))
+                .add(s);
+            if self.caller_ops.contains(&s.op) {
+                row.ops
+                    .entry(crate::expect::CALLER_OP)
+                    .or_insert_with(|| OpStats::new(SECOND_SIGFIG))
+                    .add(s);
+            }
+        }
+        for c in &trace.counters {
+            self.phases[0].counters[c.index()] += 1;
+            self.phases[phase].counters[c.index()] += 1;
+            self.seconds[second].counters[c.index()] += 1;
+        }
+    }
+
+    pub fn phases(&self) -> &[PhaseStats] {
+        &self.phases
+    }
+
+    pub fn seconds(&self) -> &[SecondStats] {
+        &self.seconds
+    }
+
+    /// The name of the phase in force at `t_us`.
+    pub fn phase_at(&self, t_us: u64) -> &str {
+        &self.phases[self.phase_index(t_us)].name
+    }
+
+    /// The name of the phase in force now.
+    pub fn current_phase(&self) -> &str {
+        &self.phases.last().expect("at least run and baseline").name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(op: &'static str, intended: u64, end: u64, outcome: Outcome) -> Sample {
+        Sample {
+            op,
+            intended_us: intended,
+            start_us: intended,
+            end_us: end,
+            outcome,
+        }
+    }
+
+    #[test]
+    fn samples_land_in_the_phase_of_their_intended_start() {
+        let mut rec = Recorder::new(Instant::now(), &["read"]);
+        let mut t = Trace::default();
+        t.samples.push(sample("read", 100, 200, Outcome::Ok));
+        rec.record(&t);
+        rec.begin_phase("fault:x", 1_000);
+        t.clear();
+        // Started before the fault, recorded after it began: still baseline.
+        t.samples.push(sample("read", 900, 1_500, Outcome::Ok));
+        t.samples.push(sample(
+            "redis_get",
+            1_100,
+            1_300,
+            Outcome::Err(ErrorClass::Timeout),
+        ));
+        t.counters.push(Counter::Fallback);
+        rec.record(&t);
+        rec.finish(2_000);
+        let ph = rec.phases();
+        assert_eq!(ph[0].ops["read"].count, 2);
+        assert_eq!(ph[1].ops["read"].count, 2);
+        assert_eq!(ph[2].ops["redis_get"].errors, 1);
+        assert_eq!(ph[2].ops["redis_get"].by_class[&ErrorClass::Timeout], 1);
+        assert_eq!(
+            ph[1].counter(Counter::Fallback),
+            1,
+            "counters follow the op's first sample"
+        );
+        assert_eq!(ph[1].ops["caller"].count, 2);
+        assert_eq!(ph[2].end_us, Some(2_000));
+    }
+
+    #[test]
+    fn latency_counts_from_the_intended_start() {
+        let s = Sample {
+            op: "read",
+            intended_us: 0,
+            start_us: 40_000,
+            end_us: 40_500,
+            outcome: Outcome::Ok,
+        };
+        assert_eq!(s.latency_us(), 40_500);
+    }
+}

@@ -1,0 +1,110 @@
+//! What a person watching the terminal sees: one progress line per second
+//! while the run goes, and at the end a table per phase and the verdicts.
+//! Printers take any `Write`, so tests can read what a user would.
+
+use super::summary::Summary;
+use crate::recorder::{is_redis_op, Counter, Recorder};
+use crate::scenario::units::fmt_micros;
+use std::io::Write;
+
+/// The line for second `t` (which must be complete).
+pub fn progress_line(rec: &Recorder, t: usize) -> Option<String> {
+    let sec = rec.seconds().get(t)?;
+    let caller = sec.ops.get("caller");
+    let ops = caller.map_or(0, |c| c.count);
+    let p99 = caller.filter(|c| c.count > 0).map_or("-".into(), |c| {
+        fmt_micros(c.hist.value_at_quantile(0.99) as f64)
+    });
+    let redis_errors: u64 = sec
+        .ops
+        .iter()
+        .filter(|(op, _)| is_redis_op(op))
+        .map(|(_, o)| o.errors)
+        .sum();
+    let (h, m) = (
+        sec.counters[Counter::Hit as usize],
+        sec.counters[Counter::Miss as usize],
+    );
+    let hit = if h + m > 0 {
+        format!("{:.0}%", 100.0 * h as f64 / (h + m) as f64)
+    } else {
+        "-".into()
+    };
+    Some(format!(
+        "[{:>4}s] {:<22} {:>7} ops/s  p99 {:>8}  caller errors {:>5}  redis errors {:>6}  hit {:>4}  origin {:>5}/s",
+        t + 1,
+        rec.phase_at(t as u64 * 1_000_000),
+        ops,
+        p99,
+        sec.counters[Counter::CallerError as usize],
+        redis_errors,
+        hit,
+        sec.counters[Counter::OriginCall as usize],
+    ))
+}
+
+/// The end-of-run tables.
+pub fn print_summary(s: &Summary, out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "\n{:<24} {:>9} {:>8} {:>9} {:>9} {:>9} {:>7} {:>8} {:>9}",
+        "phase", "window s", "ops/s", "p50", "p99", "max", "errors", "hit", "recover"
+    )?;
+    for p in &s.phases {
+        let c = p.ops.get("caller");
+        let q = |f: fn(&super::summary::OpSummary) -> u64| {
+            c.map_or("-".into(), |c| fmt_micros(f(c) as f64))
+        };
+        writeln!(
+            out,
+            "{:<24} {:>9} {:>8.0} {:>9} {:>9} {:>9} {:>7} {:>8} {:>9}",
+            p.name,
+            format!("{:.1}-{:.1}", p.start_s, p.end_s),
+            c.map_or(0.0, |c| c.throughput),
+            q(|c| c.p50_us),
+            q(|c| c.p99_us),
+            q(|c| c.max_us),
+            p.metrics.get("caller_errors").map_or(0, |v| *v as u64),
+            p.metrics
+                .get("hit_ratio")
+                .map_or("-".into(), |v| format!("{:.1}%", v * 100.0)),
+            p.metrics
+                .get("time_to_recover_ms")
+                .map_or("-".into(), |v| format!("{v:.0}ms")),
+        )?;
+    }
+    if !s.faults.is_empty() {
+        writeln!(out)?;
+        for f in &s.faults {
+            let at = |v: Option<f64>| v.map_or("not reached".into(), |v| format!("{v:.3}s"));
+            writeln!(
+                out,
+                "fault {:<16} {:<10} on {:<10} applied {:>10}  removed {:>10}",
+                f.name,
+                f.kind,
+                f.target,
+                at(f.applied_at_s),
+                at(f.removed_at_s)
+            )?;
+        }
+    }
+    writeln!(out)?;
+    for e in &s.expectations {
+        let observed = e
+            .observed
+            .map_or("no value".into(), |v| format!("{v:.3}{}", e.unit));
+        writeln!(
+            out,
+            "  {}  {:<44} observed {}",
+            if e.passed { "pass" } else { "FAIL" },
+            e.rule,
+            observed
+        )?;
+    }
+    writeln!(
+        out,
+        "verdict: {}{}",
+        s.verdict.to_uppercase(),
+        if s.interrupted { " (interrupted)" } else { "" }
+    )
+}

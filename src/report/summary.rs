@@ -1,0 +1,199 @@
+//! `summary.json`, schema `gameday.summary/1`: the machine-readable result
+//! of a run. Field names are a contract with users' scripts; add, never
+//! rename.
+
+use crate::conductor::FaultRecord;
+use crate::expect::Expectation;
+use crate::oracle;
+use crate::recorder::{OpStats, PhaseStats, Recorder};
+use crate::scenario::plan::RunPlan;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const SCHEMA: &str = "gameday.summary/1";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Summary {
+    pub schema: String,
+    pub scenario: String,
+    pub description: String,
+    pub verdict: String,
+    /// True when the run was stopped (Ctrl-C) before its end.
+    pub interrupted: bool,
+    pub seed: u64,
+    pub run_id: String,
+    pub started_at: String,
+    pub duration_s: f64,
+    pub backend: String,
+    pub topology: TopologySummary,
+    pub proxy: ProxySummary,
+    pub load: LoadSummary,
+    pub workload: String,
+    pub phases: Vec<PhaseSummary>,
+    pub faults: Vec<FaultRecord>,
+    pub expectations: Vec<ExpectationResult>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TopologySummary {
+    pub kind: String,
+    pub nodes: Vec<NodeSummary>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeSummary {
+    pub id: String,
+    pub role: String,
+    pub addr: String,
+    pub proxy: String,
+    pub proxy_addr: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProxySummary {
+    /// `embedded` or `external`.
+    pub kind: String,
+    pub url: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoadSummary {
+    pub users: usize,
+    pub rate: Option<f64>,
+    pub ramp_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PhaseSummary {
+    pub name: String,
+    pub start_s: f64,
+    pub end_s: f64,
+    pub ops: BTreeMap<String, OpSummary>,
+    pub metrics: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OpSummary {
+    pub count: u64,
+    pub errors: u64,
+    pub errors_by_class: BTreeMap<String, u64>,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+    pub throughput: f64,
+    /// Intended start of the first and last failed op, s from start of load.
+    pub first_error_s: Option<f64>,
+    pub last_error_s: Option<f64>,
+}
+
+impl OpSummary {
+    pub fn from_stats(s: &OpStats, secs: f64) -> Self {
+        let q = |p: f64| {
+            if s.count == 0 {
+                0
+            } else {
+                s.hist.value_at_quantile(p)
+            }
+        };
+        OpSummary {
+            count: s.count,
+            errors: s.errors,
+            errors_by_class: s
+                .by_class
+                .iter()
+                .map(|(c, n)| (c.name().to_string(), *n))
+                .collect(),
+            p50_us: q(0.50),
+            p90_us: q(0.90),
+            p99_us: q(0.99),
+            p999_us: q(0.999),
+            max_us: if s.count == 0 { 0 } else { s.hist.max() },
+            throughput: if secs > 0.0 {
+                s.count as f64 / secs
+            } else {
+                0.0
+            },
+            first_error_s: s.first_error_us.map(|u| u as f64 / 1e6),
+            last_error_s: s.last_error_us.map(|u| u as f64 / 1e6),
+        }
+    }
+
+    /// An op metric by its expectation name (`p99`, `error_rate`, …).
+    pub fn metric(&self, name: &str) -> f64 {
+        match name {
+            "count" => self.count as f64,
+            "errors" => self.errors as f64,
+            "error_rate" => {
+                if self.count == 0 {
+                    0.0
+                } else {
+                    self.errors as f64 / self.count as f64
+                }
+            }
+            "p50" => self.p50_us as f64,
+            "p90" => self.p90_us as f64,
+            "p99" => self.p99_us as f64,
+            "p999" => self.p999_us as f64,
+            "max" => self.max_us as f64,
+            "throughput" => self.throughput,
+            _ => f64::NAN,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExpectationResult {
+    pub rule: String,
+    /// In the unit the rule was written in; null when the run produced no value.
+    pub observed: Option<f64>,
+    pub unit: String,
+    pub passed: bool,
+}
+
+/// The phases in time order (`run` last), with their op and workload metrics.
+pub fn phases(plan: &RunPlan, rec: &Recorder) -> Vec<PhaseSummary> {
+    let stats = rec.phases();
+    let baseline = stats.iter().find(|p| p.name == "baseline");
+    let base_rate = baseline.and_then(|b| {
+        let secs = oracle::phase_secs(b);
+        (secs > 0.0).then(|| b.counter(crate::recorder::Counter::OriginCall) as f64 / secs)
+    });
+    let mut ordered: Vec<&PhaseStats> = stats[1..].iter().collect();
+    ordered.push(&stats[0]);
+    ordered
+        .into_iter()
+        .map(|p| {
+            let secs = oracle::phase_secs(p);
+            PhaseSummary {
+                name: p.name.clone(),
+                start_s: p.start_us as f64 / 1e6,
+                end_s: p.end_us.unwrap_or(p.start_us) as f64 / 1e6,
+                ops: p
+                    .ops
+                    .iter()
+                    .map(|(op, s)| (op.to_string(), OpSummary::from_stats(s, secs)))
+                    .collect(),
+                metrics: oracle::phase_metrics(&plan.workload, p, base_rate),
+            }
+        })
+        .collect()
+}
+
+/// Evaluates every expectation against the phases.
+pub fn evaluate(expectations: &[Expectation], phases: &[PhaseSummary]) -> Vec<ExpectationResult> {
+    expectations
+        .iter()
+        .map(|e| {
+            let observed = e.observe(phases);
+            ExpectationResult {
+                rule: e.rule.clone(),
+                observed: observed.map(|v| e.in_rule_unit(v)),
+                unit: e.unit.clone(),
+                passed: observed.is_some_and(|v| e.cmp.holds(v, e.value)),
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,48 @@
+//! `timeseries.csv`: one row per second per op, with that second's workload
+//! counters and the phase and fault in force.
+
+use super::RunReport;
+use crate::recorder::Counter;
+use std::io::Write;
+
+pub fn write(report: &RunReport, out: &mut impl Write) -> std::io::Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    let mut header: Vec<String> = [
+        "t_s", "phase", "fault", "op", "count", "errors", "timeouts", "p50_us", "p90_us", "p99_us",
+        "max_us",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    header.extend(Counter::ALL.iter().map(|c| c.name().to_string()));
+    w.write_record(&header)?;
+    for (t, sec) in report.recorder.seconds().iter().enumerate() {
+        let t_s = t as f64;
+        let phase = report.phase_at(t_s);
+        let fault = report.faults_during(t_s, t_s + 1.0).join("+");
+        for (op, s) in &sec.ops {
+            let q = |p: f64| s.hist.value_at_quantile(p).to_string();
+            let timeouts = s
+                .by_class
+                .get(&crate::recorder::ErrorClass::Timeout)
+                .copied()
+                .unwrap_or(0);
+            let mut row = vec![
+                t.to_string(),
+                phase.to_string(),
+                fault.clone(),
+                op.to_string(),
+                s.count.to_string(),
+                s.errors.to_string(),
+                timeouts.to_string(),
+                q(0.5),
+                q(0.9),
+                q(0.99),
+                s.hist.max().to_string(),
+            ];
+            row.extend(sec.counters.iter().map(|c| c.to_string()));
+            w.write_record(&row)?;
+        }
+    }
+    w.flush()
+}

@@ -1,0 +1,408 @@
+//! `run(plan, options, shutdown)`: one game day, start to finish. Provision
+//! the topology, put a proxy in front of every node, drive the load while the
+//! conductor plays the faults, then judge and write the report. Whatever
+//! happens — pass, fail, error, Ctrl-C — the proxies are deleted and every
+//! node stopped before this returns.
+
+use crate::conductor::{self, FaultRecord, Scheduled};
+use crate::load::{self, LoadSpec};
+use crate::proxy::control::{ControlError, ProxyControl};
+use crate::proxy::EmbeddedProxy;
+use crate::recorder::Recorder;
+use crate::report::summary::{
+    self, LoadSummary, NodeSummary, ProxySummary, Summary, TopologySummary,
+};
+use crate::report::{console, RunReport};
+use crate::scenario::plan::{RunPlan, Target, WorkloadPlan};
+use crate::scenario::raw::Backend;
+use crate::scenario::topology_name;
+use crate::topology::{Role, Topology, TopologyError};
+use crate::workload::cache_aside::CacheAside;
+use crate::workload::Workload;
+use rand::Rng;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Choices made on the command line rather than in the scenario.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Report directory; default `reports/<UTC time>-<scenario>/`.
+    pub out_dir: Option<PathBuf>,
+    pub backend: Option<Backend>,
+    pub seed: Option<u64>,
+    /// Use this Toxiproxy API instead of the embedded one.
+    pub toxiproxy_url: Option<String>,
+    /// Print a progress line per second and the tables at the end.
+    pub progress: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("cannot provision the topology: {0}")]
+    Provision(String),
+    #[error("fault proxy: {0}")]
+    Proxy(#[from] ControlError),
+    #[error("load: {0}")]
+    Load(#[from] load::LoadError),
+    #[error("cannot write the report to {dir}: {err}")]
+    Report { dir: PathBuf, err: std::io::Error },
+    #[error("interrupted before the load started; nothing was left running")]
+    Interrupted,
+}
+
+impl RunError {
+    /// The process exit code DESIGN.md assigns to this failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Unsupported(_) => 2,
+            RunError::Interrupted => 130,
+            _ => 3,
+        }
+    }
+}
+
+impl From<TopologyError> for RunError {
+    fn from(e: TopologyError) -> Self {
+        match e {
+            TopologyError::Unsupported(m) => RunError::Unsupported(m),
+            other => RunError::Provision(other.to_string()),
+        }
+    }
+}
+
+/// How a run that got as far as a report ended.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub passed: bool,
+    pub interrupted: bool,
+    pub dir: PathBuf,
+    pub summary: Summary,
+}
+
+/// A node with the proxy in front of it.
+struct Wired {
+    id: String,
+    role: Role,
+    addr: SocketAddr,
+    proxy: String,
+    proxy_addr: SocketAddr,
+}
+
+/// The proxy API in use and the proxies this run created on it.
+struct Proxies {
+    _embedded: Option<EmbeddedProxy>,
+    control: ProxyControl,
+    kind: &'static str,
+    version: String,
+    wired: Vec<Wired>,
+}
+
+impl Proxies {
+    async fn start(
+        url: Option<&str>,
+        topology: &Topology,
+        run_id: &str,
+    ) -> Result<Proxies, RunError> {
+        let (embedded, control, kind) = match url {
+            Some(url) => (None, ProxyControl::connect_async(url).await?, "external"),
+            None => {
+                let e = EmbeddedProxy::start(SocketAddr::from(([127, 0, 0, 1], 0)))
+                    .await
+                    .map_err(|e| {
+                        RunError::Provision(format!("cannot start the embedded proxy: {e}"))
+                    })?;
+                let c = ProxyControl::connect_async(&e.url()).await?;
+                (Some(e), c, "embedded")
+            }
+        };
+        let version = control.call(|c| c.version()).await?;
+        let mut proxies = Proxies {
+            _embedded: embedded,
+            control,
+            kind,
+            version,
+            wired: Vec::new(),
+        };
+        for (id, role, addr) in topology.addrs() {
+            let name = format!("gameday-{run_id}-{id}");
+            let n = name.clone();
+            match proxies
+                .control
+                .call(move |c| c.create_proxy(&n, addr))
+                .await
+            {
+                Ok(proxy_addr) => proxies.wired.push(Wired {
+                    id,
+                    role,
+                    addr,
+                    proxy: name,
+                    proxy_addr,
+                }),
+                Err(e) => {
+                    proxies.teardown().await;
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(proxies)
+    }
+
+    /// Deletes this run's proxies (which matters on an external Toxiproxy).
+    async fn teardown(&self) {
+        for w in &self.wired {
+            let name = w.proxy.clone();
+            let _ = self.control.call(move |c| c.delete(&name)).await;
+        }
+    }
+
+    fn targets(&self, target: &Target) -> Vec<String> {
+        self.wired
+            .iter()
+            .filter(|w| match target {
+                Target::Primary => w.role == Role::Primary,
+                Target::Replicas => w.role == Role::Replica,
+                Target::Sentinels => w.role == Role::Sentinel,
+                Target::All => w.role != Role::Sentinel,
+                Target::Node(id) => &w.id == id,
+            })
+            .map(|w| w.proxy.clone())
+            .collect()
+    }
+
+    fn primary_addr(&self) -> SocketAddr {
+        self.wired
+            .iter()
+            .find(|w| w.role == Role::Primary)
+            .expect("a primary is wired")
+            .proxy_addr
+    }
+}
+
+/// `reports/<UTC time>-<name>`.
+pub fn default_dir(plan: &RunPlan) -> PathBuf {
+    let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
+        .to_string()
+        .replace(['-', ':'], "");
+    Path::new("reports").join(format!("{stamp}-{}", plan.name))
+}
+
+/// Runs one scenario; see the module docs.
+pub async fn run(
+    plan: &RunPlan,
+    opts: &RunOptions,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<RunOutcome, RunError> {
+    let backend = opts.backend.unwrap_or(plan.topology.backend);
+    let run_id = format!("{:08x}", rand::thread_rng().gen::<u32>());
+    let dir = opts.out_dir.clone().unwrap_or_else(|| default_dir(plan));
+    let topology = tokio::select! {
+        t = Topology::provision(&plan.topology, backend) => t?,
+        _ = shutdown.wait_for(|s| *s) => return Err(RunError::Interrupted),
+    };
+    // Every target must resolve to at least one node before anything runs.
+    let proxies = Proxies::start(opts.toxiproxy_url.as_deref(), &topology, &run_id).await?;
+    for f in &plan.faults {
+        if proxies.targets(&f.target).is_empty() {
+            proxies.teardown().await;
+            return Err(RunError::Unsupported(format!(
+                "fault `{}`: target {} matches no node of this topology",
+                f.name, f.target
+            )));
+        }
+    }
+    let result = drive(plan, opts, backend, &run_id, &dir, &proxies, shutdown).await;
+    proxies.teardown().await;
+    let failed = !matches!(&result, Ok(o) if o.passed);
+    if failed && dir.is_dir() {
+        for node in &topology.nodes {
+            let _ = std::fs::copy(node.log_path(), dir.join(format!("redis-{}.log", node.id)));
+        }
+    }
+    drop(topology);
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    plan: &RunPlan,
+    opts: &RunOptions,
+    backend: Backend,
+    run_id: &str,
+    dir: &Path,
+    proxies: &Proxies,
+    shutdown: watch::Receiver<bool>,
+) -> Result<RunOutcome, RunError> {
+    std::fs::create_dir_all(dir).map_err(|err| RunError::Report {
+        dir: dir.to_path_buf(),
+        err,
+    })?;
+    let seed = opts.seed.unwrap_or(plan.seed);
+    let t0 = Instant::now();
+    let started = SystemTime::now();
+    let workload = match &plan.workload {
+        WorkloadPlan::CacheAside(ca) => CacheAside::new(
+            ca.clone(),
+            proxies.primary_addr(),
+            format!("gameday:{run_id}:"),
+            t0,
+            seed,
+        ),
+    };
+    let recorder = Arc::new(Mutex::new(Recorder::new(t0, workload.caller_ops())));
+    let spec = LoadSpec {
+        users: plan.load.users,
+        rate: plan.load.rate,
+        ramp: plan.load.ramp,
+        duration: plan.duration,
+        goose_report: Some(dir.join("goose.html")),
+        goose_metrics: true,
+    };
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let records = Arc::new(Mutex::new(Vec::<FaultRecord>::new()));
+    let schedule = plan
+        .faults
+        .iter()
+        .map(|f| Scheduled {
+            plan: f.clone(),
+            proxies: proxies.targets(&f.target),
+        })
+        .collect();
+    let (fail_tx, mut failed) = tokio::sync::mpsc::channel::<ControlError>(1);
+    let conductor = {
+        let (control, recorder, records) =
+            (proxies.control.clone(), recorder.clone(), records.clone());
+        tokio::spawn(async move {
+            if let Err(e) =
+                conductor::conduct(schedule, control, recorder, t0, stop_rx, records).await
+            {
+                let _ = fail_tx.send(e).await;
+            }
+        })
+    };
+    let watchdog = {
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+            goose::trigger_killswitch("gameday: interrupted");
+        })
+    };
+    let ticker = opts
+        .progress
+        .then(|| tokio::spawn(progress(recorder.clone(), t0, plan.duration)));
+
+    let load_result = tokio::select! {
+        r = load::drive(workload, &spec, recorder.clone(), t0) => r,
+        Some(c) = failed.recv() => {
+            // A fault that cannot be applied invalidates the run.
+            goose::trigger_killswitch("gameday: a fault could not be applied");
+            let _ = stop_tx.send(true);
+            watchdog.abort();
+            if let Some(t) = ticker { t.abort(); }
+            return Err(c.into());
+        }
+    };
+    let _ = stop_tx.send(true);
+    watchdog.abort();
+    if let Some(t) = ticker {
+        t.abort();
+    }
+    let _ = conductor.await;
+    load_result?;
+    if let Ok(e) = failed.try_recv() {
+        return Err(e.into());
+    }
+
+    let interrupted = *shutdown.borrow();
+    let mut rec = Arc::try_unwrap(recorder)
+        .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
+        // A finished task may not have dropped its handle yet: copy instead.
+        .unwrap_or_else(|arc| arc.lock().unwrap_or_else(|p| p.into_inner()).clone());
+    let end_us = if interrupted {
+        rec.now_us()
+    } else {
+        rec.now_us().min(plan.duration.as_micros() as u64)
+    };
+    rec.finish(end_us);
+
+    let phases = summary::phases(plan, &rec);
+    let expectations = summary::evaluate(&plan.expectations, &phases);
+    let passed = !interrupted && expectations.iter().all(|e| e.passed);
+    let summary = Summary {
+        schema: summary::SCHEMA.into(),
+        scenario: plan.name.clone(),
+        description: plan.description.clone(),
+        verdict: if passed { "pass" } else { "fail" }.into(),
+        interrupted,
+        seed,
+        run_id: run_id.to_string(),
+        started_at: humantime::format_rfc3339_millis(started).to_string(),
+        duration_s: end_us as f64 / 1e6,
+        backend: format!("{backend:?}").to_lowercase(),
+        topology: TopologySummary {
+            kind: topology_name(plan.topology.kind).into(),
+            nodes: proxies
+                .wired
+                .iter()
+                .map(|w| NodeSummary {
+                    id: w.id.clone(),
+                    role: format!("{:?}", w.role).to_lowercase(),
+                    addr: w.addr.to_string(),
+                    proxy: w.proxy.clone(),
+                    proxy_addr: w.proxy_addr.to_string(),
+                })
+                .collect(),
+        },
+        proxy: ProxySummary {
+            kind: proxies.kind.into(),
+            url: proxies.control.url().into(),
+            version: proxies.version.clone(),
+        },
+        load: LoadSummary {
+            users: plan.load.users,
+            rate: plan.load.rate,
+            ramp_s: plan.load.ramp.as_secs_f64(),
+        },
+        workload: plan.workload.kind_name().into(),
+        phases,
+        faults: records.lock().expect("records lock").clone(),
+        expectations,
+    };
+    let report = RunReport {
+        summary,
+        recorder: rec,
+        started,
+    };
+    report.write(dir).map_err(|err| RunError::Report {
+        dir: dir.to_path_buf(),
+        err,
+    })?;
+    if opts.progress {
+        let _ = console::print_summary(&report.summary, &mut std::io::stdout());
+        println!("report: {}", dir.display());
+    }
+    Ok(RunOutcome {
+        passed,
+        interrupted,
+        dir: dir.to_path_buf(),
+        summary: report.summary,
+    })
+}
+
+/// Prints one line per completed second to stderr.
+async fn progress(recorder: Arc<Mutex<Recorder>>, t0: Instant, duration: Duration) {
+    let seconds = duration.as_secs_f64().ceil() as usize;
+    for t in 0..seconds {
+        tokio::time::sleep_until(t0 + Duration::from_millis(1000 * (t as u64 + 1) + 50)).await;
+        let line = console::progress_line(&recorder.lock().expect("recorder lock"), t);
+        if let Some(line) = line {
+            eprintln!("{line}");
+        }
+    }
+}

@@ -1,0 +1,579 @@
+//! Scenario files: read TOML (`raw`), check every value and cross-field rule
+//! with the file, line and column of the culprit, and produce one `RunPlan`
+//! (`plan`). `gameday validate` stops here; `gameday run` goes on.
+
+pub mod plan;
+pub mod raw;
+pub mod units;
+
+use crate::expect::{self, ExpectCtx};
+use crate::proxy::control::NetFault;
+use crate::proxy::toxic::{Stream, ToxicKind};
+use crate::workload;
+use plan::*;
+use raw::*;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// A scenario the harness refuses, with where the problem is.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}:{col}: {message}")]
+pub struct ScenarioError {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+/// Reads and validates a scenario file.
+pub fn load(path: &Path) -> Result<RunPlan, ScenarioError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        file: path.display().to_string(),
+        line: 0,
+        col: 0,
+        message: format!("cannot read the scenario: {e}"),
+    })?;
+    parse(path, &text)
+}
+
+/// Validates scenario `text` as if read from `path`.
+pub fn parse(path: &Path, text: &str) -> Result<RunPlan, ScenarioError> {
+    let v = Validator {
+        file: path.display().to_string(),
+        text,
+    };
+    let raw: RawScenario = toml::from_str(text)
+        .map_err(|e| v.err(e.span().unwrap_or(0..0), e.message().trim().to_string()))?;
+    v.plan(raw, path.to_path_buf())
+}
+
+struct Validator<'a> {
+    file: String,
+    text: &'a str,
+}
+
+type VResult<T> = Result<T, ScenarioError>;
+
+impl Validator<'_> {
+    fn err(&self, span: Range<usize>, message: impl Into<String>) -> ScenarioError {
+        let upto = &self.text[..span.start.min(self.text.len())];
+        let line = upto.matches('\n').count() + 1;
+        let col = upto.len() - upto.rfind('\n').map_or(0, |i| i + 1) + 1;
+        ScenarioError {
+            file: self.file.clone(),
+            line,
+            col,
+            message: message.into(),
+        }
+    }
+
+    fn check<T>(&self, s: &Spanned<T>, ok: bool, message: impl Into<String>) -> VResult<()> {
+        if ok {
+            Ok(())
+        } else {
+            Err(self.err(s.span(), message))
+        }
+    }
+
+    fn positive_int(&self, s: &Spanned<i64>, key: &str) -> VResult<u64> {
+        self.check(
+            s,
+            *s.get_ref() >= 1,
+            format!("`{key}` must be at least 1, not {}", s.get_ref()),
+        )?;
+        Ok(*s.get_ref() as u64)
+    }
+
+    fn fraction(&self, s: &Spanned<f64>, key: &str) -> VResult<f64> {
+        let v = *s.get_ref();
+        self.check(
+            s,
+            (0.0..=1.0).contains(&v),
+            format!("`{key}` must be between 0 and 1, not {v}"),
+        )?;
+        Ok(v)
+    }
+
+    fn plan(&self, raw: RawScenario, source: PathBuf) -> VResult<RunPlan> {
+        let name = raw.name.get_ref().clone();
+        let name_ok = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        self.check(
+            &raw.name,
+            name_ok,
+            "`name` must be non-empty and use only letters, digits, `-`, `_` and `.`",
+        )?;
+        let duration = raw.duration.get_ref().0;
+        self.check(
+            &raw.duration,
+            duration > Duration::ZERO,
+            "`duration` must be longer than 0s",
+        )?;
+        let topology = self.topology(raw.topology);
+        let load = self.load(&raw.load, duration)?;
+        let workload = self.workload(raw.workload)?;
+        let faults = self.faults(&raw.faults, duration, &topology)?;
+        let fault_names: Vec<String> = faults.iter().map(|f| f.name.clone()).collect();
+        let ctx = ExpectCtx {
+            faults: &fault_names,
+            ops: workload::ops(&workload),
+            workload_metrics: workload::metrics(&workload),
+        };
+        let expectations = raw
+            .expect
+            .iter()
+            .chain(raw.faults.iter().flat_map(|f| f.get_ref().expect.iter()))
+            .map(|r| expect::parse(r.get_ref(), &ctx).map_err(|m| self.err(r.span(), m)))
+            .collect::<VResult<Vec<_>>>()?;
+        Ok(RunPlan {
+            name,
+            description: raw.description,
+            source,
+            duration,
+            seed: raw.seed.unwrap_or(1),
+            topology,
+            load,
+            workload,
+            faults,
+            expectations,
+        })
+    }
+
+    fn topology(&self, t: RawTopology) -> TopologyPlan {
+        TopologyPlan {
+            kind: t.kind,
+            backend: t.backend.unwrap_or(Backend::Process),
+            image: t.image,
+            maxmemory: t.maxmemory.map(|b| b.0),
+            maxmemory_policy: t.maxmemory_policy,
+            persistence: t.persistence,
+        }
+    }
+
+    fn load(&self, l: &RawLoad, duration: Duration) -> VResult<LoadPlan> {
+        let users = self.positive_int(&l.users, "users")?;
+        self.check(
+            &l.users,
+            users <= 10_000,
+            "`users` above 10000 is not supported",
+        )?;
+        let rate = match &l.rate {
+            Some(r) => {
+                let v = *r.get_ref();
+                self.check(r, v.is_finite() && v > 0.0, format!("`rate` must be above 0 ops/s, not {v} (leave it out to run as fast as possible)"))?;
+                Some(v)
+            }
+            None => None,
+        };
+        let ramp = match &l.ramp {
+            Some(r) => {
+                let d = r.get_ref().0;
+                self.check(
+                    r,
+                    d < duration,
+                    format!(
+                        "`ramp` ({}) must be shorter than `duration` ({})",
+                        r.get_ref(),
+                        units::fmt_duration(duration)
+                    ),
+                )?;
+                d
+            }
+            None => Duration::ZERO,
+        };
+        Ok(LoadPlan {
+            users: users as usize,
+            rate,
+            ramp,
+        })
+    }
+
+    fn workload(&self, w: RawWorkload) -> VResult<WorkloadPlan> {
+        match w.kind {
+            WorkloadKindName::CacheAside => self.cache_aside(w).map(WorkloadPlan::CacheAside),
+        }
+    }
+
+    fn cache_aside(&self, w: RawWorkload) -> VResult<CacheAsidePlan> {
+        let keys = w
+            .keys
+            .as_ref()
+            .map(|k| self.positive_int(k, "keys"))
+            .transpose()?
+            .unwrap_or(10_000);
+        let zipf_exponent = match &w.zipf_exponent {
+            Some(z) => {
+                self.check(
+                    z,
+                    w.distribution == Distribution::Zipf,
+                    "`zipf_exponent` applies only with distribution = \"zipf\"",
+                )?;
+                self.check(
+                    z,
+                    *z.get_ref() > 0.0 && z.get_ref().is_finite(),
+                    "`zipf_exponent` must be above 0",
+                )?;
+                *z.get_ref()
+            }
+            None => 0.99,
+        };
+        let value_size = match &w.value_size {
+            Some(v) => {
+                let n = self.positive_int(v, "value_size")?;
+                self.check(
+                    v,
+                    (crate::workload::value::HEADER_LEN as u64..=64 << 20).contains(&n),
+                    format!(
+                        "`value_size` must be between {} bytes (the version header) and 64mb",
+                        crate::workload::value::HEADER_LEN
+                    ),
+                )?;
+                n as usize
+            }
+            None => 512,
+        };
+        let read_ratio = w
+            .read_ratio
+            .as_ref()
+            .map(|r| self.fraction(r, "read_ratio"))
+            .transpose()?
+            .unwrap_or(0.95);
+        let ttl = self.positive_dur(w.ttl.as_ref(), "ttl", Duration::from_secs(30))?;
+        let ttl_jitter = match &w.ttl_jitter {
+            Some(j) => {
+                let v = self.fraction(j, "ttl_jitter")?;
+                self.check(
+                    j,
+                    v < 1.0,
+                    "`ttl_jitter` must be below 1 (a TTL cannot shrink to zero)",
+                )?;
+                v
+            }
+            None => 0.1,
+        };
+        let op_timeout = self.positive_dur(
+            w.op_timeout.as_ref(),
+            "op_timeout",
+            Duration::from_millis(50),
+        )?;
+        let origin = match w.origin {
+            Some(o) => OriginPlan {
+                latency: o.latency.map(|d| d.0).unwrap_or(Duration::from_millis(5)),
+                jitter: o
+                    .jitter
+                    .as_ref()
+                    .map(|j| self.fraction(j, "origin.jitter"))
+                    .transpose()?
+                    .unwrap_or(0.1),
+                concurrency: o
+                    .concurrency
+                    .as_ref()
+                    .map(|c| self.positive_int(c, "origin.concurrency"))
+                    .transpose()?
+                    .unwrap_or(64) as usize,
+            },
+            None => OriginPlan {
+                latency: Duration::from_millis(5),
+                jitter: 0.1,
+                concurrency: 64,
+            },
+        };
+        let on_error = match w.on_redis_error {
+            Some(e) => ErrorPlan {
+                policy: e.policy,
+                breaker_failures: e
+                    .breaker_failures
+                    .as_ref()
+                    .map(|b| self.positive_int(b, "breaker_failures"))
+                    .transpose()?
+                    .map(|n| n.min(u32::MAX as u64) as u32),
+                breaker_cooldown: self.positive_dur(
+                    e.breaker_cooldown.as_ref(),
+                    "breaker_cooldown",
+                    Duration::from_secs(1),
+                )?,
+            },
+            None => ErrorPlan {
+                policy: ErrorPolicy::Fallback,
+                breaker_failures: None,
+                breaker_cooldown: Duration::from_secs(1),
+            },
+        };
+        Ok(CacheAsidePlan {
+            keys,
+            distribution: w.distribution,
+            zipf_exponent,
+            value_size,
+            read_ratio,
+            ttl,
+            ttl_jitter,
+            op_timeout,
+            write_policy: w.write_policy,
+            origin,
+            on_error,
+        })
+    }
+
+    fn positive_dur(
+        &self,
+        d: Option<&Spanned<units::Dur>>,
+        key: &str,
+        default: Duration,
+    ) -> VResult<Duration> {
+        match d {
+            Some(s) => {
+                self.check(
+                    s,
+                    s.get_ref().0 > Duration::ZERO,
+                    format!("`{key}` must be longer than 0s"),
+                )?;
+                Ok(s.get_ref().0)
+            }
+            None => Ok(default),
+        }
+    }
+
+    fn faults(
+        &self,
+        raw: &[Spanned<RawFault>],
+        duration: Duration,
+        topo: &TopologyPlan,
+    ) -> VResult<Vec<FaultPlan>> {
+        let mut out: Vec<(FaultPlan, Range<usize>)> = Vec::new();
+        for f in raw {
+            let plan = self.fault(f.get_ref(), duration, topo)?;
+            if let Some((other, _)) = out.iter().find(|(o, _)| o.name == plan.name) {
+                return Err(self.err(
+                    f.get_ref().name.span(),
+                    format!("a second fault is named `{}`", other.name),
+                ));
+            }
+            out.push((plan, f.get_ref().at.span()));
+        }
+        out.sort_by_key(|(f, _)| f.at);
+        for pair in out.windows(2) {
+            let (a, b) = (&pair[0].0, &pair[1].0);
+            if b.at < a.end() {
+                return Err(self.err(pair[1].1.clone(), format!(
+                    "fault `{}` ({} to {}) overlaps fault `{}` ({} to {}): one fault at a time, so that every phase has one cause",
+                    b.name, units::fmt_duration(b.at), units::fmt_duration(b.end()),
+                    a.name, units::fmt_duration(a.at), units::fmt_duration(a.end()))));
+            }
+        }
+        Ok(out.into_iter().map(|(f, _)| f).collect())
+    }
+
+    fn fault(&self, f: &RawFault, duration: Duration, topo: &TopologyPlan) -> VResult<FaultPlan> {
+        let name = f.name.get_ref();
+        let name_ok = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
+        self.check(
+            &f.name,
+            name_ok,
+            "a fault `name` must be non-empty and use only letters, digits, `-` and `_`",
+        )?;
+        let at = f.at.get_ref().0;
+        let len = f.for_.get_ref().0;
+        self.check(
+            &f.for_,
+            len > Duration::ZERO,
+            "`for` must be longer than 0s",
+        )?;
+        self.check(
+            &f.at,
+            at + len <= duration,
+            format!(
+                "fault `{name}` runs from {} to {}, past the end of the run ({})",
+                units::fmt_duration(at),
+                units::fmt_duration(at + len),
+                units::fmt_duration(duration)
+            ),
+        )?;
+        let target = self.target(&f.target, topo)?;
+        let fault = self.net_fault(f)?;
+        let kind_name = kind_str(f.kind);
+        Ok(FaultPlan {
+            name: name.clone(),
+            kind_name,
+            fault,
+            target,
+            at,
+            duration: len,
+        })
+    }
+
+    fn target(&self, t: &Spanned<String>, topo: &TopologyPlan) -> VResult<Target> {
+        let text = t.get_ref().as_str();
+        let target = match text {
+            "primary" => Target::Primary,
+            "replicas" => Target::Replicas,
+            "all" => Target::All,
+            "sentinels" => Target::Sentinels,
+            other => match other.strip_prefix("node:") {
+                Some(id) if !id.is_empty() => Target::Node(id.to_string()),
+                _ => return Err(self.err(t.span(), format!("unknown target `{other}` (use primary, replicas, all, sentinels or node:<id>)"))),
+            },
+        };
+        let fits = match (topo.kind, &target) {
+            (TopologyKind::Standalone, Target::Replicas | Target::Sentinels) => false,
+            (TopologyKind::Replicated | TopologyKind::Cluster, Target::Sentinels) => false,
+            _ => true,
+        };
+        self.check(
+            t,
+            fits,
+            format!("a {} topology has no {text}", topology_name(topo.kind)),
+        )?;
+        Ok(target)
+    }
+
+    fn net_fault(&self, f: &RawFault) -> VResult<NetFault> {
+        let ms = |d: Option<units::Dur>| d.map(|d| d.0.as_millis() as u64);
+        let need = |present: bool, key: &str| -> VResult<()> {
+            self.check(
+                &f.name,
+                present,
+                format!(
+                    "fault `{}` of kind `{}` needs `{key}`",
+                    f.name.get_ref(),
+                    kind_str(f.kind)
+                ),
+            )
+        };
+        let allowed: &[&str] = match f.kind {
+            FaultKindName::Down => &[],
+            FaultKindName::Latency => &["latency", "jitter"],
+            FaultKindName::Bandwidth => &["rate"],
+            FaultKindName::Timeout | FaultKindName::ResetPeer => &["timeout"],
+            FaultKindName::SlowClose => &["delay"],
+            FaultKindName::Slicer => &["average_size", "size_variation", "delay"],
+            FaultKindName::LimitData => &["bytes"],
+        };
+        let given = [
+            ("latency", f.latency.is_some()),
+            ("jitter", f.jitter.is_some()),
+            ("rate", f.rate.is_some()),
+            ("timeout", f.timeout.is_some()),
+            ("delay", f.delay.is_some()),
+            ("average_size", f.average_size.is_some()),
+            ("size_variation", f.size_variation.is_some()),
+            ("bytes", f.bytes.is_some()),
+        ];
+        for (key, present) in given {
+            self.check(
+                &f.name,
+                !present || allowed.contains(&key),
+                format!(
+                    "fault `{}`: `{key}` does not apply to kind `{}` (it takes: {})",
+                    f.name.get_ref(),
+                    kind_str(f.kind),
+                    if allowed.is_empty() {
+                        "no parameters".into()
+                    } else {
+                        allowed.join(", ")
+                    }
+                ),
+            )?;
+        }
+        let kind = match f.kind {
+            FaultKindName::Down => {
+                self.check(
+                    &f.name,
+                    f.stream.is_none() && f.toxicity.is_none(),
+                    format!(
+                        "fault `{}`: a `down` fault takes no `stream` or `toxicity`",
+                        f.name.get_ref()
+                    ),
+                )?;
+                return Ok(NetFault::Down);
+            }
+            FaultKindName::Latency => {
+                need(f.latency.is_some(), "latency")?;
+                ToxicKind::Latency {
+                    latency: ms(f.latency).unwrap_or(0),
+                    jitter: ms(f.jitter).unwrap_or(0),
+                }
+            }
+            FaultKindName::Bandwidth => {
+                need(f.rate.is_some(), "rate")?;
+                let rate = self.positive_int(f.rate.as_ref().expect("checked"), "rate")?;
+                ToxicKind::Bandwidth { rate }
+            }
+            FaultKindName::Timeout => ToxicKind::Timeout {
+                timeout: ms(f.timeout).unwrap_or(0),
+            },
+            FaultKindName::ResetPeer => ToxicKind::ResetPeer {
+                timeout: ms(f.timeout).unwrap_or(0),
+            },
+            FaultKindName::SlowClose => {
+                need(f.delay.is_some(), "delay")?;
+                ToxicKind::SlowClose {
+                    delay: ms(f.delay).unwrap_or(0),
+                }
+            }
+            FaultKindName::Slicer => {
+                need(f.average_size.is_some(), "average_size")?;
+                let average_size =
+                    self.positive_int(f.average_size.as_ref().expect("checked"), "average_size")?;
+                let size_variation = match &f.size_variation {
+                    Some(v) => {
+                        self.check(
+                            v,
+                            (0..average_size as i64).contains(v.get_ref()),
+                            "`size_variation` must be at least 0 and below `average_size`",
+                        )?;
+                        *v.get_ref() as u64
+                    }
+                    None => 0,
+                };
+                ToxicKind::Slicer {
+                    average_size,
+                    size_variation,
+                    delay: f.delay.map(|d| d.0.as_micros() as u64).unwrap_or(0),
+                }
+            }
+            FaultKindName::LimitData => {
+                need(f.bytes.is_some(), "bytes")?;
+                ToxicKind::LimitData {
+                    bytes: self.positive_int(f.bytes.as_ref().expect("checked"), "bytes")?,
+                }
+            }
+        };
+        let streams = match f.stream.unwrap_or_default() {
+            StreamName::Upstream => vec![Stream::Upstream],
+            StreamName::Downstream => vec![Stream::Downstream],
+            StreamName::Both => vec![Stream::Upstream, Stream::Downstream],
+        };
+        let toxicity = match &f.toxicity {
+            Some(t) => self.fraction(t, "toxicity")? as f32,
+            None => 1.0,
+        };
+        Ok(NetFault::Toxic {
+            kind,
+            streams,
+            toxicity,
+        })
+    }
+}
+
+fn kind_str(kind: FaultKindName) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+pub fn topology_name(kind: TopologyKind) -> &'static str {
+    match kind {
+        TopologyKind::Standalone => "standalone",
+        TopologyKind::Replicated => "replicated",
+        TopologyKind::Sentinel => "sentinel",
+        TopologyKind::Cluster => "cluster",
+    }
+}

@@ -1,0 +1,127 @@
+//! `RunPlan`: a scenario after validation. Defaults are filled in, units
+//! resolved and every cross-field rule checked; the engine sees only this.
+
+use super::raw::{
+    Backend, Distribution, ErrorPolicy, MaxmemoryPolicy, Persistence, TopologyKind, WritePolicy,
+};
+use crate::expect::Expectation;
+use crate::proxy::control::NetFault;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct RunPlan {
+    pub name: String,
+    pub description: String,
+    pub source: PathBuf,
+    pub duration: Duration,
+    pub seed: u64,
+    pub topology: TopologyPlan,
+    pub load: LoadPlan,
+    pub workload: WorkloadPlan,
+    pub faults: Vec<FaultPlan>,
+    pub expectations: Vec<Expectation>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TopologyPlan {
+    pub kind: TopologyKind,
+    pub backend: Backend,
+    pub image: Option<String>,
+    pub maxmemory: Option<u64>,
+    pub maxmemory_policy: Option<MaxmemoryPolicy>,
+    pub persistence: Persistence,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadPlan {
+    pub users: usize,
+    /// Target ops/s over all users; `None` = as fast as possible.
+    pub rate: Option<f64>,
+    pub ramp: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum WorkloadPlan {
+    CacheAside(CacheAsidePlan),
+}
+
+impl WorkloadPlan {
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            WorkloadPlan::CacheAside(_) => "cache-aside",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheAsidePlan {
+    pub keys: u64,
+    pub distribution: Distribution,
+    pub zipf_exponent: f64,
+    pub value_size: usize,
+    pub read_ratio: f64,
+    pub ttl: Duration,
+    pub ttl_jitter: f64,
+    pub op_timeout: Duration,
+    pub write_policy: WritePolicy,
+    pub origin: OriginPlan,
+    pub on_error: ErrorPlan,
+}
+
+#[derive(Debug, Clone)]
+pub struct OriginPlan {
+    /// Mean service time of one origin call.
+    pub latency: Duration,
+    /// Relative spread of the service time (0.1 = ±10 %, uniform).
+    pub jitter: f64,
+    /// Calls served at once; more wait.
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct ErrorPlan {
+    pub policy: ErrorPolicy,
+    /// Consecutive failures that open the breaker; `None` = no breaker.
+    pub breaker_failures: Option<u32>,
+    pub breaker_cooldown: Duration,
+}
+
+/// Which nodes a fault hits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Primary,
+    Replicas,
+    All,
+    Sentinels,
+    Node(String),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Primary => f.write_str("primary"),
+            Target::Replicas => f.write_str("replicas"),
+            Target::All => f.write_str("all"),
+            Target::Sentinels => f.write_str("sentinels"),
+            Target::Node(id) => write!(f, "node:{id}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct FaultPlan {
+    pub name: String,
+    /// The scenario's `kind` string, for reports.
+    pub kind_name: String,
+    pub fault: NetFault,
+    pub target: Target,
+    pub at: Duration,
+    pub duration: Duration,
+}
+
+impl FaultPlan {
+    pub fn end(&self) -> Duration {
+        self.at + self.duration
+    }
+}

@@ -1,0 +1,205 @@
+//! The scenario file exactly as written: serde types that mirror scenario
+//! format v1 key for key. Unknown keys are refused here (`deny_unknown_fields`);
+//! values that need cross-checking keep their position (`Spanned`) so that
+//! `validate` can point at them.
+
+use super::units::{Bytes, Dur};
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScenario {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub description: String,
+    pub duration: Spanned<Dur>,
+    pub seed: Option<u64>,
+    pub topology: RawTopology,
+    pub load: RawLoad,
+    pub workload: RawWorkload,
+    #[serde(default, rename = "fault")]
+    pub faults: Vec<Spanned<RawFault>>,
+    #[serde(default)]
+    pub expect: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TopologyKind {
+    Standalone,
+    Replicated,
+    Sentinel,
+    Cluster,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    Process,
+    Docker,
+    External,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Persistence {
+    #[default]
+    None,
+    Aof,
+    Rdb,
+}
+
+#[derive(Debug, Deserialize, serde::Serialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum MaxmemoryPolicy {
+    Noeviction,
+    AllkeysLru,
+    AllkeysLfu,
+    AllkeysRandom,
+    VolatileLru,
+    VolatileLfu,
+    VolatileRandom,
+    VolatileTtl,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTopology {
+    pub kind: TopologyKind,
+    pub backend: Option<Backend>,
+    pub image: Option<String>,
+    pub maxmemory: Option<Bytes>,
+    pub maxmemory_policy: Option<MaxmemoryPolicy>,
+    #[serde(default)]
+    pub persistence: Persistence,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLoad {
+    pub users: Spanned<i64>,
+    pub rate: Option<Spanned<f64>>,
+    pub ramp: Option<Spanned<Dur>>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkloadKindName {
+    CacheAside,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Distribution {
+    #[default]
+    Uniform,
+    Zipf,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum WritePolicy {
+    /// Update the origin, then delete the cached key.
+    #[default]
+    Invalidate,
+    /// Update the origin, then write the new value into the cache.
+    Set,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWorkload {
+    pub kind: WorkloadKindName,
+    pub keys: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub distribution: Distribution,
+    pub zipf_exponent: Option<Spanned<f64>>,
+    pub value_size: Option<Spanned<i64>>,
+    pub read_ratio: Option<Spanned<f64>>,
+    pub ttl: Option<Spanned<Dur>>,
+    pub ttl_jitter: Option<Spanned<f64>>,
+    pub op_timeout: Option<Spanned<Dur>>,
+    #[serde(default)]
+    pub write_policy: WritePolicy,
+    pub origin: Option<RawOrigin>,
+    pub on_redis_error: Option<RawOnError>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOrigin {
+    pub latency: Option<Dur>,
+    pub jitter: Option<Spanned<f64>>,
+    pub concurrency: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorPolicy {
+    /// Serve the caller from the origin when Redis fails.
+    Fallback,
+    /// Hand the Redis error to the caller.
+    Fail,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOnError {
+    pub policy: ErrorPolicy,
+    pub breaker_failures: Option<Spanned<i64>>,
+    pub breaker_cooldown: Option<Spanned<Dur>>,
+}
+
+#[derive(Debug, Deserialize, serde::Serialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKindName {
+    Down,
+    Latency,
+    Bandwidth,
+    Timeout,
+    SlowClose,
+    ResetPeer,
+    Slicer,
+    LimitData,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamName {
+    Upstream,
+    #[default]
+    Downstream,
+    Both,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFault {
+    pub name: Spanned<String>,
+    pub kind: FaultKindName,
+    #[serde(default = "default_target")]
+    pub target: Spanned<String>,
+    pub at: Spanned<Dur>,
+    #[serde(rename = "for")]
+    pub for_: Spanned<Dur>,
+    pub stream: Option<StreamName>,
+    pub toxicity: Option<Spanned<f64>>,
+    pub latency: Option<Dur>,
+    pub jitter: Option<Dur>,
+    /// bandwidth, in KB/s as Toxiproxy counts it.
+    pub rate: Option<Spanned<i64>>,
+    pub timeout: Option<Dur>,
+    pub delay: Option<Dur>,
+    pub average_size: Option<Spanned<i64>>,
+    pub size_variation: Option<Spanned<i64>>,
+    pub bytes: Option<Spanned<i64>>,
+    /// Rules written after a `[[fault]]` header land here (TOML puts them in
+    /// that table); they join the scenario's expectations.
+    #[serde(default)]
+    pub expect: Vec<Spanned<String>>,
+}
+
+fn default_target() -> Spanned<String> {
+    Spanned::new(0..0, "primary".to_string())
+}
