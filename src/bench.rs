@@ -13,7 +13,6 @@ use crate::proxy::control::ProxyControl;
 use crate::proxy::EmbeddedProxy;
 use crate::recorder::{Outcome, Recorder, Sample, Trace};
 use crate::scenario::plan::TopologyPlan;
-use crate::scenario::raw::{Backend, Persistence, TopologyKind};
 use crate::topology::process::RedisProcess;
 use crate::topology::Role;
 use crate::workload::conn::RedisConn;
@@ -42,17 +41,6 @@ pub enum Which {
         #[arg(long, default_value_t = 50)]
         connections: usize,
     },
-}
-
-fn plain_topology() -> TopologyPlan {
-    TopologyPlan {
-        kind: TopologyKind::Standalone,
-        backend: Backend::Process,
-        image: None,
-        maxmemory: None,
-        maxmemory_policy: None,
-        persistence: Persistence::None,
-    }
 }
 
 pub async fn run(which: Which) -> anyhow::Result<u8> {
@@ -171,7 +159,7 @@ async fn engine_throughput(
 }
 
 async fn bench_load(connections: usize, seconds: u64) -> anyhow::Result<u8> {
-    let node = RedisProcess::start("bench", Role::Primary, &plain_topology()).await?;
+    let node = RedisProcess::start("bench", Role::Primary, &TopologyPlan::standalone()).await?;
     let addr = node.addr;
     println!("bench load: {connections} connections, one local redis-server on {addr}");
     let peer =
@@ -207,7 +195,7 @@ async fn ping_p50(addr: SocketAddr, pings: usize) -> anyhow::Result<(u64, u64)> 
 }
 
 async fn bench_proxy(pings: usize, connections: usize) -> anyhow::Result<u8> {
-    let node = RedisProcess::start("bench", Role::Primary, &plain_topology()).await?;
+    let node = RedisProcess::start("bench", Role::Primary, &TopologyPlan::standalone()).await?;
     let direct = node.addr;
     let embedded = EmbeddedProxy::start(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let control = ProxyControl::connect_async(&embedded.url()).await?;

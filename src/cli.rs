@@ -93,20 +93,20 @@ pub fn main() -> ExitCode {
     })
 }
 
-/// Turns SIGINT/SIGTERM into the shutdown signal. Installed before goose
-/// starts, so goose leaves the signals to us (it only takes them when no
-/// handler is set). A second signal exits at once.
+/// Turns SIGINT/SIGTERM/SIGHUP into the shutdown signal. It registers
+/// through `ctrlc`, which takes one handler per process: goose's own attempt
+/// to take the signals is then refused (goose carries on without), so an
+/// interrupt always reaches gameday's teardown. A second signal exits at once.
 fn shutdown_signal() -> anyhow::Result<watch::Receiver<bool>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let (tx, rx) = watch::channel(false);
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = int.recv() => {},
-                _ = term.recv() => {},
-            }
+    static SHUTDOWN: std::sync::OnceLock<watch::Sender<bool>> = std::sync::OnceLock::new();
+    let mut fresh = false;
+    let tx = SHUTDOWN.get_or_init(|| {
+        fresh = true;
+        watch::channel(false).0
+    });
+    if fresh {
+        ctrlc::set_handler(|| {
+            let tx = SHUTDOWN.get().expect("set before the handler");
             if *tx.borrow() {
                 eprintln!("gameday: second interrupt, exiting now");
                 std::process::exit(130);
@@ -114,10 +114,12 @@ fn shutdown_signal() -> anyhow::Result<watch::Receiver<bool>> {
             eprintln!(
                 "gameday: interrupted, stopping load and tearing down (again to exit at once)"
             );
-            let _ = tx.send(true);
-        }
-    });
-    Ok(rx)
+            tx.send_replace(true);
+            goose::trigger_killswitch("gameday: interrupted");
+        })
+        .context("cannot handle Ctrl-C")?;
+    }
+    Ok(tx.subscribe())
 }
 
 async fn dispatch(command: Command) -> anyhow::Result<u8> {

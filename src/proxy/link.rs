@@ -91,45 +91,62 @@ pub async fn run_link(client: TcpStream, mut ctx: LinkCtx) {
         rng: Arc::new(Mutex::new(SmallRng::seed_from_u64(ctx.seed))),
     };
     let (events_tx, mut events) = mpsc::channel(4);
-    let up = tokio::spawn(direction(
-        client_rd,
-        server_wr,
-        Stream::Upstream,
+    let (reset_tx, reset_rx) = watch::channel(false);
+    let mut up = tokio::spawn(direction(
+        Ends {
+            rd: client_rd,
+            wr: server_wr,
+            stream: Stream::Upstream,
+        },
         ctx.toxics.clone(),
         rolls.clone(),
         events_tx.clone(),
+        reset_rx.clone(),
         ctx.seed ^ 0x5eed,
     ));
-    let down = tokio::spawn(direction(
-        server_rd,
-        client_wr,
-        Stream::Downstream,
+    let mut down = tokio::spawn(direction(
+        Ends {
+            rd: server_rd,
+            wr: client_wr,
+            stream: Stream::Downstream,
+        },
         ctx.toxics.clone(),
         rolls.clone(),
         events_tx,
+        reset_rx,
         ctx.seed ^ 0xd0,
     ));
 
     let mut finished = 0;
     let mut reset_since: HashMap<String, Instant> = HashMap::new();
-    loop {
+    let reset = loop {
         let reset_at = reset_deadline(&rolls, &ctx.toxics.borrow(), &mut reset_since);
         tokio::select! {
-            _ = ctx.kill.changed() => break,
+            _ = ctx.kill.changed() => break false,
             ev = events.recv() => match ev {
                 Some(Event::Finished) => {
                     finished += 1;
-                    if finished == 2 { break; }
+                    if finished == 2 { break false; }
                 }
-                Some(Event::Close) | None => break,
+                Some(Event::Close) | None => break false,
             },
-            changed = ctx.toxics.changed() => if changed.is_err() { break },
+            changed = ctx.toxics.changed() => if changed.is_err() { break false },
             _ = sleep_until(reset_at.unwrap_or_else(far_future)), if reset_at.is_some() => {
                 // SO_LINGER 0 turns the close below into a TCP RST to the client.
                 set_linger_zero(client_fd);
-                break;
+                break true;
             }
         }
+    };
+    if reset {
+        // The directions forget their write halves (dropping one would send
+        // a FIN first), so the last drop closes the socket with an RST.
+        let _ = reset_tx.send(true);
+        let _ = tokio::time::timeout(Duration::from_millis(200), async {
+            let _ = (&mut up).await;
+            let _ = (&mut down).await;
+        })
+        .await;
     }
     // Dropping both halves of each socket closes it.
     up.abort();
@@ -180,16 +197,26 @@ struct Tally {
     passed: HashMap<String, u64>,
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn direction(
-    mut rd: OwnedReadHalf,
-    mut wr: OwnedWriteHalf,
+/// The two sockets a direction copies between.
+struct Ends {
+    rd: OwnedReadHalf,
+    wr: OwnedWriteHalf,
     stream: Stream,
+}
+
+async fn direction(
+    ends: Ends,
     mut toxics: watch::Receiver<ToxicSet>,
     rolls: Rolls,
     events: mpsc::Sender<Event>,
+    mut reset: watch::Receiver<bool>,
     seed: u64,
 ) {
+    let Ends {
+        mut rd,
+        mut wr,
+        stream,
+    } = ends;
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut pending: VecDeque<Chunk> = VecDeque::new();
     let mut tally = Tally::default();
@@ -234,6 +261,10 @@ async fn direction(
         }
         tokio::select! {
             biased;
+            _ = reset.changed() => {
+                wr.forget();
+                return;
+            }
             changed = toxics.changed() => if changed.is_err() { return },
             _ = sleep_until(close_at.unwrap_or_else(far_future)), if close_at.is_some() => {
                 let _ = events.send(Event::Close).await;

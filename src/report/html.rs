@@ -48,15 +48,20 @@ fn quantile_ms(s: &SecondStats, op: &str, q: f64) -> Option<f64> {
         .map(|o| o.hist.value_at_quantile(q).max(1) as f64 / 1e3)
 }
 
+/// What every chart shares: its titles, time axis and fault windows.
+struct Frame<'a> {
+    title: &'a str,
+    y_desc: &'a str,
+    x_max: f64,
+    windows: &'a [(f64, f64)],
+}
+
 fn draw<Y>(
     root: DrawingArea<SVGBackend, plotters::coord::Shift>,
-    title: &str,
-    y_desc: &str,
-    x_max: f64,
+    frame: &Frame,
     y_range: Y,
     y_bounds: (f64, f64),
     series: &[Series],
-    windows: &[(f64, f64)],
 ) -> Result<(), String>
 where
     Y: AsRangedCoord<Value = f64>,
@@ -64,20 +69,20 @@ where
 {
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 16))
+        .caption(frame.title, ("sans-serif", 16))
         .margin(8)
         .x_label_area_size(32)
         .y_label_area_size(64)
-        .build_cartesian_2d::<RangedCoordf64, Y>((0f64..x_max).into(), y_range)
+        .build_cartesian_2d::<RangedCoordf64, Y>((0f64..frame.x_max).into(), y_range)
         .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
         .x_desc("seconds since start of load")
-        .y_desc(y_desc)
+        .y_desc(frame.y_desc)
         .light_line_style(WHITE.mix(0.0))
         .draw()
         .map_err(|e| e.to_string())?;
-    for &(a, b) in windows {
+    for &(a, b) in frame.windows {
         chart
             .draw_series(std::iter::once(Rectangle::new(
                 [(a, y_bounds.0), (b, y_bounds.1)],
@@ -122,34 +127,22 @@ fn chart(report: &RunReport, title: &str, y_desc: &str, series: Vec<Series>, log
     let x_max = report.summary.duration_s.max(1.0);
     let values = series.iter().flat_map(|s| s.points.iter().map(|p| p.1));
     let y_max = values.clone().fold(0.0f64, f64::max);
+    let frame = Frame {
+        title,
+        y_desc,
+        x_max,
+        windows: &windows,
+    };
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (960, 280)).into_drawing_area();
         let result = if log {
             let lo = values.fold(f64::INFINITY, f64::min).clamp(0.001, 1.0) * 0.8;
             let hi = (y_max * 1.5).max(lo * 10.0);
-            draw(
-                root,
-                title,
-                y_desc,
-                x_max,
-                (lo..hi).log_scale(),
-                (lo, hi),
-                &series,
-                &windows,
-            )
+            draw(root, &frame, (lo..hi).log_scale(), (lo, hi), &series)
         } else {
             let hi = (y_max * 1.15).max(1.0);
-            draw(
-                root,
-                title,
-                y_desc,
-                x_max,
-                0f64..hi,
-                (0.0, hi),
-                &series,
-                &windows,
-            )
+            draw(root, &frame, 0f64..hi, (0.0, hi), &series)
         };
         if let Err(e) = result {
             return format!(
@@ -248,7 +241,7 @@ fn charts(report: &RunReport) -> String {
                 },
                 Series {
                     label: "caller errors",
-                    color: BLACK.into(),
+                    color: BLACK,
                     points: counter(Counter::CallerError),
                 },
             ],

@@ -28,8 +28,7 @@ impl RunReport {
         self.summary
             .phases
             .iter()
-            .filter(|p| p.name != "run" && p.start_s <= t_s)
-            .last()
+            .rfind(|p| p.name != "run" && p.start_s <= t_s)
             .map_or("baseline", |p| p.name.as_str())
     }
 

@@ -420,11 +420,16 @@ impl Validator<'_> {
                 _ => return Err(self.err(t.span(), format!("unknown target `{other}` (use primary, replicas, all, sentinels or node:<id>)"))),
             },
         };
-        let fits = match (topo.kind, &target) {
-            (TopologyKind::Standalone, Target::Replicas | Target::Sentinels) => false,
-            (TopologyKind::Replicated | TopologyKind::Cluster, Target::Sentinels) => false,
-            _ => true,
-        };
+        let fits = !matches!(
+            (topo.kind, &target),
+            (
+                TopologyKind::Standalone,
+                Target::Replicas | Target::Sentinels
+            ) | (
+                TopologyKind::Replicated | TopologyKind::Cluster,
+                Target::Sentinels
+            )
+        );
         self.check(
             t,
             fits,

@@ -33,6 +33,20 @@ pub struct TopologyPlan {
     pub persistence: Persistence,
 }
 
+impl TopologyPlan {
+    /// One local redis-server, no memory limit, no persistence.
+    pub fn standalone() -> Self {
+        TopologyPlan {
+            kind: TopologyKind::Standalone,
+            backend: Backend::Process,
+            image: None,
+            maxmemory: None,
+            maxmemory_policy: None,
+            persistence: Persistence::None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct LoadPlan {
     pub users: usize,

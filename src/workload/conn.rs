@@ -34,7 +34,10 @@ impl RedisConn {
 
     async fn run<T: FromRedisValue>(&mut self, cmd: &redis::Cmd) -> Result<T, redis::RedisError> {
         if self.conn.is_none() {
-            let config = AsyncConnectionConfig::new().set_connection_timeout(Some(self.timeout));
+            // The op timeout around every call is the only response timeout.
+            let config = AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(self.timeout))
+                .set_response_timeout(None);
             self.conn = Some(
                 self.client
                     .get_multiplexed_async_connection_with_config(&config)

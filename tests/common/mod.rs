@@ -1,0 +1,99 @@
+//! Helpers shared by the tests that run the `gameday` binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub fn gameday() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_gameday"))
+}
+
+/// A scratch area: a scenario file, a report dir and a TMPDIR for the run,
+/// so the test can see what the run left behind.
+pub struct Scratch {
+    pub root: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new(scenario: &str) -> Scratch {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("scenario.toml"), scenario).unwrap();
+        std::fs::create_dir(root.path().join("tmp")).unwrap();
+        Scratch { root }
+    }
+    pub fn scenario(&self) -> PathBuf {
+        self.root.path().join("scenario.toml")
+    }
+    pub fn report(&self) -> PathBuf {
+        self.root.path().join("report")
+    }
+    pub fn tmp(&self) -> PathBuf {
+        self.root.path().join("tmp")
+    }
+    /// `gameday run` of the scenario into the report dir, with TMPDIR here.
+    pub fn run_cmd(&self) -> Command {
+        let mut cmd = gameday();
+        cmd.args(["run", "--quiet"])
+            .arg(self.scenario())
+            .arg("--out")
+            .arg(self.report())
+            .env("TMPDIR", self.tmp());
+        cmd
+    }
+    pub fn summary(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.report().join("summary.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+    /// Asserts that no process and no temporary directory of the run remain.
+    pub fn assert_nothing_left(&self) {
+        let left: Vec<String> = std::fs::read_dir(self.tmp())
+            .unwrap()
+            .map(|e| e.unwrap().path().display().to_string())
+            .collect();
+        assert!(
+            left.is_empty(),
+            "temporary directories left behind: {left:?}"
+        );
+        let procs = processes_mentioning(&self.tmp());
+        assert!(procs.is_empty(), "processes left running: {procs:?}");
+    }
+}
+
+/// redis-server processes working under `path`: the harness starts each
+/// node with `--dir` in its own temporary directory and Redis `chdir`s there
+/// (its command line is no help: Redis rewrites its process title).
+pub fn processes_mentioning(path: &Path) -> Vec<String> {
+    let needle = path.display().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) else {
+            continue;
+        };
+        if !comm.trim().starts_with("redis") {
+            continue;
+        }
+        let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) else {
+            continue;
+        };
+        if cwd.display().to_string().starts_with(&needle) {
+            found.push(format!(
+                "pid {} ({}) in {}",
+                entry.file_name().to_string_lossy(),
+                comm.trim(),
+                cwd.display()
+            ));
+        }
+    }
+    found
+}
+
+/// Kills the child on drop, so a failed assertion leaves nothing running.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -1,0 +1,130 @@
+//! The embedded proxy speaks Toxiproxy's HTTP API: the `toxiproxy_rust`
+//! client (the one gameday itself uses) creates, lists, toxics, disables and
+//! resets proxies on it.
+
+use gameday::proxy::EmbeddedProxy;
+use std::net::SocketAddr;
+use toxiproxy_rust::client::Client;
+use toxiproxy_rust::proxy::ProxyPack;
+
+async fn server() -> EmbeddedProxy {
+    EmbeddedProxy::start(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn toxiproxy_rust_client_drives_the_embedded_server() {
+    let proxy = server().await;
+    let addr = proxy.addr;
+    tokio::task::spawn_blocking(move || {
+        let client = Client::new(addr);
+        assert!(client.is_running());
+        assert!(client.version().unwrap().starts_with("2."), "version");
+
+        let created = client
+            .populate(vec![
+                ProxyPack::new("one".into(), "127.0.0.1:0".into(), "127.0.0.1:6379".into()),
+                ProxyPack::new("two".into(), "127.0.0.1:0".into(), "localhost:6380".into()),
+            ])
+            .unwrap();
+        assert_eq!(created.len(), 2);
+        let listen = &created[0].proxy_pack.listen;
+        assert!(
+            listen.starts_with("127.0.0.1:") && !listen.ends_with(":0"),
+            "a real port: {listen}"
+        );
+
+        let all = client.all().unwrap();
+        assert_eq!(all.len(), 2);
+        assert!(all["one"].proxy_pack.enabled);
+
+        let one = client.find_proxy("one").unwrap();
+        one.with_latency("downstream".into(), 50, 5, 1.0);
+        one.with_bandwidth("upstream".into(), 100, 0.5);
+        one.with_slicer("downstream".into(), 64, 8, 100, 1.0);
+        let toxics = one.toxics().unwrap();
+        let names: Vec<&str> = toxics.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "latency_downstream",
+                "bandwidth_upstream",
+                "slicer_downstream"
+            ]
+        );
+        assert_eq!(toxics[0].attributes["latency"], 50);
+        assert_eq!(toxics[0].attributes["jitter"], 5);
+        assert_eq!(toxics[1].toxicity, 0.5);
+
+        one.disable().unwrap();
+        assert!(!client.find_proxy("one").unwrap().proxy_pack.enabled);
+        one.enable().unwrap();
+        assert!(client.find_proxy("one").unwrap().proxy_pack.enabled);
+        assert_eq!(
+            client.find_proxy("one").unwrap().proxy_pack.listen,
+            *listen,
+            "re-enabling keeps the port"
+        );
+
+        one.disable().unwrap();
+        client.reset().unwrap();
+        let one = client.find_proxy("one").unwrap();
+        assert!(one.proxy_pack.enabled, "reset enables");
+        assert!(one.toxics().unwrap().is_empty(), "reset removes toxics");
+
+        client.find_proxy("two").unwrap().delete().unwrap();
+        assert!(client.find_proxy("two").is_err());
+        assert_eq!(client.all().unwrap().len(), 1);
+    })
+    .await
+    .unwrap();
+}
+
+/// The parts of the API toxiproxy_rust does not cover, over plain HTTP.
+#[tokio::test(flavor = "multi_thread")]
+async fn raw_api_status_codes_and_toxic_updates() {
+    let proxy = server().await;
+    let base = proxy.url();
+    tokio::task::spawn_blocking(move || {
+        let http = reqwest::blocking::Client::new();
+        let post = |path: &str, body: serde_json::Value| http.post(format!("{base}{path}")).json(&body).send().unwrap();
+        let get = |path: &str| http.get(format!("{base}{path}")).send().unwrap();
+
+        let r = post("/proxies", serde_json::json!({"name": "p", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:1"}));
+        assert_eq!(r.status(), 201);
+        let r = post("/proxies", serde_json::json!({"name": "p", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:1"}));
+        assert_eq!(r.status(), 409, "duplicate proxy");
+        assert_eq!(get("/proxies/nope").status(), 404);
+
+        let r = post("/proxies/p/toxics", serde_json::json!({"type": "reset_peer", "attributes": {"timeout": 10}}));
+        assert_eq!(r.status(), 200);
+        let t: serde_json::Value = r.json().unwrap();
+        assert_eq!(t["name"], "reset_peer_downstream");
+        assert_eq!(t["stream"], "downstream");
+        assert_eq!(t["toxicity"], 1.0);
+
+        let r = post("/proxies/p/toxics/reset_peer_downstream", serde_json::json!({"attributes": {"timeout": 99}}));
+        assert_eq!(r.status(), 200);
+        let t: serde_json::Value = get("/proxies/p/toxics/reset_peer_downstream").json().unwrap();
+        assert_eq!(t["attributes"]["timeout"], 99);
+
+        let r = post("/proxies/p/toxics", serde_json::json!({"type": "latency", "toxicity": 1.5, "attributes": {"latency": 1}}));
+        assert_eq!(r.status(), 400, "toxicity above 1");
+        let r = post("/proxies/p/toxics", serde_json::json!({"type": "gremlins", "attributes": {}}));
+        assert_eq!(r.status(), 400, "unknown toxic type");
+
+        let r = http.delete(format!("{base}/proxies/p/toxics/reset_peer_downstream")).send().unwrap();
+        assert_eq!(r.status(), 204);
+        assert_eq!(get("/proxies/p/toxics/reset_peer_downstream").status(), 404);
+
+        // Safety: nothing but loopback, either side.
+        let r = post("/proxies", serde_json::json!({"name": "out", "listen": "127.0.0.1:0", "upstream": "10.1.2.3:6379"}));
+        assert_eq!(r.status(), 400);
+        assert!(r.text().unwrap().contains("loopback"));
+        let r = post("/proxies", serde_json::json!({"name": "wide", "listen": "0.0.0.0:0", "upstream": "127.0.0.1:6379"}));
+        assert_eq!(r.status(), 400);
+    })
+    .await
+    .unwrap();
+}

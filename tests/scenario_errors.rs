@@ -1,0 +1,186 @@
+//! Bad scenarios are refused with the file, line and column of the culprit,
+//! and `gameday run` on one exits 2 and starts nothing.
+
+use gameday::scenario::{self, ScenarioError};
+use std::path::Path;
+use std::process::Command;
+
+const GOOD: &str = r#"name = "t"
+duration = "20s"
+
+[topology]
+kind = "standalone"
+
+[load]
+users = 4
+rate = 100
+
+[workload]
+kind = "cache-aside"
+read_ratio = 0.9
+
+[[fault]]
+name = "outage"
+kind = "down"
+at = "5s"
+for = "5s"
+"#;
+
+fn refuse(text: &str) -> ScenarioError {
+    scenario::parse(Path::new("bad.toml"), text).expect_err("must be refused")
+}
+
+/// The 1-based line of the first occurrence of `needle`.
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .expect("needle present")
+        + 1
+}
+
+fn assert_points_at(text: &str, needle: &str, message_part: &str) {
+    let err = refuse(text);
+    let shown = err.to_string();
+    assert_eq!(err.file, "bad.toml");
+    assert_eq!(err.line, line_of(text, needle), "wrong line in: {shown}");
+    assert!(err.col >= 1);
+    assert!(
+        shown.starts_with(&format!("bad.toml:{}:", err.line)),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(message_part),
+        "`{message_part}` missing from: {shown}"
+    );
+}
+
+#[test]
+fn the_good_scenario_is_accepted() {
+    let plan = scenario::parse(Path::new("good.toml"), GOOD).unwrap();
+    assert_eq!(plan.faults.len(), 1);
+}
+
+#[test]
+fn unknown_keys_are_named_with_their_place() {
+    let text = GOOD.replace("users = 4", "users = 4\nusres = 5");
+    assert_points_at(&text, "usres", "unknown field `usres`");
+    let text = GOOD.replace("at = \"5s\"", "at = \"5s\"\ntargte = \"primary\"");
+    assert_points_at(&text, "targte", "unknown field `targte`");
+}
+
+#[test]
+fn bad_durations_are_refused() {
+    let text = GOOD.replace("duration = \"20s\"", "duration = \"twenty seconds\"");
+    assert_points_at(&text, "twenty", "invalid duration");
+    let text = GOOD.replace("for = \"5s\"", "for = \"5\"");
+    assert_points_at(&text, "for = ", "invalid duration");
+}
+
+#[test]
+fn impossible_values_are_refused() {
+    assert_points_at(
+        &GOOD.replace("rate = 100", "rate = 0"),
+        "rate = 0",
+        "`rate` must be above 0",
+    );
+    assert_points_at(
+        &GOOD.replace("users = 4", "users = 0"),
+        "users = 0",
+        "`users` must be at least 1",
+    );
+    assert_points_at(
+        &GOOD.replace("read_ratio = 0.9", "read_ratio = 1.5"),
+        "read_ratio",
+        "between 0 and 1",
+    );
+    assert_points_at(
+        &GOOD.replace("read_ratio = 0.9", "read_ratio = 0.9\nttl_jitter = -0.1"),
+        "ttl_jitter",
+        "between 0 and 1",
+    );
+}
+
+#[test]
+fn faults_outside_the_run_are_refused() {
+    let text = GOOD.replace("at = \"5s\"", "at = \"18s\"");
+    assert_points_at(&text, "at = \"18s\"", "past the end of the run");
+}
+
+#[test]
+fn overlapping_faults_are_refused() {
+    let text = format!("{GOOD}\n[[fault]]\nname = \"slow\"\nkind = \"latency\"\nlatency = \"50ms\"\nat = \"8s\"\nfor = \"4s\"\n");
+    assert_points_at(&text, "at = \"8s\"", "overlaps fault `outage`");
+}
+
+#[test]
+fn expectations_are_checked_at_validation() {
+    let text =
+        format!("expect = [\"baseline.p99 < 5ms\", \"fault:nope.caller_errors == 0\"]\n{GOOD}");
+    assert_points_at(&text, "fault:nope", "names no fault");
+}
+
+#[test]
+fn fault_parameters_must_fit_the_kind() {
+    let text = GOOD.replace("kind = \"down\"", "kind = \"latency\"");
+    assert_points_at(&text, "name = \"outage\"", "needs `latency`");
+    let text = GOOD.replace("kind = \"down\"", "kind = \"down\"\nlatency = \"5ms\"");
+    assert_points_at(&text, "name = \"outage\"", "does not apply");
+}
+
+fn gameday() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_gameday"))
+}
+
+#[test]
+fn run_on_a_bad_file_exits_2_and_starts_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(&bad, GOOD.replace("rate = 100", "rate = 0")).unwrap();
+    let scratch = tmp.path().join("tmp");
+    std::fs::create_dir(&scratch).unwrap();
+    let out = gameday()
+        .args([
+            "run",
+            bad.to_str().unwrap(),
+            "--out",
+            tmp.path().join("report").to_str().unwrap(),
+        ])
+        .env("TMPDIR", &scratch)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.toml:9:"), "names the place: {stderr}");
+    assert!(!tmp.path().join("report").exists(), "no report directory");
+    assert_eq!(
+        std::fs::read_dir(&scratch).unwrap().count(),
+        0,
+        "no node directory was created"
+    );
+
+    let out = gameday()
+        .args(["validate", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = gameday()
+        .args(["run", tmp.path().join("missing.toml").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the scenario"));
+}
+
+#[test]
+fn every_shipped_scenario_validates() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|x| x == "toml") {
+            scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            n += 1;
+        }
+    }
+    assert!(n >= 1);
+}
