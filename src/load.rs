@@ -1,8 +1,12 @@
 //! The load engine: goose drives `users` virtual users as a library, each
 //! running one workload op per goose transaction. With a `rate`, every user
-//! follows a fixed schedule (rate / users ops/s) and each op's latency counts
-//! from its slot in that schedule, so a stall shows as latency. Each caller
-//! op is also handed to goose, whose own report lands in the report dir.
+//! follows a fixed schedule (rate / users ops/s). An op that starts late
+//! because the user's previous op ran long counts its latency from its slot
+//! in the schedule, so a stall shows as latency rather than as fewer ops (no
+//! coordinated omission); a user that was idle counts from when its timer
+//! woke it, so the timer's 1 ms granularity is not billed to Redis. Each
+//! caller op is also handed to goose, whose own report lands in the report
+//! dir.
 
 use crate::recorder::{Outcome, Recorder, Trace};
 use crate::workload::Workload;
@@ -76,9 +80,20 @@ impl<W: Workload> Engine<W> {
             tokio::time::sleep(left.min(IDLE_STEP)).await;
             return Ok(());
         }
-        if intended > now {
+        let intended = if intended > now {
             tokio::time::sleep_until(self.t0 + Duration::from_micros(intended)).await;
-        }
+            // The user was idle and ready: lateness of the wake-up (tokio's
+            // timer ticks in whole ms) is the generator's, not the system's.
+            let woke = self.now_us();
+            if woke >= self.end_us {
+                return Ok(());
+            }
+            woke
+        } else {
+            // Behind schedule: the previous op ran long. Count from the slot
+            // it should have had (no coordinated omission).
+            intended
+        };
         let Slot { state, trace, .. } = &mut *slot;
         trace.clear();
         self.workload.op(state, intended, trace).await;

@@ -3,6 +3,7 @@
 //! opens for `cooldown`, during which callers skip Redis entirely; then one
 //! probe is let through, and its outcome closes or re-opens the breaker.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -27,6 +28,9 @@ pub struct Breaker {
     threshold: Option<u32>,
     cooldown: Duration,
     state: Mutex<State>,
+    /// How many times the breaker has opened: connections made before the
+    /// latest opening are presumed dead (the pool is invalidated).
+    opened: AtomicU64,
 }
 
 impl Breaker {
@@ -36,6 +40,7 @@ impl Breaker {
             threshold,
             cooldown,
             state: Mutex::new(State::Closed { failures: 0 }),
+            opened: AtomicU64::new(0),
         }
     }
 
@@ -53,6 +58,11 @@ impl Breaker {
             }
             State::Open { .. } | State::HalfOpen => Permit::Skip,
         }
+    }
+
+    /// Changes each time the breaker opens.
+    pub fn epoch(&self) -> u64 {
+        self.opened.load(Ordering::Acquire)
     }
 
     pub fn success(&self) {
@@ -100,6 +110,7 @@ mod tests {
         assert!(!b.failure(t));
         assert!(!b.failure(t));
         assert!(b.failure(t), "third consecutive failure opens");
+        assert_eq!(b.epoch(), 1);
         assert_eq!(b.permit(t + Duration::from_millis(500)), Permit::Skip);
         assert_eq!(b.permit(t + Duration::from_millis(1001)), Permit::Probe);
         assert_eq!(

@@ -147,9 +147,12 @@ impl CacheAside {
     }
 
     /// Asks the breaker; counts skips. Returns whether to use Redis.
-    fn may_use_redis(&self, trace: &mut Trace) -> bool {
+    fn may_use_redis(&self, user: &mut User, trace: &mut Trace) -> bool {
         match self.breaker.permit(Instant::now()) {
-            Permit::Go | Permit::Probe => true,
+            Permit::Go | Permit::Probe => {
+                user.conn.invalidate_before(self.breaker.epoch());
+                true
+            }
             Permit::Skip => {
                 trace.counters.push(Counter::BreakerSkip);
                 false
@@ -167,7 +170,7 @@ impl CacheAside {
     /// A read: returns the caller's outcome.
     async fn read(&self, user: &mut User, key: u64, trace: &mut Trace) -> Outcome {
         let name = self.key_name(key);
-        let failure = if self.may_use_redis(trace) {
+        let failure = if self.may_use_redis(user, trace) {
             match user
                 .conn
                 .query::<Option<Vec<u8>>>("redis_get", redis::cmd("GET").arg(&name), trace)
@@ -242,7 +245,7 @@ impl CacheAside {
         let version = self
             .origin_call(self.origin.write(key, now, &mut user.rng), trace)
             .await;
-        if !self.may_use_redis(trace) {
+        if !self.may_use_redis(user, trace) {
             return Outcome::Ok;
         }
         let name = self.key_name(key);

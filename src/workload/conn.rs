@@ -12,6 +12,8 @@ use tokio::time::Instant;
 pub struct RedisConn {
     client: redis::Client,
     conn: Option<MultiplexedConnection>,
+    /// The breaker epoch when this connection was made.
+    epoch: u64,
     timeout: Duration,
     t0: Instant,
 }
@@ -23,8 +25,19 @@ impl RedisConn {
         RedisConn {
             client,
             conn: None,
+            epoch: 0,
             timeout,
             t0,
+        }
+    }
+
+    /// Drops a connection made before breaker epoch `epoch`: after the
+    /// breaker opened, pooled connections are presumed dead, as a pool that
+    /// is invalidated on a circuit opening would treat them.
+    pub fn invalidate_before(&mut self, epoch: u64) {
+        if self.epoch < epoch {
+            self.conn = None;
+            self.epoch = epoch;
         }
     }
 

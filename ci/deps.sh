@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what gameday needs at run time and for its tests, if missing:
+# redis-server (the process backend's nodes) and redis-tools
+# (redis-benchmark, the peer in `gameday bench`). Debian packages only.
+set -euo pipefail
+
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v redis-benchmark >/dev/null 2>&1 || need+=(redis-tools)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "ci/deps.sh: installing ${need[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  # policy-rc.d keeps the package from starting a system redis on 6379.
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+command -v cargo >/dev/null 2>&1 || { echo "ci/deps.sh: cargo is missing (install Rust first)" >&2; exit 1; }
+redis-server --version
