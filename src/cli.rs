@@ -143,6 +143,12 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
                     }
                 }
             }
+            if let Some(url) = &toxiproxy_url {
+                if let Err(e) = crate::proxy::control::check_url(url) {
+                    eprintln!("gameday: --toxiproxy-url: {e}");
+                    return Ok(2);
+                }
+            }
             let shutdown = shutdown_signal()?;
             let several = plans.len() > 1;
             let mut worst = 0u8;

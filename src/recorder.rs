@@ -212,6 +212,17 @@ pub struct PhaseStats {
 }
 
 impl PhaseStats {
+    fn new(name: &str, start_us: u64) -> Self {
+        PhaseStats {
+            name: name.to_string(),
+            start_us,
+            end_us: None,
+            ops: BTreeMap::new(),
+            counters: [0; Counter::ALL.len()],
+            first_redis_ok_us: None,
+        }
+    }
+
     pub fn counter(&self, c: Counter) -> u64 {
         self.counters[c.index()]
     }
@@ -230,6 +241,18 @@ pub fn is_redis_op(op: &str) -> bool {
     op.starts_with("redis_")
 }
 
+/// Counts `s` under its op and, for a caller op, under `caller` too.
+fn add_sample(ops: &mut BTreeMap<&'static str, OpStats>, s: &Sample, is_caller: bool, sigfig: u8) {
+    ops.entry(s.op)
+        .or_insert_with(|| OpStats::new(sigfig))
+        .add(s);
+    if is_caller {
+        ops.entry(crate::expect::CALLER_OP)
+            .or_insert_with(|| OpStats::new(sigfig))
+            .add(s);
+    }
+}
+
 /// Aggregates samples; see the module docs.
 #[derive(Clone)]
 pub struct Recorder {
@@ -246,17 +269,9 @@ const SECOND_SIGFIG: u8 = 2;
 
 impl Recorder {
     pub fn new(t0: Instant, caller_ops: &'static [&'static str]) -> Self {
-        let phase = |name: &str| PhaseStats {
-            name: name.to_string(),
-            start_us: 0,
-            end_us: None,
-            ops: BTreeMap::new(),
-            counters: [0; Counter::ALL.len()],
-            first_redis_ok_us: None,
-        };
         Recorder {
             t0,
-            phases: vec![phase("run"), phase("baseline")],
+            phases: vec![PhaseStats::new("run", 0), PhaseStats::new("baseline", 0)],
             seconds: Vec::new(),
             caller_ops,
         }
@@ -276,14 +291,7 @@ impl Recorder {
         if let Some(last) = self.phases.last_mut() {
             last.end_us = Some(at_us);
         }
-        self.phases.push(PhaseStats {
-            name: name.to_string(),
-            start_us: at_us,
-            end_us: None,
-            ops: BTreeMap::new(),
-            counters: [0; Counter::ALL.len()],
-            first_redis_ok_us: None,
-        });
+        self.phases.push(PhaseStats::new(name, at_us));
     }
 
     /// Closes the run at `at_us`.
@@ -313,18 +321,10 @@ impl Recorder {
         }
         for s in &trace.samples {
             let p = self.phase_index(s.intended_us);
+            let is_caller = self.caller_ops.contains(&s.op);
             for idx in [0, p] {
                 let ph = &mut self.phases[idx];
-                ph.ops
-                    .entry(s.op)
-                    .or_insert_with(|| OpStats::new(PHASE_SIGFIG))
-                    .add(s);
-                if self.caller_ops.contains(&s.op) {
-                    ph.ops
-                        .entry(crate::expect::CALLER_OP)
-                        .or_insert_with(|| OpStats::new(PHASE_SIGFIG))
-                        .add(s);
-                }
+                add_sample(&mut ph.ops, s, is_caller, PHASE_SIGFIG);
                 if idx != 0
                     && is_redis_op(s.op)
                     && s.outcome == Outcome::Ok
@@ -337,17 +337,7 @@ impl Recorder {
             if self.seconds.len() <= sec {
                 self.seconds.resize_with(sec + 1, SecondStats::default);
             }
-            let row = &mut self.seconds[sec];
-            row.ops
-                .entry(s.op)
-                .or_insert_with(|| OpStats::new(SECOND_SIGFIG))
-                .add(s);
-            if self.caller_ops.contains(&s.op) {
-                row.ops
-                    .entry(crate::expect::CALLER_OP)
-                    .or_insert_with(|| OpStats::new(SECOND_SIGFIG))
-                    .add(s);
-            }
+            add_sample(&mut self.seconds[sec].ops, s, is_caller, SECOND_SIGFIG);
         }
         for c in &trace.counters {
             self.phases[0].counters[c.index()] += 1;

@@ -39,6 +39,16 @@ pub enum NetFault {
     },
 }
 
+/// Checks a Toxiproxy API URL without connecting: its form, and that it
+/// names a loopback address.
+pub fn check_url(url: &str) -> Result<SocketAddr, ControlError> {
+    let hostport = url.trim_start_matches("http://").trim_end_matches('/');
+    if hostport.contains('/') || hostport.is_empty() {
+        return Err(ControlError::BadUrl(url.into()));
+    }
+    loopback_addr(hostport, "toxiproxy URL").map_err(|e| ControlError::NotLoopback(e.message))
+}
+
 /// A handle on one Toxiproxy API (embedded or external). Its calls block, so
 /// async code runs them through `tokio::task::spawn_blocking`.
 #[derive(Clone)]
@@ -51,12 +61,7 @@ pub struct ProxyControl {
 impl ProxyControl {
     /// Connects to the API at `url` (`http://127.0.0.1:8474` or `127.0.0.1:8474`).
     pub fn connect(url: &str) -> Result<Self, ControlError> {
-        let hostport = url.trim_start_matches("http://").trim_end_matches('/');
-        if hostport.contains('/') || hostport.is_empty() {
-            return Err(ControlError::BadUrl(url.into()));
-        }
-        let addr = loopback_addr(hostport, "toxiproxy URL")
-            .map_err(|e| ControlError::NotLoopback(e.message))?;
+        let addr = check_url(url)?;
         let client = Client::new(addr);
         if !client.is_running() {
             return Err(ControlError::Unreachable(url.into()));

@@ -60,6 +60,14 @@ impl Breaker {
         }
     }
 
+    fn open(&self, st: &mut State, now: Instant) -> bool {
+        *st = State::Open {
+            until: now + self.cooldown,
+        };
+        self.opened.fetch_add(1, Ordering::AcqRel);
+        true
+    }
+
     /// Changes each time the breaker opens.
     pub fn epoch(&self) -> u64 {
         self.opened.load(Ordering::Acquire)
@@ -76,24 +84,14 @@ impl Breaker {
         };
         let mut st = self.lock();
         match *st {
-            State::Closed { failures } if failures + 1 >= threshold => {
-                *st = State::Open {
-                    until: now + self.cooldown,
-                };
-                true
-            }
+            State::Closed { failures } if failures + 1 >= threshold => self.open(&mut st, now),
             State::Closed { failures } => {
                 *st = State::Closed {
                     failures: failures + 1,
                 };
                 false
             }
-            State::HalfOpen => {
-                *st = State::Open {
-                    until: now + self.cooldown,
-                };
-                true
-            }
+            State::HalfOpen => self.open(&mut st, now),
             State::Open { .. } => false,
         }
     }
