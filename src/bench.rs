@@ -14,7 +14,7 @@ use crate::proxy::EmbeddedProxy;
 use crate::recorder::{Outcome, Recorder, Sample, Trace};
 use crate::scenario::plan::TopologyPlan;
 use crate::topology::process::RedisProcess;
-use crate::topology::Role;
+use crate::topology::{ClientSpec, Role};
 use crate::workload::conn::RedisConn;
 use crate::workload::Workload;
 use anyhow::{bail, Context};
@@ -94,7 +94,11 @@ impl Workload for GetOnly {
 
     fn new_user(&self, _index: usize) -> Self::User {
         (
-            RedisConn::new(self.addr, Duration::from_secs(5), self.t0),
+            RedisConn::new(
+                &ClientSpec::Direct(self.addr),
+                Duration::from_secs(5),
+                self.t0,
+            ),
             Trace::default(),
         )
     }

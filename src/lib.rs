@@ -3,7 +3,9 @@
 //! The data flow of one run, module by module:
 //!
 //! - [`scenario`]: a TOML scenario, validated into one [`scenario::plan::RunPlan`].
-//! - [`topology`]: provisions the Redis nodes (process backend today).
+//! - [`topology`]: provisions the Redis nodes (process backend today) and
+//!   assembles them through their proxies.
+//! - [`lab`]: a topology with a proxy on every path, ready for load.
 //! - [`proxy`]: a Toxiproxy-compatible server and the client that drives it;
 //!   one proxy per node, and clients only ever see proxy addresses.
 //! - [`load`]: goose virtual users running one [`workload`] op per transaction
@@ -20,6 +22,7 @@ pub mod bench;
 pub mod cli;
 pub mod conductor;
 pub mod expect;
+pub mod lab;
 pub mod load;
 pub mod oracle;
 pub mod proxy;

@@ -5,22 +5,21 @@
 //! node stopped before this returns.
 
 use crate::conductor::{self, FaultRecord, Scheduled};
+use crate::lab::Lab;
 use crate::load::{self, LoadSpec};
-use crate::proxy::control::{ControlError, ProxyControl};
-use crate::proxy::EmbeddedProxy;
+use crate::proxy::control::ControlError;
 use crate::recorder::Recorder;
 use crate::report::summary::{
     self, LoadSummary, NodeSummary, ProxySummary, Summary, TopologySummary,
 };
 use crate::report::{console, RunReport};
-use crate::scenario::plan::{RunPlan, Target, WorkloadPlan};
+use crate::scenario::plan::{RunPlan, WorkloadPlan};
 use crate::scenario::raw::Backend;
 use crate::scenario::topology_name;
-use crate::topology::{Role, Topology, TopologyError};
+use crate::topology::TopologyError;
 use crate::workload::cache_aside::CacheAside;
 use crate::workload::Workload;
 use rand::Rng;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -85,105 +84,6 @@ pub struct RunOutcome {
     pub summary: Summary,
 }
 
-/// A node with the proxy in front of it.
-struct Wired {
-    id: String,
-    role: Role,
-    addr: SocketAddr,
-    proxy: String,
-    proxy_addr: SocketAddr,
-}
-
-/// The proxy API in use and the proxies this run created on it.
-struct Proxies {
-    _embedded: Option<EmbeddedProxy>,
-    control: ProxyControl,
-    kind: &'static str,
-    version: String,
-    wired: Vec<Wired>,
-}
-
-impl Proxies {
-    async fn start(
-        url: Option<&str>,
-        topology: &Topology,
-        run_id: &str,
-    ) -> Result<Proxies, RunError> {
-        let (embedded, control, kind) = match url {
-            Some(url) => (None, ProxyControl::connect_async(url).await?, "external"),
-            None => {
-                let e = EmbeddedProxy::start(SocketAddr::from(([127, 0, 0, 1], 0)))
-                    .await
-                    .map_err(|e| {
-                        RunError::Provision(format!("cannot start the embedded proxy: {e}"))
-                    })?;
-                let c = ProxyControl::connect_async(&e.url()).await?;
-                (Some(e), c, "embedded")
-            }
-        };
-        let version = control.call(|c| c.version()).await?;
-        let mut proxies = Proxies {
-            _embedded: embedded,
-            control,
-            kind,
-            version,
-            wired: Vec::new(),
-        };
-        for (id, role, addr) in topology.addrs() {
-            let name = format!("gameday-{run_id}-{id}");
-            let n = name.clone();
-            match proxies
-                .control
-                .call(move |c| c.create_proxy(&n, addr))
-                .await
-            {
-                Ok(proxy_addr) => proxies.wired.push(Wired {
-                    id,
-                    role,
-                    addr,
-                    proxy: name,
-                    proxy_addr,
-                }),
-                Err(e) => {
-                    proxies.teardown().await;
-                    return Err(e.into());
-                }
-            }
-        }
-        Ok(proxies)
-    }
-
-    /// Deletes this run's proxies (which matters on an external Toxiproxy).
-    async fn teardown(&self) {
-        for w in &self.wired {
-            let name = w.proxy.clone();
-            let _ = self.control.call(move |c| c.delete(&name)).await;
-        }
-    }
-
-    fn targets(&self, target: &Target) -> Vec<String> {
-        self.wired
-            .iter()
-            .filter(|w| match target {
-                Target::Primary => w.role == Role::Primary,
-                Target::Replicas => w.role == Role::Replica,
-                Target::Sentinels => w.role == Role::Sentinel,
-                Target::All => w.role != Role::Sentinel,
-                Target::Node(id) => &w.id == id,
-            })
-            .map(|w| w.proxy.clone())
-            .collect()
-    }
-
-    fn primary_addr(&self) -> SocketAddr {
-        self.wired
-            .iter()
-            .find(|w| w.role == Role::Primary)
-            .expect("a primary is wired")
-            .proxy_addr
-    }
-}
-
 /// `reports/<UTC time>-<name>`.
 pub fn default_dir(plan: &RunPlan) -> PathBuf {
     let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
@@ -196,35 +96,37 @@ pub fn default_dir(plan: &RunPlan) -> PathBuf {
 pub async fn run(
     plan: &RunPlan,
     opts: &RunOptions,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<RunOutcome, RunError> {
     let backend = opts.backend.unwrap_or(plan.topology.backend);
     let run_id = format!("{:08x}", rand::thread_rng().gen::<u32>());
     let dir = opts.out_dir.clone().unwrap_or_else(|| default_dir(plan));
-    let topology = tokio::select! {
-        t = Topology::provision(&plan.topology, backend) => t?,
-        _ = shutdown.wait_for(|s| *s) => return Err(RunError::Interrupted),
-    };
+    let lab = Lab::start(
+        &plan.topology,
+        backend,
+        opts.toxiproxy_url.as_deref(),
+        &run_id,
+        shutdown.clone(),
+    )
+    .await?;
     // Every target must resolve to at least one node before anything runs.
-    let proxies = Proxies::start(opts.toxiproxy_url.as_deref(), &topology, &run_id).await?;
     for f in &plan.faults {
-        if proxies.targets(&f.target).is_empty() {
-            proxies.teardown().await;
+        if lab.targets(&f.target).is_empty() {
+            lab.stop().await;
             return Err(RunError::Unsupported(format!(
                 "fault `{}`: target {} matches no node of this topology",
                 f.name, f.target
             )));
         }
     }
-    let result = drive(plan, opts, backend, &run_id, &dir, &proxies, shutdown).await;
-    proxies.teardown().await;
+    let result = drive(plan, opts, backend, &run_id, &dir, &lab, shutdown).await;
     let failed = !matches!(&result, Ok(o) if o.passed);
     if failed && dir.is_dir() {
-        for node in &topology.nodes {
+        for node in &lab.topology.nodes {
             let _ = std::fs::copy(node.log_path(), dir.join(format!("redis-{}.log", node.id)));
         }
     }
-    drop(topology);
+    lab.stop().await;
     result
 }
 
@@ -235,7 +137,7 @@ async fn drive(
     backend: Backend,
     run_id: &str,
     dir: &Path,
-    proxies: &Proxies,
+    lab: &Lab,
     shutdown: watch::Receiver<bool>,
 ) -> Result<RunOutcome, RunError> {
     std::fs::create_dir_all(dir).map_err(|err| RunError::Report {
@@ -248,7 +150,7 @@ async fn drive(
     let workload = match &plan.workload {
         WorkloadPlan::CacheAside(ca) => CacheAside::new(
             ca.clone(),
-            proxies.primary_addr(),
+            lab.client.clone(),
             format!("gameday:{run_id}:"),
             t0,
             seed,
@@ -271,13 +173,12 @@ async fn drive(
         .iter()
         .map(|f| Scheduled {
             plan: f.clone(),
-            proxies: proxies.targets(&f.target),
+            proxies: lab.targets(&f.target),
         })
         .collect();
     let (fail_tx, mut failed) = tokio::sync::mpsc::channel::<ControlError>(1);
     let conductor = {
-        let (control, recorder, records) =
-            (proxies.control.clone(), recorder.clone(), records.clone());
+        let (control, recorder, records) = (lab.control.clone(), recorder.clone(), records.clone());
         tokio::spawn(async move {
             if let Err(e) =
                 conductor::conduct(schedule, control, recorder, t0, stop_rx, records).await
@@ -347,22 +248,22 @@ async fn drive(
         backend: format!("{backend:?}").to_lowercase(),
         topology: TopologySummary {
             kind: topology_name(plan.topology.kind).into(),
-            nodes: proxies
+            nodes: lab
                 .wired
                 .iter()
                 .map(|w| NodeSummary {
-                    id: w.id.clone(),
-                    role: format!("{:?}", w.role).to_lowercase(),
-                    addr: w.addr.to_string(),
+                    id: w.endpoint.name.clone(),
+                    role: format!("{:?}", w.endpoint.role).to_lowercase(),
+                    addr: w.endpoint.addr.to_string(),
                     proxy: w.proxy.clone(),
                     proxy_addr: w.proxy_addr.to_string(),
                 })
                 .collect(),
         },
         proxy: ProxySummary {
-            kind: proxies.kind.into(),
-            url: proxies.control.url().into(),
-            version: proxies.version.clone(),
+            kind: lab.proxy_kind.into(),
+            url: lab.control.url().into(),
+            version: lab.proxy_version.clone(),
         },
         load: LoadSummary {
             users: plan.load.users,

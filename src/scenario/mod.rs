@@ -113,7 +113,7 @@ impl Validator<'_> {
             duration > Duration::ZERO,
             "`duration` must be longer than 0s",
         )?;
-        let topology = self.topology(raw.topology);
+        let topology = self.topology(raw.topology)?;
         let load = self.load(&raw.load, duration)?;
         let workload = self.workload(raw.workload)?;
         let faults = self.faults(&raw.faults, duration, &topology)?;
@@ -143,15 +143,114 @@ impl Validator<'_> {
         })
     }
 
-    fn topology(&self, t: RawTopology) -> TopologyPlan {
-        TopologyPlan {
-            kind: t.kind,
+    fn topology(&self, t: RawTopology) -> VResult<TopologyPlan> {
+        let kind = t.kind;
+        let name = topology_name(kind);
+        let only =
+            |present: bool, key: &str, kinds: &[TopologyKind], span: Range<usize>| -> VResult<()> {
+                if present && !kinds.contains(&kind) {
+                    let allowed: Vec<&str> = kinds.iter().map(|k| topology_name(*k)).collect();
+                    return Err(self.err(
+                        span,
+                        format!(
+                            "`{key}` applies to {} topologies, not {name}",
+                            allowed.join(" and ")
+                        ),
+                    ));
+                }
+                Ok(())
+            };
+        let span_i = |s: &Option<Spanned<i64>>| s.as_ref().map(|s| s.span()).unwrap_or(0..0);
+        let span_d = |s: &Option<Spanned<units::Dur>>| s.as_ref().map(|s| s.span()).unwrap_or(0..0);
+        use TopologyKind::*;
+        only(
+            t.replicas.is_some(),
+            "replicas",
+            &[Replicated, Sentinel],
+            span_i(&t.replicas),
+        )?;
+        only(
+            t.down_after.is_some(),
+            "down_after",
+            &[Sentinel],
+            span_d(&t.down_after),
+        )?;
+        only(
+            t.failover_timeout.is_some(),
+            "failover_timeout",
+            &[Sentinel],
+            span_d(&t.failover_timeout),
+        )?;
+        only(
+            t.masters.is_some(),
+            "masters",
+            &[Cluster],
+            span_i(&t.masters),
+        )?;
+        only(
+            t.replicas_per_master.is_some(),
+            "replicas_per_master",
+            &[Cluster],
+            span_i(&t.replicas_per_master),
+        )?;
+        only(
+            t.cluster_node_timeout.is_some(),
+            "cluster_node_timeout",
+            &[Cluster],
+            span_d(&t.cluster_node_timeout),
+        )?;
+        let defaults = TopologyPlan::of_kind(kind);
+        let count = |s: &Option<Spanned<i64>>,
+                     key: &str,
+                     min: i64,
+                     max: i64,
+                     default: usize|
+         -> VResult<usize> {
+            match s {
+                Some(v) => {
+                    let n = *v.get_ref();
+                    self.check(
+                        v,
+                        (min..=max).contains(&n),
+                        format!("`{key}` must be between {min} and {max}, not {n}"),
+                    )?;
+                    Ok(n as usize)
+                }
+                None => Ok(default),
+            }
+        };
+        Ok(TopologyPlan {
+            kind,
             backend: t.backend.unwrap_or(Backend::Process),
             image: t.image,
             maxmemory: t.maxmemory.map(|b| b.0),
             maxmemory_policy: t.maxmemory_policy,
             persistence: t.persistence,
-        }
+            replicas: count(&t.replicas, "replicas", 1, 5, defaults.replicas)?,
+            down_after: self.positive_dur(
+                t.down_after.as_ref(),
+                "down_after",
+                defaults.down_after,
+            )?,
+            failover_timeout: self.positive_dur(
+                t.failover_timeout.as_ref(),
+                "failover_timeout",
+                defaults.failover_timeout,
+            )?,
+            masters: count(&t.masters, "masters", 3, 9, defaults.masters)?,
+            replicas_per_master: count(
+                &t.replicas_per_master,
+                "replicas_per_master",
+                0,
+                3,
+                defaults.replicas_per_master,
+            )?,
+            cluster_node_timeout: self.positive_dur(
+                t.cluster_node_timeout.as_ref(),
+                "cluster_node_timeout",
+                defaults.cluster_node_timeout,
+            )?,
+        })
     }
 
     fn load(&self, l: &RawLoad, duration: Duration) -> VResult<LoadPlan> {

@@ -31,6 +31,18 @@ pub struct TopologyPlan {
     pub maxmemory: Option<u64>,
     pub maxmemory_policy: Option<MaxmemoryPolicy>,
     pub persistence: Persistence,
+    /// replicated / sentinel: replicas of the primary.
+    pub replicas: usize,
+    /// sentinel: down-after-milliseconds.
+    pub down_after: Duration,
+    /// sentinel: failover-timeout.
+    pub failover_timeout: Duration,
+    /// cluster: masters.
+    pub masters: usize,
+    /// cluster: replicas of each master.
+    pub replicas_per_master: usize,
+    /// cluster: cluster-node-timeout.
+    pub cluster_node_timeout: Duration,
 }
 
 impl TopologyPlan {
@@ -43,6 +55,20 @@ impl TopologyPlan {
             maxmemory: None,
             maxmemory_policy: None,
             persistence: Persistence::None,
+            replicas: 2,
+            down_after: Duration::from_secs(2),
+            failover_timeout: Duration::from_secs(10),
+            masters: 3,
+            replicas_per_master: 1,
+            cluster_node_timeout: Duration::from_secs(2),
+        }
+    }
+
+    /// The same settings for another topology kind.
+    pub fn of_kind(kind: TopologyKind) -> Self {
+        TopologyPlan {
+            kind,
+            ..Self::standalone()
         }
     }
 }

@@ -73,6 +73,18 @@ pub struct RawTopology {
     pub maxmemory_policy: Option<MaxmemoryPolicy>,
     #[serde(default)]
     pub persistence: Persistence,
+    /// replicated and sentinel: replicas of the primary.
+    pub replicas: Option<Spanned<i64>>,
+    /// sentinel: how long a node must be silent before it is deemed down.
+    pub down_after: Option<Spanned<Dur>>,
+    /// sentinel: Sentinel's failover-timeout.
+    pub failover_timeout: Option<Spanned<Dur>>,
+    /// cluster: masters, each owning an equal share of the slots.
+    pub masters: Option<Spanned<i64>>,
+    /// cluster: replicas of each master.
+    pub replicas_per_master: Option<Spanned<i64>>,
+    /// cluster: cluster-node-timeout.
+    pub cluster_node_timeout: Option<Spanned<Dur>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -23,11 +23,24 @@ pub fn redis_server_bin() -> PathBuf {
         .unwrap_or_else(|| "redis-server".into())
 }
 
+/// What kind of process a node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// A plain redis-server.
+    Node,
+    /// A redis-server with cluster mode on and its bus on its own port.
+    ClusterNode { node_timeout_ms: u64 },
+    /// redis-server in sentinel mode (`--sentinel`), monitoring nothing yet.
+    Sentinel,
+}
+
 /// A running redis-server owned by this run.
 pub struct RedisProcess {
     pub id: String,
     pub role: Role,
     pub addr: SocketAddr,
+    /// The cluster bus address, for cluster nodes.
+    pub bus: Option<SocketAddr>,
     child: Child,
     dir: tempfile::TempDir,
 }
@@ -47,7 +60,26 @@ fn policy_name(p: MaxmemoryPolicy) -> String {
         .unwrap_or_default()
 }
 
-fn server_args(port: u16, dir: &Path, plan: &TopologyPlan) -> Vec<String> {
+fn server_args(
+    port: u16,
+    bus: Option<u16>,
+    dir: &Path,
+    plan: &TopologyPlan,
+    flavor: Flavor,
+) -> std::io::Result<Vec<String>> {
+    let log = dir.join("redis.log").display().to_string();
+    if flavor == Flavor::Sentinel {
+        // Sentinel rewrites its configuration file, so it needs one of its own.
+        let conf = dir.join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\nlogfile {log}\ndaemonize no\n",
+                dir.display()
+            ),
+        )?;
+        return Ok(vec![conf.display().to_string(), "--sentinel".into()]);
+    }
     let mut args: Vec<String> = vec![
         "--port".into(),
         port.to_string(),
@@ -56,11 +88,15 @@ fn server_args(port: u16, dir: &Path, plan: &TopologyPlan) -> Vec<String> {
         "--dir".into(),
         dir.display().to_string(),
         "--logfile".into(),
-        dir.join("redis.log").display().to_string(),
+        log,
         "--daemonize".into(),
         "no".into(),
         "--protected-mode".into(),
         "yes".into(),
+        // Start a replica's full sync at once instead of waiting 5 s for
+        // more replicas to join it.
+        "--repl-diskless-sync-delay".into(),
+        "0".into(),
     ];
     match plan.persistence {
         Persistence::None => args.extend([
@@ -90,15 +126,37 @@ fn server_args(port: u16, dir: &Path, plan: &TopologyPlan) -> Vec<String> {
     if let Some(policy) = plan.maxmemory_policy {
         args.extend(["--maxmemory-policy".into(), policy_name(policy)]);
     }
-    args
+    if let (Flavor::ClusterNode { node_timeout_ms }, Some(bus)) = (flavor, bus) {
+        args.extend([
+            "--cluster-enabled".into(),
+            "yes".into(),
+            "--cluster-config-file".into(),
+            dir.join("nodes.conf").display().to_string(),
+            "--cluster-node-timeout".into(),
+            node_timeout_ms.to_string(),
+            "--cluster-port".into(),
+            bus.to_string(),
+        ]);
+    }
+    Ok(args)
 }
 
 impl RedisProcess {
-    /// Starts a node and waits until it answers PING.
+    /// Starts a plain node and waits until it answers PING.
     pub async fn start(id: &str, role: Role, plan: &TopologyPlan) -> Result<Self, TopologyError> {
+        Self::start_as(id, role, plan, Flavor::Node).await
+    }
+
+    /// Starts a process of `flavor` and waits until it answers PING.
+    pub async fn start_as(
+        id: &str,
+        role: Role,
+        plan: &TopologyPlan,
+        flavor: Flavor,
+    ) -> Result<Self, TopologyError> {
         let mut last_err = None;
         for _ in 0..PORT_ATTEMPTS {
-            match Self::try_start(id, role, plan).await {
+            match Self::try_start(id, role, plan, flavor).await {
                 Ok(p) => return Ok(p),
                 Err(TopologyError::Exited { log, .. })
                     if log.contains("Address already in use") =>
@@ -113,7 +171,12 @@ impl RedisProcess {
         Err(last_err.expect("at least one attempt"))
     }
 
-    async fn try_start(id: &str, role: Role, plan: &TopologyPlan) -> Result<Self, TopologyError> {
+    async fn try_start(
+        id: &str,
+        role: Role,
+        plan: &TopologyPlan,
+        flavor: Flavor,
+    ) -> Result<Self, TopologyError> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("gameday-{id}-"))
             .tempdir()
@@ -124,9 +187,19 @@ impl RedisProcess {
             })?;
         let port = free_port()
             .map_err(|e| TopologyError::Provision(format!("node {id}: no free port: {e}")))?;
+        let bus =
+            match flavor {
+                Flavor::ClusterNode { .. } => Some(free_port().map_err(|e| {
+                    TopologyError::Provision(format!("node {id}: no free port: {e}"))
+                })?),
+                _ => None,
+            };
+        let args = server_args(port, bus, dir.path(), plan, flavor).map_err(|e| {
+            TopologyError::Provision(format!("node {id}: cannot write its configuration: {e}"))
+        })?;
         let bin = redis_server_bin();
         let mut cmd = Command::new(&bin);
-        cmd.args(server_args(port, dir.path(), plan))
+        cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -148,6 +221,7 @@ impl RedisProcess {
             id: id.to_string(),
             role,
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            bus: bus.map(|b| SocketAddr::from((Ipv4Addr::LOCALHOST, b))),
             child,
             dir,
         };

@@ -17,10 +17,10 @@ use crate::expect::Dim;
 use crate::recorder::{Counter, ErrorClass, Outcome, Sample, Trace};
 use crate::scenario::plan::CacheAsidePlan;
 use crate::scenario::raw::{Distribution, ErrorPolicy, WritePolicy};
+use crate::topology::ClientSpec;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution as _, Zipf};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::time::Instant;
 
@@ -54,7 +54,7 @@ pub const METRICS: &[(&str, Dim)] = &[
 
 pub struct CacheAside {
     plan: CacheAsidePlan,
-    addr: SocketAddr,
+    client: ClientSpec,
     prefix: String,
     origin: Arc<Origin>,
     breaker: Breaker,
@@ -69,10 +69,11 @@ pub struct User {
 }
 
 impl CacheAside {
-    /// `addr` is where clients connect (the proxy); keys live under `prefix`.
+    /// `client` says how to reach the topology (through its proxies); keys
+    /// live under `prefix`.
     pub fn new(
         plan: CacheAsidePlan,
-        addr: SocketAddr,
+        client: ClientSpec,
         prefix: String,
         t0: Instant,
         seed: u64,
@@ -90,7 +91,7 @@ impl CacheAside {
                 plan.on_error.breaker_cooldown,
             ),
             plan,
-            addr,
+            client,
             prefix,
             zipf,
             t0,
@@ -292,7 +293,7 @@ impl Workload for CacheAside {
 
     fn new_user(&self, index: usize) -> User {
         User {
-            conn: RedisConn::new(self.addr, self.plan.op_timeout, self.t0),
+            conn: RedisConn::new(&self.client, self.plan.op_timeout, self.t0),
             rng: SmallRng::seed_from_u64(
                 self.seed
                     .wrapping_mul(0x9e37_79b9_7f4a_7c15)

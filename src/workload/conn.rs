@@ -1,29 +1,69 @@
-//! One virtual user's Redis connection: connects lazily, reconnects after a
-//! dropped connection, bounds every command by the op timeout (connecting
-//! included) and records each command as a `redis_<command>` sample.
+//! One virtual user's Redis connection: connects lazily (directly, through
+//! Sentinel, or to a Cluster), reconnects after a dropped connection, bounds
+//! every command by the op timeout (connecting included) and records each
+//! command as a `redis_<command>` sample.
 
 use crate::recorder::{ErrorClass, Outcome, Sample, Trace};
+use crate::topology::ClientSpec;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, FromRedisValue};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelServerType};
+use redis::{AsyncConnectionConfig, FromRedisValue, RedisResult};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// Where connections come from.
+enum Source {
+    Direct(redis::Client),
+    /// Each user asks the sentinels itself, as each application instance would.
+    Sentinel(Box<SentinelClient>),
+    Cluster(Box<ClusterClient>),
+}
+
+enum Live {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
 pub struct RedisConn {
-    client: redis::Client,
-    conn: Option<MultiplexedConnection>,
+    source: Source,
+    conn: Option<Live>,
     /// The breaker epoch when this connection was made.
     epoch: u64,
     timeout: Duration,
     t0: Instant,
 }
 
+fn url(addr: SocketAddr) -> String {
+    format!("redis://{addr}/")
+}
+
 impl RedisConn {
-    pub fn new(addr: SocketAddr, timeout: Duration, t0: Instant) -> Self {
-        let client = redis::Client::open(format!("redis://{addr}/"))
-            .expect("a socket address makes a valid Redis URL");
+    pub fn new(spec: &ClientSpec, timeout: Duration, t0: Instant) -> Self {
+        let source = match spec {
+            ClientSpec::Direct(addr) => Source::Direct(
+                redis::Client::open(url(*addr)).expect("a socket address makes a valid Redis URL"),
+            ),
+            ClientSpec::Sentinel { sentinels, master } => Source::Sentinel(Box::new(
+                SentinelClient::build(
+                    sentinels.iter().map(|a| url(*a)).collect(),
+                    master.clone(),
+                    None,
+                    SentinelServerType::Master,
+                )
+                .expect("sentinel addresses make valid URLs"),
+            )),
+            ClientSpec::Cluster { nodes } => Source::Cluster(Box::new(
+                ClusterClient::builder(nodes.iter().map(|a| url(*a)))
+                    .connection_timeout(timeout)
+                    .build()
+                    .expect("cluster node addresses make valid URLs"),
+            )),
+        };
         RedisConn {
-            client,
+            source,
             conn: None,
             epoch: 0,
             timeout,
@@ -45,20 +85,32 @@ impl RedisConn {
         self.t0.elapsed().as_micros() as u64
     }
 
-    async fn run<T: FromRedisValue>(&mut self, cmd: &redis::Cmd) -> Result<T, redis::RedisError> {
-        if self.conn.is_none() {
-            // The op timeout around every call is the only response timeout.
-            let config = AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(self.timeout))
-                .set_response_timeout(None);
-            self.conn = Some(
-                self.client
+    async fn open(&mut self) -> RedisResult<Live> {
+        // The op timeout around every call is the only response timeout.
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(None);
+        Ok(match &mut self.source {
+            Source::Direct(client) => Live::Single(
+                client
                     .get_multiplexed_async_connection_with_config(&config)
                     .await?,
-            );
+            ),
+            Source::Sentinel(client) => {
+                Live::Single(client.get_async_connection_with_config(&config).await?)
+            }
+            Source::Cluster(client) => Live::Cluster(client.get_async_connection().await?),
+        })
+    }
+
+    async fn run<T: FromRedisValue>(&mut self, cmd: &redis::Cmd) -> RedisResult<T> {
+        if self.conn.is_none() {
+            self.conn = Some(self.open().await?);
         }
-        let conn = self.conn.as_mut().expect("connected above");
-        cmd.query_async(conn).await
+        match self.conn.as_mut().expect("connected above") {
+            Live::Single(c) => cmd.query_async(c).await,
+            Live::Cluster(c) => cmd.query_async(c).await,
+        }
     }
 
     /// Runs `cmd` within the op timeout and records it as `op` in `trace`.
@@ -75,7 +127,10 @@ impl RedisConn {
                 let class = ErrorClass::of(&e);
                 if e.is_unrecoverable_error()
                     || e.is_io_error()
-                    || matches!(class, ErrorClass::Refused | ErrorClass::Reset)
+                    || matches!(
+                        class,
+                        ErrorClass::Refused | ErrorClass::Reset | ErrorClass::Readonly
+                    )
                 {
                     self.conn = None;
                 }

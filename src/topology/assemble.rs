@@ -1,0 +1,370 @@
+//! Step 3 of provisioning: wire a topology through its proxies and wait
+//! until it is ready. Admin commands go to the nodes' real addresses (the
+//! harness's own path, never faulted); every address a node *learns or
+//! announces* is a proxy address.
+
+use super::{ProxyMap, Role, Topology, TopologyError, SENTINEL_MASTER};
+use redis::aio::MultiplexedConnection;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::time::Instant;
+
+const SLOTS: u32 = 16384;
+
+fn provision_err(what: impl std::fmt::Display) -> TopologyError {
+    TopologyError::Provision(what.to_string())
+}
+
+async fn connect(addr: SocketAddr) -> Result<MultiplexedConnection, TopologyError> {
+    let client = redis::Client::open(format!("redis://{addr}/")).map_err(provision_err)?;
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    .map_err(|_| provision_err(format!("{addr} did not accept a connection within 5s")))?
+    .map_err(|e| provision_err(format!("{addr}: {e}")))
+}
+
+/// Runs one admin command on `addr`.
+async fn admin<T: redis::FromRedisValue>(
+    addr: SocketAddr,
+    cmd: &redis::Cmd,
+) -> Result<T, TopologyError> {
+    let mut conn = connect(addr).await?;
+    cmd.query_async(&mut conn)
+        .await
+        .map_err(|e| provision_err(format!("{addr}: {e}")))
+}
+
+fn args<const N: usize>(parts: [&str; N]) -> redis::Cmd {
+    let mut cmd = redis::cmd(parts[0]);
+    for p in &parts[1..] {
+        cmd.arg(*p);
+    }
+    cmd
+}
+
+/// Polls `check` until it says ready or `limit` passes; `what` names the
+/// condition in the error, with the last thing `check` saw.
+async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F) -> Result<(), TopologyError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Result<(), String>, TopologyError>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        let seen = match check().await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(seen)) => seen,
+            Err(e) => e.to_string(),
+        };
+        if Instant::now() >= deadline {
+            return Err(provision_err(format!(
+                "{what}: not ready within {}s (last seen: {seen})",
+                limit.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn info_field<'a>(info: &'a str, key: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(':')))
+        .map(str::trim)
+}
+
+/// Replicas replicate from the primary's proxy and announce their own.
+pub(super) async fn replication(topo: &Topology, proxies: &ProxyMap) -> Result<(), TopologyError> {
+    let primary = topo.primary();
+    let primary_proxy = proxies[&primary.id];
+    let replicas: Vec<_> = topo
+        .nodes
+        .iter()
+        .filter(|n| n.role == Role::Replica)
+        .collect();
+    for r in &replicas {
+        let port = proxies[&r.id].port().to_string();
+        admin::<()>(
+            r.addr,
+            &args(["CONFIG", "SET", "replica-announce-ip", "127.0.0.1"]),
+        )
+        .await?;
+        admin::<()>(
+            r.addr,
+            &args(["CONFIG", "SET", "replica-announce-port", &port]),
+        )
+        .await?;
+        let primary_port = primary_proxy.port().to_string();
+        admin::<()>(r.addr, &args(["REPLICAOF", "127.0.0.1", &primary_port])).await?;
+    }
+    let want = replicas.len();
+    wait_for(
+        "replication links",
+        Duration::from_secs(15),
+        || async move {
+            let info: String = admin(primary.addr, &args(["INFO", "replication"])).await?;
+            let n: usize = info_field(&info, "connected_slaves")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if n < want {
+                return Ok(Err(format!("primary has {n} of {want} replicas")));
+            }
+            for r in topo.nodes.iter().filter(|n| n.role == Role::Replica) {
+                let info: String = admin(r.addr, &args(["INFO", "replication"])).await?;
+                if info_field(&info, "master_link_status") != Some("up") {
+                    return Ok(Err(format!(
+                        "{}: master_link_status {:?}",
+                        r.id,
+                        info_field(&info, "master_link_status")
+                    )));
+                }
+            }
+            Ok(Ok(()))
+        },
+    )
+    .await
+}
+
+/// Sentinels announce their proxies and monitor the primary through its proxy.
+pub(super) async fn sentinels(topo: &Topology, proxies: &ProxyMap) -> Result<(), TopologyError> {
+    let primary_port = proxies[&topo.primary().id].port().to_string();
+    let down_after = topo.plan.down_after.as_millis().to_string();
+    let failover = topo.plan.failover_timeout.as_millis().to_string();
+    let sentinels: Vec<_> = topo
+        .nodes
+        .iter()
+        .filter(|n| n.role == Role::Sentinel)
+        .collect();
+    for s in &sentinels {
+        let port = proxies[&s.id].port().to_string();
+        admin::<()>(
+            s.addr,
+            &args(["SENTINEL", "CONFIG", "SET", "announce-ip", "127.0.0.1"]),
+        )
+        .await?;
+        admin::<()>(
+            s.addr,
+            &args(["SENTINEL", "CONFIG", "SET", "announce-port", &port]),
+        )
+        .await?;
+        admin::<()>(
+            s.addr,
+            &args([
+                "SENTINEL",
+                "MONITOR",
+                SENTINEL_MASTER,
+                "127.0.0.1",
+                &primary_port,
+                "2",
+            ]),
+        )
+        .await?;
+        admin::<()>(
+            s.addr,
+            &args([
+                "SENTINEL",
+                "SET",
+                SENTINEL_MASTER,
+                "down-after-milliseconds",
+                &down_after,
+            ]),
+        )
+        .await?;
+        admin::<()>(
+            s.addr,
+            &args([
+                "SENTINEL",
+                "SET",
+                SENTINEL_MASTER,
+                "failover-timeout",
+                &failover,
+            ]),
+        )
+        .await?;
+    }
+    let (replicas, others) = (topo.plan.replicas, sentinels.len() - 1);
+    for s in sentinels {
+        let primary_port = primary_port.clone();
+        wait_for(
+            &format!("{} agreeing on the master", s.id),
+            Duration::from_secs(20),
+            || {
+                let primary_port = primary_port.clone();
+                async move {
+                    let addr: Vec<String> = admin(
+                        s.addr,
+                        &args(["SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_MASTER]),
+                    )
+                    .await?;
+                    if addr != ["127.0.0.1".to_string(), primary_port.clone()] {
+                        return Ok(Err(format!("master at {addr:?}")));
+                    }
+                    let fields: Vec<String> =
+                        admin(s.addr, &args(["SENTINEL", "MASTER", SENTINEL_MASTER])).await?;
+                    let get = |k: &str| {
+                        fields
+                            .chunks(2)
+                            .find(|c| c[0] == k)
+                            .and_then(|c| c[1].parse::<usize>().ok())
+                            .unwrap_or(0)
+                    };
+                    let (r, o) = (get("num-slaves"), get("num-other-sentinels"));
+                    if r < replicas || o < others {
+                        return Ok(Err(format!(
+                            "{r} of {replicas} replicas and {o} of {others} other sentinels known"
+                        )));
+                    }
+                    Ok(Ok(()))
+                }
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Cluster nodes announce their proxies, meet through their bus proxies,
+/// share the slots among the masters, and replicas follow their masters.
+pub(super) async fn cluster(topo: &Topology, proxies: &ProxyMap) -> Result<(), TopologyError> {
+    for n in &topo.nodes {
+        let port = proxies[&n.id].port().to_string();
+        let bus = proxies[&format!("{}-bus", n.id)].port().to_string();
+        admin::<()>(
+            n.addr,
+            &args(["CONFIG", "SET", "cluster-announce-ip", "127.0.0.1"]),
+        )
+        .await?;
+        admin::<()>(
+            n.addr,
+            &args(["CONFIG", "SET", "cluster-announce-port", &port]),
+        )
+        .await?;
+        admin::<()>(
+            n.addr,
+            &args(["CONFIG", "SET", "cluster-announce-bus-port", &bus]),
+        )
+        .await?;
+    }
+    let first = &topo.nodes[0];
+    for n in &topo.nodes[1..] {
+        let port = proxies[&n.id].port().to_string();
+        let bus = proxies[&format!("{}-bus", n.id)].port().to_string();
+        admin::<()>(
+            first.addr,
+            &args(["CLUSTER", "MEET", "127.0.0.1", &port, &bus]),
+        )
+        .await?;
+    }
+    let masters: Vec<_> = topo
+        .nodes
+        .iter()
+        .filter(|n| n.role == Role::Primary)
+        .collect();
+    let m = masters.len() as u32;
+    for (i, node) in masters.iter().enumerate() {
+        let (from, to) = (i as u32 * SLOTS / m, (i as u32 + 1) * SLOTS / m - 1);
+        admin::<()>(
+            node.addr,
+            &args([
+                "CLUSTER",
+                "ADDSLOTSRANGE",
+                &from.to_string(),
+                &to.to_string(),
+            ]),
+        )
+        .await?;
+    }
+    let total = topo.nodes.len();
+    for n in &topo.nodes {
+        wait_for(
+            &format!("{} meeting every node", n.id),
+            Duration::from_secs(20),
+            || async move {
+                let nodes: String = admin(n.addr, &args(["CLUSTER", "NODES"])).await?;
+                let known = nodes
+                    .lines()
+                    .filter(|l| !l.contains("handshake") && !l.contains("noaddr"))
+                    .count();
+                Ok(if known == total {
+                    Ok(())
+                } else {
+                    Err(format!("{known} of {total} nodes known"))
+                })
+            },
+        )
+        .await?;
+    }
+    let mut ids = Vec::new();
+    for node in &masters {
+        ids.push(admin::<String>(node.addr, &args(["CLUSTER", "MYID"])).await?);
+    }
+    for (j, r) in topo
+        .nodes
+        .iter()
+        .filter(|n| n.role == Role::Replica)
+        .enumerate()
+    {
+        let master_id = &ids[j % ids.len()];
+        // A replica may not know its master's id yet right after the meet.
+        wait_for(
+            &format!("{} replicating its master", r.id),
+            Duration::from_secs(20),
+            || async move {
+                match admin::<()>(r.addr, &args(["CLUSTER", "REPLICATE", master_id])).await {
+                    Ok(()) => Ok(Ok(())),
+                    Err(e) => Ok(Err(e.to_string())),
+                }
+            },
+        )
+        .await?;
+    }
+    let replicas = topo
+        .nodes
+        .iter()
+        .filter(|n| n.role == Role::Replica)
+        .count();
+    for n in &topo.nodes {
+        wait_for(
+            &format!("{} seeing cluster_state:ok", n.id),
+            Duration::from_secs(30),
+            || async move {
+                let info: String = admin(n.addr, &args(["CLUSTER", "INFO"])).await?;
+                let state = info_field(&info, "cluster_state")
+                    .unwrap_or("?")
+                    .to_string();
+                let assigned: u32 = info_field(&info, "cluster_slots_assigned")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let nodes: String = admin(n.addr, &args(["CLUSTER", "NODES"])).await?;
+                let replicas_seen = nodes
+                    .lines()
+                    .filter(|l| l.contains(" slave ") || l.contains(",slave "))
+                    .count();
+                if replicas_seen < replicas {
+                    return Ok(Err(format!("{replicas_seen} of {replicas} replicas seen")));
+                }
+                let ok: u32 = info_field(&info, "cluster_slots_ok")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                if n.role == Role::Replica {
+                    let repl: String = admin(n.addr, &args(["INFO", "replication"])).await?;
+                    if info_field(&repl, "master_link_status") != Some("up") {
+                        return Ok(Err("replication link not up".into()));
+                    }
+                }
+                Ok(if state == "ok" && assigned == SLOTS && ok == SLOTS {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "cluster_state:{state}, {assigned} slots assigned, {ok} ok"
+                    ))
+                })
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
