@@ -34,6 +34,14 @@ pub enum Which {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Time until each topology is ready (assembled through its proxies).
+    Ready {
+        #[arg(long, value_enum, default_value = "process")]
+        backend: crate::scenario::raw::Backend,
+        /// Starts per topology; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+    },
     /// Latency and throughput added by the embedded proxy.
     Proxy {
         #[arg(long, default_value_t = 20000)]
@@ -50,6 +58,7 @@ pub async fn run(which: Which) -> anyhow::Result<u8> {
             seconds,
         } => bench_load(connections, seconds).await,
         Which::Proxy { pings, connections } => bench_proxy(pings, connections).await,
+        Which::Ready { backend, repeat } => bench_ready(backend, repeat).await,
     }
 }
 
@@ -223,5 +232,41 @@ async fn bench_proxy(pings: usize, connections: usize) -> anyhow::Result<u8> {
         p50.saturating_sub(d50),
         tp / td
     );
+    Ok(0)
+}
+
+async fn bench_ready(backend: crate::scenario::raw::Backend, repeat: usize) -> anyhow::Result<u8> {
+    use crate::scenario::raw::TopologyKind::*;
+    println!("bench ready: {backend:?} backend, median of {repeat} starts (provision + proxies + assembly)");
+    // The targets the project set for the docker backend (none for replicated).
+    let targets = [
+        (Standalone, Some(2.0)),
+        (Replicated, None),
+        (Sentinel, Some(8.0)),
+        (Cluster, Some(10.0)),
+    ];
+    for (kind, target_s) in targets {
+        let mut times = Vec::new();
+        for _ in 0..repeat.max(1) {
+            let (_tx, rx) = tokio::sync::watch::channel(false);
+            let started = std::time::Instant::now();
+            let plan = TopologyPlan::of_kind(kind);
+            let lab = crate::lab::Lab::start(&plan, backend, None, "bench", rx).await?;
+            times.push(started.elapsed().as_secs_f64());
+            lab.stop().await;
+        }
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        let versus = target_s.map_or(String::new(), |t: f64| {
+            format!(
+                "   (docker-backend target < {t:.0}s; ratio to target {:.2})",
+                median / t
+            )
+        });
+        println!(
+            "  {:<11} {median:>6.2}s{versus}",
+            crate::scenario::topology_name(kind)
+        );
+    }
     Ok(0)
 }

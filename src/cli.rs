@@ -62,6 +62,16 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:8474")]
         listen: SocketAddr,
     },
+    /// Start a topology with a proxy on every path and print its addresses,
+    /// for exploring by hand during a game day; Ctrl-C tears it down.
+    Up {
+        topology: crate::scenario::raw::TopologyKind,
+        #[arg(long, value_enum, default_value = "process")]
+        backend: Backend,
+        /// Drive this Toxiproxy API (loopback only) instead of the embedded one.
+        #[arg(long, value_name = "URL")]
+        toxiproxy_url: Option<String>,
+    },
     /// Measure gameday against peers on this machine and print ratios.
     Bench {
         #[command(subcommand)]
@@ -233,6 +243,11 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             drop(proxy);
             Ok(0)
         }
+        Command::Up {
+            topology,
+            backend,
+            toxiproxy_url,
+        } => up(topology, backend, toxiproxy_url).await,
         Command::Bench { which } => crate::bench::run(which).await,
     }
 }
@@ -255,4 +270,73 @@ fn list(dir: &Path) -> anyhow::Result<u8> {
         }
     }
     Ok(code)
+}
+
+async fn up(
+    kind: crate::scenario::raw::TopologyKind,
+    backend: Backend,
+    url: Option<String>,
+) -> anyhow::Result<u8> {
+    if let Some(url) = &url {
+        crate::proxy::control::check_url(url).context("--toxiproxy-url")?;
+    }
+    let mut shutdown = shutdown_signal()?;
+    let plan = crate::scenario::plan::TopologyPlan::of_kind(kind);
+    let started = std::time::Instant::now();
+    let run_id = format!("up-{:06x}", rand::random::<u32>() & 0xff_ffff);
+    let lab =
+        match crate::lab::Lab::start(&plan, backend, url.as_deref(), &run_id, shutdown.clone())
+            .await
+        {
+            Ok(lab) => lab,
+            Err(e) => {
+                eprintln!("gameday up: {e}");
+                return Ok(e.exit_code());
+            }
+        };
+    println!(
+        "{} topology ready in {:.1}s",
+        scenario::topology_name(kind),
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "Toxiproxy API: {} ({} {})",
+        lab.control.url(),
+        lab.proxy_kind,
+        lab.proxy_version
+    );
+    println!(
+        "{:<16} {:<8} {:<22} {:<22} proxy",
+        "endpoint", "role", "real address", "clients use"
+    );
+    for w in &lab.wired {
+        let role = format!("{:?}", w.endpoint.role).to_lowercase();
+        println!(
+            "{:<16} {:<8} {:<22} {:<22} {}",
+            w.endpoint.name,
+            role,
+            w.endpoint.addr.to_string(),
+            w.proxy_addr.to_string(),
+            w.proxy
+        );
+    }
+    match &lab.client {
+        crate::topology::ClientSpec::Direct(a) => {
+            println!("\nredis-cli -h {} -p {}", a.ip(), a.port())
+        }
+        crate::topology::ClientSpec::Sentinel { sentinels, master } => println!(
+            "\nredis-cli -h {} -p {} SENTINEL get-master-addr-by-name {master}",
+            sentinels[0].ip(),
+            sentinels[0].port()
+        ),
+        crate::topology::ClientSpec::Cluster { nodes } => {
+            println!("\nredis-cli -c -h {} -p {}", nodes[0].ip(), nodes[0].port())
+        }
+    }
+    println!("faults: e.g. curl -X POST {}/proxies/<proxy>/toxics -d '{{\"type\":\"latency\",\"attributes\":{{\"latency\":100}}}}'", lab.control.url());
+    println!("Ctrl-C stops everything.");
+    let _ = shutdown.wait_for(|s| *s).await;
+    lab.stop().await;
+    eprintln!("gameday up: stopped, nothing left running");
+    Ok(0)
 }

@@ -184,3 +184,38 @@ fn every_shipped_scenario_validates() {
     }
     assert!(n >= 1);
 }
+
+#[test]
+fn topology_keys_must_fit_the_kind() {
+    let text = GOOD.replace(
+        "kind = \"standalone\"",
+        "kind = \"standalone\"\nreplicas = 2",
+    );
+    assert_points_at(
+        &text,
+        "replicas = 2",
+        "applies to replicated and sentinel topologies, not standalone",
+    );
+    let text = GOOD.replace("kind = \"standalone\"", "kind = \"cluster\"\nmasters = 2");
+    assert_points_at(&text, "masters = 2", "`masters` must be between 3 and 9");
+    let text = GOOD.replace(
+        "kind = \"standalone\"",
+        "kind = \"sentinel\"\ndown_after = \"0s\"",
+    );
+    assert_points_at(&text, "down_after", "longer than 0s");
+    let text = GOOD.replace(
+        "kind = \"standalone\"",
+        "kind = \"replicated\"\ncluster_node_timeout = \"2s\"",
+    );
+    assert_points_at(
+        &text,
+        "cluster_node_timeout",
+        "applies to cluster topologies",
+    );
+    let text = GOOD.replace("at = \"5s\"", "at = \"5s\"\ntarget = \"sentinels\"");
+    assert_points_at(
+        &text,
+        "target = \"sentinels\"",
+        "a standalone topology has no sentinels",
+    );
+}

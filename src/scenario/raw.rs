@@ -24,7 +24,7 @@ pub struct RawScenario {
     pub expect: Vec<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum TopologyKind {
     Standalone,

@@ -1,0 +1,79 @@
+//! The shipped topology scenarios pass on the process backend, and
+//! `gameday up` serves a lab until Ctrl-C, then leaves nothing behind.
+
+mod common;
+use common::{ChildGuard, Scratch};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn run_shipped(name: &str) {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("scenarios")
+            .join(format!("{name}.toml")),
+    )
+    .unwrap();
+    let scratch = Scratch::new(&text);
+    let out = scratch.run_cmd().output().unwrap();
+    let s = scratch.summary();
+    let failed: Vec<String> = s["expectations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["passed"] != true)
+        .map(|e| format!("{} (observed {})", e["rule"], e["observed"]))
+        .collect();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{name} failed: {failed:?}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    scratch.assert_nothing_left();
+}
+
+/// One after the other: both at once would share two cores.
+#[test]
+fn sentinel_and_cluster_baselines_pass() {
+    run_shipped("sentinel-baseline");
+    run_shipped("cluster-baseline");
+}
+
+#[test]
+fn up_serves_a_lab_until_ctrl_c() {
+    let scratch = Scratch::new("");
+    let mut child = ChildGuard(
+        common::gameday()
+            .args(["up", "cluster"])
+            .env("TMPDIR", scratch.tmp())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    loop {
+        assert!(Instant::now() < deadline, "no lab within 30 s: {seen:?}");
+        let line = lines.next().expect("gameday up ended early").unwrap();
+        seen.push(line.clone());
+        if line.starts_with("Ctrl-C") {
+            break;
+        }
+    }
+    let cli = seen
+        .iter()
+        .find(|l| l.starts_with("redis-cli -c"))
+        .expect("a redis-cli line");
+    let port: u16 = cli.rsplit(' ').next().unwrap().parse().unwrap();
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut conn).unwrap();
+    assert!(info.contains("cluster_state:ok"), "{info}");
+    assert_eq!(common::processes_mentioning(&scratch.tmp()).len(), 6);
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGINT) };
+    assert_eq!(child.0.wait().unwrap().code(), Some(0));
+    scratch.assert_nothing_left();
+}
