@@ -42,7 +42,7 @@ impl Lab {
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<Lab, RunError> {
         let topology = tokio::select! {
-            t = Topology::provision(plan, backend) => t?,
+            t = Topology::provision(plan, backend, run_id) => t?,
             _ = shutdown.wait_for(|s| *s) => return Err(RunError::Interrupted),
         };
         let (embedded, control, proxy_kind) = match toxiproxy_url {
@@ -131,6 +131,6 @@ impl Lab {
             let name = w.proxy.clone();
             let _ = self.control.call(move |c| c.delete(&name)).await;
         }
-        drop(self.topology);
+        self.topology.stop().await;
     }
 }

@@ -248,6 +248,7 @@ async fn drive(
         backend: format!("{backend:?}").to_lowercase(),
         topology: TopologySummary {
             kind: topology_name(plan.topology.kind).into(),
+            image: lab.topology.image().map(String::from),
             nodes: lab
                 .wired
                 .iter()

@@ -1,5 +1,6 @@
-//! The shipped topology scenarios pass on the process backend, and
-//! `gameday up` serves a lab until Ctrl-C, then leaves nothing behind.
+//! The shipped topology scenarios, and a short cache-aside game day on every
+//! topology, pass on both backends; `gameday up` serves a lab until Ctrl-C,
+//! then leaves nothing behind.
 
 mod common;
 use common::{ChildGuard, Scratch};
@@ -7,15 +8,36 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-fn run_shipped(name: &str) {
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("scenarios")
-            .join(format!("{name}.toml")),
-    )
-    .unwrap();
-    let scratch = Scratch::new(&text);
-    let out = scratch.run_cmd().output().unwrap();
+/// Whether the docker backend can be tested here: `ci/test.sh` builds a
+/// local image and sets GAMEDAY_REDIS_IMAGE. Under CI it must be set.
+fn docker_ready() -> bool {
+    let set = std::env::var("GAMEDAY_REDIS_IMAGE").is_ok_and(|v| !v.is_empty());
+    if !set {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must test the docker backend: run the tests through ci/test.sh"
+        );
+        eprintln!(
+            "skipped: the docker backend tests need GAMEDAY_REDIS_IMAGE (ci/test.sh sets it)"
+        );
+    }
+    set
+}
+
+fn run_shipped(name: &str, backend: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(format!("{name}.toml"));
+    run_text(name, &std::fs::read_to_string(path).unwrap(), backend);
+}
+
+fn run_text(name: &str, text: &str, backend: &str) {
+    let scratch = Scratch::new(text);
+    let out = scratch
+        .run_cmd()
+        .args(["--backend", backend])
+        .output()
+        .unwrap();
     let s = scratch.summary();
     let failed: Vec<String> = s["expectations"]
         .as_array()
@@ -27,17 +49,54 @@ fn run_shipped(name: &str) {
     assert_eq!(
         out.status.code(),
         Some(0),
-        "{name} failed: {failed:?}\n{}",
+        "{name} on {backend} failed: {failed:?}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert_eq!(s["backend"], backend, "the report names the backend");
     scratch.assert_nothing_left();
 }
 
-/// One after the other: both at once would share two cores.
+/// A short cache-aside game day with 30 ms of latency on the primary.
+fn short(kind: &str) -> String {
+    format!(
+        r#"
+name = "short-{kind}"
+duration = "8s"
+[topology]
+kind = "{kind}"
+[load]
+users = 32
+rate = 500
+[workload]
+kind = "cache-aside"
+keys = 500
+op_timeout = "100ms"
+[[fault]]
+name = "slow"
+kind = "latency"
+latency = "30ms"
+target = "primary"
+at = "3s"
+for = "3s"
+expect = ["fault:slow.redis_get.p50 >= 28ms", "run.caller_errors == 0", "baseline.redis_get.p50 < 5ms"]
+"#
+    )
+}
+
+/// One after the other: runs at once would share two cores.
 #[test]
-fn sentinel_and_cluster_baselines_pass() {
-    run_shipped("sentinel-baseline");
-    run_shipped("cluster-baseline");
+fn every_topology_runs_cache_aside_on_both_backends() {
+    let mut backends = vec!["process"];
+    if docker_ready() {
+        backends.push("docker");
+    }
+    for backend in backends {
+        run_shipped("sentinel-baseline", backend);
+        run_shipped("cluster-baseline", backend);
+        for kind in ["standalone", "replicated"] {
+            run_text(kind, &short(kind), backend);
+        }
+    }
 }
 
 #[test]

@@ -15,15 +15,42 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::time::Instant;
 
-async fn lab(kind: TopologyKind) -> Lab {
+async fn lab_on(kind: TopologyKind, backend: Backend) -> Lab {
     let (_tx, rx) = tokio::sync::watch::channel(false);
     let plan = TopologyPlan::of_kind(kind);
     let started = Instant::now();
-    let lab = Lab::start(&plan, Backend::Process, None, "test", rx)
-        .await
-        .unwrap();
-    eprintln!("{kind:?} ready in {:?}", started.elapsed());
+    let run_id = format!("test-{:08x}", rand::random::<u32>());
+    let lab = Lab::start(&plan, backend, None, &run_id, rx).await.unwrap();
+    eprintln!("{kind:?} on {backend:?} ready in {:?}", started.elapsed());
     lab
+}
+
+/// Whether the docker backend can be tested here: `ci/test.sh` builds a
+/// local image and sets GAMEDAY_REDIS_IMAGE. Under CI it must be set.
+fn docker_ready() -> bool {
+    let set = std::env::var("GAMEDAY_REDIS_IMAGE").is_ok_and(|v| !v.is_empty());
+    if !set {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must test the docker backend: run the tests through ci/test.sh"
+        );
+        eprintln!(
+            "skipped: the docker backend tests need GAMEDAY_REDIS_IMAGE (ci/test.sh sets it)"
+        );
+    }
+    set
+}
+
+/// Containers still carrying the label of run `run`.
+fn containers_of(run: &str) -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("label=gameday.run={run}")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect()
 }
 
 async fn admin<T: redis::FromRedisValue>(addr: SocketAddr, cmd: &redis::Cmd) -> T {
@@ -111,9 +138,8 @@ async fn assert_stops_clean(lab: Lab) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn replicated_announces_proxies_and_has_no_bypass() {
-    let lab = lab(TopologyKind::Replicated).await;
+async fn replicated(backend: Backend) {
+    let lab = lab_on(TopologyKind::Replicated, backend).await;
     let info: String = admin(
         lab.topology.primary().addr,
         redis::cmd("INFO").arg("replication"),
@@ -140,9 +166,8 @@ async fn replicated_announces_proxies_and_has_no_bypass() {
     assert_stops_clean(lab).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sentinel_hands_out_proxies_and_has_no_bypass() {
-    let lab = lab(TopologyKind::Sentinel).await;
+async fn sentinel(backend: Backend) {
+    let lab = lab_on(TopologyKind::Sentinel, backend).await;
     let ports = proxy_ports(&lab);
     let sentinel = lab
         .topology
@@ -182,9 +207,8 @@ async fn sentinel_hands_out_proxies_and_has_no_bypass() {
     assert_stops_clean(lab).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn cluster_hands_out_proxies_and_has_no_bypass() {
-    let lab = lab(TopologyKind::Cluster).await;
+async fn cluster(backend: Backend) {
+    let lab = lab_on(TopologyKind::Cluster, backend).await;
     let ports = proxy_ports(&lab);
     let node = lab.topology.nodes[0].addr;
     for i in 0..20 {
@@ -224,4 +248,53 @@ async fn cluster_hands_out_proxies_and_has_no_bypass() {
     assert!(ports.len() == 12, "a client and a bus proxy per node");
     assert_no_bypass(&lab).await;
     assert_stops_clean(lab).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replicated_announces_proxies_and_has_no_bypass() {
+    replicated(Backend::Process).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sentinel_hands_out_proxies_and_has_no_bypass() {
+    sentinel(Backend::Process).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cluster_hands_out_proxies_and_has_no_bypass() {
+    cluster(Backend::Process).await;
+}
+
+/// The same checks on the docker backend, one topology after another, plus
+/// the containers' labels.
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_backend_topologies_hand_out_proxies_and_have_no_bypass() {
+    if !docker_ready() {
+        return;
+    }
+    let lab = lab_on(TopologyKind::Standalone, Backend::Docker).await;
+    let ids: Vec<String> = lab
+        .topology
+        .nodes
+        .iter()
+        .filter_map(|n| n.container_id())
+        .collect();
+    assert_eq!(ids.len(), 1, "one container");
+    let run = lab.wired[0]
+        .proxy
+        .trim_start_matches("gameday-")
+        .trim_end_matches("-redis-0")
+        .to_string();
+    assert_eq!(
+        containers_of(&run).len(),
+        1,
+        "the container carries the run's label"
+    );
+    set_get(&lab, "hello").await.unwrap();
+    assert_no_bypass(&lab).await;
+    assert_stops_clean(lab).await;
+    assert!(containers_of(&run).is_empty());
+    replicated(Backend::Docker).await;
+    sentinel(Backend::Docker).await;
+    cluster(Backend::Docker).await;
 }

@@ -37,6 +37,8 @@ pub struct Summary {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TopologySummary {
     pub kind: String,
+    /// The image the nodes ran, on the docker backend.
+    pub image: Option<String>,
     pub nodes: Vec<NodeSummary>,
 }
 

@@ -16,7 +16,7 @@ pub mod process;
 
 use crate::scenario::plan::TopologyPlan;
 use crate::scenario::raw::{Backend, TopologyKind};
-use process::{Flavor, RedisProcess};
+use process::{resolve_image, Flavor, Launcher, RedisProcess};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -88,39 +88,59 @@ pub struct Topology {
     pub kind: TopologyKind,
     pub plan: TopologyPlan,
     pub nodes: Vec<RedisProcess>,
+    launcher: Launcher,
 }
 
 impl Topology {
     /// Starts the bare processes `plan` describes (step 1 above).
+    /// `run_id` labels containers on the docker backend.
     pub async fn provision(
         plan: &TopologyPlan,
         backend: Backend,
+        run_id: &str,
     ) -> Result<Topology, TopologyError> {
-        if backend != Backend::Process {
-            return Err(TopologyError::Unsupported(format!(
-                "the {} backend is not available yet (use --backend process)",
-                format!("{backend:?}").to_lowercase()
-            )));
-        }
-        let mut nodes = Vec::new();
-        let node = Flavor::Node;
+        let launcher =
+            match backend {
+                Backend::Process => Launcher::Process,
+                Backend::Docker => Launcher::Docker {
+                    image: resolve_image(plan),
+                    run_id: run_id.to_string(),
+                },
+                Backend::External => return Err(TopologyError::Unsupported(
+                    "the external backend is not available yet (use --backend process or docker)"
+                        .into(),
+                )),
+            };
+        let mut topo = Topology {
+            kind: plan.kind,
+            plan: plan.clone(),
+            nodes: Vec::new(),
+            launcher,
+        };
+        // On failure, `topo` drops here and stops what had started.
+        topo.start_nodes().await?;
+        Ok(topo)
+    }
+
+    async fn start_nodes(&mut self) -> Result<(), TopologyError> {
+        let (plan, launcher) = (&self.plan, &self.launcher);
+        let nodes = &mut self.nodes;
+        let start = |id: String, role: Role, flavor: Flavor| async move {
+            RedisProcess::start_as(&id, role, plan, flavor, launcher).await
+        };
         match plan.kind {
             TopologyKind::Standalone => {
-                nodes.push(RedisProcess::start_as("redis-0", Role::Primary, plan, node).await?)
+                nodes.push(start("redis-0".into(), Role::Primary, Flavor::Node).await?)
             }
             TopologyKind::Replicated | TopologyKind::Sentinel => {
-                nodes.push(RedisProcess::start_as("redis-0", Role::Primary, plan, node).await?);
+                nodes.push(start("redis-0".into(), Role::Primary, Flavor::Node).await?);
                 for i in 1..=plan.replicas {
-                    nodes.push(
-                        RedisProcess::start_as(&format!("redis-{i}"), Role::Replica, plan, node)
-                            .await?,
-                    );
+                    nodes.push(start(format!("redis-{i}"), Role::Replica, Flavor::Node).await?);
                 }
                 if plan.kind == TopologyKind::Sentinel {
                     for i in 0..3 {
-                        let id = format!("sentinel-{i}");
                         nodes.push(
-                            RedisProcess::start_as(&id, Role::Sentinel, plan, Flavor::Sentinel)
+                            start(format!("sentinel-{i}"), Role::Sentinel, Flavor::Sentinel)
                                 .await?,
                         );
                     }
@@ -130,24 +150,32 @@ impl Topology {
                 let flavor = Flavor::ClusterNode {
                     node_timeout_ms: plan.cluster_node_timeout.as_millis() as u64,
                 };
-                let total = plan.masters * (1 + plan.replicas_per_master);
-                for i in 0..total {
+                for i in 0..plan.masters * (1 + plan.replicas_per_master) {
                     let role = if i < plan.masters {
                         Role::Primary
                     } else {
                         Role::Replica
                     };
-                    nodes.push(
-                        RedisProcess::start_as(&format!("redis-{i}"), role, plan, flavor).await?,
-                    );
+                    nodes.push(start(format!("redis-{i}"), role, flavor).await?);
                 }
             }
         }
-        Ok(Topology {
-            kind: plan.kind,
-            plan: plan.clone(),
-            nodes,
-        })
+        Ok(())
+    }
+
+    /// Stops every node and waits until each is gone.
+    pub async fn stop(mut self) {
+        for node in self.nodes.drain(..) {
+            node.shutdown().await;
+        }
+    }
+
+    /// The image the nodes run, on the docker backend.
+    pub fn image(&self) -> Option<&str> {
+        match &self.launcher {
+            Launcher::Docker { image, .. } => Some(image),
+            Launcher::Process => None,
+        }
     }
 
     /// Every endpoint that needs a proxy (step 2).

@@ -1,7 +1,13 @@
-//! The process backend: `redis-server` started on a free loopback port in
-//! its own temporary directory. The process is killed and the directory
-//! removed on drop — on success, failure, panic and Ctrl-C alike — and the
-//! kernel kills it too if gameday itself dies (PR_SET_PDEATHSIG).
+//! One Redis node (server, cluster node or sentinel) on a free loopback
+//! port with its own temporary directory, run by either backend:
+//!
+//! - `process`: `redis-server` from PATH. Killed and its directory removed
+//!   on drop — on success, failure, panic and Ctrl-C alike — and killed by
+//!   the kernel too if gameday itself dies (PR_SET_PDEATHSIG).
+//! - `docker`: the same command in a container (testcontainers), with host
+//!   networking so it listens on 127.0.0.1, the directory bind-mounted at
+//!   `/data`, and labels naming the run. `shutdown` removes the container;
+//!   dropping it asks testcontainers to.
 
 use super::{Role, TopologyError};
 use crate::scenario::plan::TopologyPlan;
@@ -11,6 +17,9 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use testcontainers::core::Mount;
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 use tokio::time::Instant;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,14 +43,40 @@ pub enum Flavor {
     Sentinel,
 }
 
-/// A running redis-server owned by this run.
+/// Who runs the nodes.
+#[derive(Debug, Clone)]
+pub enum Launcher {
+    Process,
+    Docker { image: String, run_id: String },
+}
+
+/// The default image for real users; CI names a local one through
+/// `GAMEDAY_REDIS_IMAGE` (see ci/docker.sh).
+pub const DEFAULT_IMAGE: &str = "redis:7.2-alpine";
+
+/// The image a docker run uses: `GAMEDAY_REDIS_IMAGE`, else the scenario's
+/// `image`, else the official one.
+pub fn resolve_image(plan: &TopologyPlan) -> String {
+    std::env::var("GAMEDAY_REDIS_IMAGE")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| plan.image.clone())
+        .unwrap_or_else(|| DEFAULT_IMAGE.to_string())
+}
+
+enum Runner {
+    Child(Child),
+    Container(Option<Box<ContainerAsync<GenericImage>>>),
+}
+
+/// A running Redis node owned by this run.
 pub struct RedisProcess {
     pub id: String,
     pub role: Role,
     pub addr: SocketAddr,
     /// The cluster bus address, for cluster nodes.
     pub bus: Option<SocketAddr>,
-    child: Child,
+    runner: Runner,
     dir: tempfile::TempDir,
 }
 
@@ -60,9 +95,12 @@ fn policy_name(p: MaxmemoryPolicy) -> String {
         .unwrap_or_default()
 }
 
+/// The server's arguments. `host_dir` is the node's directory as gameday
+/// sees it, `dir` as the server sees it (`/data` in a container).
 fn server_args(
     port: u16,
     bus: Option<u16>,
+    host_dir: &Path,
     dir: &Path,
     plan: &TopologyPlan,
     flavor: Flavor,
@@ -70,15 +108,17 @@ fn server_args(
     let log = dir.join("redis.log").display().to_string();
     if flavor == Flavor::Sentinel {
         // Sentinel rewrites its configuration file, so it needs one of its own.
-        let conf = dir.join("sentinel.conf");
         std::fs::write(
-            &conf,
+            host_dir.join("sentinel.conf"),
             format!(
                 "port {port}\nbind 127.0.0.1\ndir {}\nlogfile {log}\ndaemonize no\n",
                 dir.display()
             ),
         )?;
-        return Ok(vec![conf.display().to_string(), "--sentinel".into()]);
+        return Ok(vec![
+            dir.join("sentinel.conf").display().to_string(),
+            "--sentinel".into(),
+        ]);
     }
     let mut args: Vec<String> = vec![
         "--port".into(),
@@ -144,19 +184,20 @@ fn server_args(
 impl RedisProcess {
     /// Starts a plain node and waits until it answers PING.
     pub async fn start(id: &str, role: Role, plan: &TopologyPlan) -> Result<Self, TopologyError> {
-        Self::start_as(id, role, plan, Flavor::Node).await
+        Self::start_as(id, role, plan, Flavor::Node, &Launcher::Process).await
     }
 
-    /// Starts a process of `flavor` and waits until it answers PING.
+    /// Starts a node of `flavor` with `launcher` and waits until it answers PING.
     pub async fn start_as(
         id: &str,
         role: Role,
         plan: &TopologyPlan,
         flavor: Flavor,
+        launcher: &Launcher,
     ) -> Result<Self, TopologyError> {
         let mut last_err = None;
         for _ in 0..PORT_ATTEMPTS {
-            match Self::try_start(id, role, plan, flavor).await {
+            match Self::try_start(id, role, plan, flavor, launcher).await {
                 Ok(p) => return Ok(p),
                 Err(TopologyError::Exited { log, .. })
                     if log.contains("Address already in use") =>
@@ -176,6 +217,7 @@ impl RedisProcess {
         role: Role,
         plan: &TopologyPlan,
         flavor: Flavor,
+        launcher: &Launcher,
     ) -> Result<Self, TopologyError> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("gameday-{id}-"))
@@ -194,35 +236,25 @@ impl RedisProcess {
                 })?),
                 _ => None,
             };
-        let args = server_args(port, bus, dir.path(), plan, flavor).map_err(|e| {
+        let server_dir = match launcher {
+            Launcher::Process => dir.path().to_path_buf(),
+            Launcher::Docker { .. } => PathBuf::from("/data"),
+        };
+        let args = server_args(port, bus, dir.path(), &server_dir, plan, flavor).map_err(|e| {
             TopologyError::Provision(format!("node {id}: cannot write its configuration: {e}"))
         })?;
-        let bin = redis_server_bin();
-        let mut cmd = Command::new(&bin);
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        // SAFETY: prctl is async-signal-safe; it only asks the kernel to
-        // SIGKILL this child if the thread that spawned it dies.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().map_err(|e| {
-            TopologyError::Provision(format!(
-                "cannot start `{}`: {e} (install Redis, e.g. `apt-get install redis-server`, or set GAMEDAY_REDIS_SERVER)",
-                bin.display()
-            ))
-        })?;
+        let runner = match launcher {
+            Launcher::Process => Runner::Child(spawn_process(args)?),
+            Launcher::Docker { image, run_id } => Runner::Container(Some(Box::new(
+                start_container(id, image, run_id, dir.path(), args).await?,
+            ))),
+        };
         let mut node = RedisProcess {
             id: id.to_string(),
             role,
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             bus: bus.map(|b| SocketAddr::from((Ipv4Addr::LOCALHOST, b))),
-            child,
+            runner,
             dir,
         };
         node.wait_ready().await?;
@@ -235,10 +267,10 @@ impl RedisProcess {
         let client =
             redis::Client::open(url).map_err(|e| TopologyError::Provision(e.to_string()))?;
         loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Some(status) = self.exited().await {
                 return Err(TopologyError::Exited {
                     node: self.id.clone(),
-                    status: status.to_string(),
+                    status,
                     log: self.log_tail(),
                 });
             }
@@ -266,8 +298,44 @@ impl RedisProcess {
         }
     }
 
+    /// How the node ended, if it has.
+    async fn exited(&mut self) -> Option<String> {
+        match &mut self.runner {
+            Runner::Child(child) => child.try_wait().ok().flatten().map(|s| s.to_string()),
+            Runner::Container(Some(c)) => match c.is_running().await {
+                Ok(false) => Some(format!(
+                    "container exited with {:?}",
+                    c.exit_code().await.ok().flatten()
+                )),
+                _ => None,
+            },
+            Runner::Container(None) => Some("removed".into()),
+        }
+    }
+
+    /// The process id (the container's main process on the docker backend).
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        match &self.runner {
+            Runner::Child(child) => child.id(),
+            Runner::Container(_) => 0,
+        }
+    }
+
+    /// The container id, on the docker backend.
+    pub fn container_id(&self) -> Option<String> {
+        match &self.runner {
+            Runner::Container(Some(c)) => Some(c.id().to_string()),
+            _ => None,
+        }
+    }
+
+    /// Stops the node and waits until it is gone (a container is removed).
+    pub async fn shutdown(mut self) {
+        if let Runner::Container(c) = &mut self.runner {
+            if let Some(c) = c.take() {
+                let _ = (*c).rm().await;
+            }
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -288,8 +356,68 @@ impl RedisProcess {
 
 impl Drop for RedisProcess {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        // The TempDir field removes the directory after this.
+        // A container not removed by `shutdown` is removed by
+        // testcontainers' own drop. The TempDir field removes the directory.
+        if let Runner::Child(child) = &mut self.runner {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
+}
+
+fn spawn_process(args: Vec<String>) -> Result<Child, TopologyError> {
+    let bin = redis_server_bin();
+    let mut cmd = Command::new(&bin);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: prctl is async-signal-safe; it only asks the kernel to
+    // SIGKILL this child if the thread that spawned it dies.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    cmd.spawn().map_err(|e| {
+        TopologyError::Provision(format!(
+            "cannot start `{}`: {e} (install Redis, e.g. `apt-get install redis-server`, or set GAMEDAY_REDIS_SERVER)",
+            bin.display()
+        ))
+    })
+}
+
+/// `name:tag` (the tag defaults to `latest`).
+fn split_image(image: &str) -> (String, String) {
+    match image.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name.to_string(), tag.to_string()),
+        _ => (image.to_string(), "latest".to_string()),
+    }
+}
+
+async fn start_container(
+    id: &str,
+    image: &str,
+    run_id: &str,
+    host_dir: &Path,
+    args: Vec<String>,
+) -> Result<ContainerAsync<GenericImage>, TopologyError> {
+    let (name, tag) = split_image(image);
+    let mut cmd = vec!["redis-server".to_string()];
+    cmd.extend(args);
+    GenericImage::new(name, tag)
+        .with_cmd(cmd)
+        .with_network("host")
+        .with_label("gameday.run", run_id)
+        .with_label("gameday.node", id)
+        .with_label("gameday.pid", std::process::id().to_string())
+        .with_mount(Mount::bind_mount(host_dir.display().to_string(), "/data"))
+        .start()
+        .await
+        .map_err(|e| {
+            TopologyError::Provision(format!(
+                "node {id}: cannot start a container from `{image}`: {e} (is a Docker engine running, and is the image present or pullable? ci/docker.sh builds a local one; name it with GAMEDAY_REDIS_IMAGE)"
+            ))
+        })
 }
