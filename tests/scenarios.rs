@@ -3,26 +3,10 @@
 //! then leaves nothing behind.
 
 mod common;
-use common::{ChildGuard, Scratch};
+use common::{docker_ready, ChildGuard, Scratch};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// Whether the docker backend can be tested here: `ci/test.sh` builds a
-/// local image and sets GAMEDAY_REDIS_IMAGE. Under CI it must be set.
-fn docker_ready() -> bool {
-    let set = std::env::var("GAMEDAY_REDIS_IMAGE").is_ok_and(|v| !v.is_empty());
-    if !set {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must test the docker backend: run the tests through ci/test.sh"
-        );
-        eprintln!(
-            "skipped: the docker backend tests need GAMEDAY_REDIS_IMAGE (ci/test.sh sets it)"
-        );
-    }
-    set
-}
 
 fn run_shipped(name: &str, backend: &str) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -86,3 +86,45 @@ fn sigint_mid_run_tears_everything_down() {
     assert!(s["duration_s"].as_f64().unwrap() < 20.0);
     scratch.assert_nothing_left();
 }
+
+#[test]
+fn sigint_mid_run_removes_every_container() {
+    if std::env::var("GAMEDAY_REDIS_IMAGE").map_or(true, |v| v.is_empty()) {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must test the docker backend: run the tests through ci/test.sh"
+        );
+        eprintln!("skipped: needs GAMEDAY_REDIS_IMAGE (ci/test.sh sets it)");
+        return;
+    }
+    let text = scenario("30s", "").replace("kind = \"standalone\"", "kind = \"sentinel\"");
+    let scratch = Scratch::new(&text);
+    let mut child = common::ChildGuard(
+        scratch
+            .run_cmd()
+            .args(["--backend", "docker"])
+            .spawn()
+            .unwrap(),
+    );
+    let mine = format!("label=gameday.pid={}", child.0.id());
+    let containers = || {
+        let out = std::process::Command::new("docker")
+            .args(["ps", "-aq", "--filter", &mine])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while containers() < 6 {
+        assert!(
+            Instant::now() < deadline,
+            "the run never started its six containers"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGINT) };
+    assert_eq!(child.0.wait().unwrap().code(), Some(130));
+    assert_eq!(containers(), 0, "every container of the run is removed");
+    scratch.assert_nothing_left();
+}

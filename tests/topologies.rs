@@ -3,6 +3,9 @@
 //! works through them, and with every client-path proxy disabled not one
 //! client operation succeeds (no bypass).
 
+mod common;
+
+use common::docker_ready;
 use gameday::lab::Lab;
 use gameday::proxy::control::NetFault;
 use gameday::recorder::Trace;
@@ -23,22 +26,6 @@ async fn lab_on(kind: TopologyKind, backend: Backend) -> Lab {
     let lab = Lab::start(&plan, backend, None, &run_id, rx).await.unwrap();
     eprintln!("{kind:?} on {backend:?} ready in {:?}", started.elapsed());
     lab
-}
-
-/// Whether the docker backend can be tested here: `ci/test.sh` builds a
-/// local image and sets GAMEDAY_REDIS_IMAGE. Under CI it must be set.
-fn docker_ready() -> bool {
-    let set = std::env::var("GAMEDAY_REDIS_IMAGE").is_ok_and(|v| !v.is_empty());
-    if !set {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must test the docker backend: run the tests through ci/test.sh"
-        );
-        eprintln!(
-            "skipped: the docker backend tests need GAMEDAY_REDIS_IMAGE (ci/test.sh sets it)"
-        );
-    }
-    set
 }
 
 /// Containers still carrying the label of run `run`.

@@ -46,6 +46,21 @@ fn args<const N: usize>(parts: [&str; N]) -> redis::Cmd {
     cmd
 }
 
+/// Sets each `(key, value)` with `set` (`CONFIG SET`, or `SENTINEL CONFIG
+/// SET` on a sentinel).
+async fn config_set(
+    addr: SocketAddr,
+    set: &[&str],
+    pairs: &[(&str, &str)],
+) -> Result<(), TopologyError> {
+    for (key, value) in pairs {
+        let mut cmd = redis::cmd(set[0]);
+        cmd.arg(&set[1..]).arg(*key).arg(*value);
+        admin::<()>(addr, &cmd).await?;
+    }
+    Ok(())
+}
+
 /// Polls `check` until it says ready or `limit` passes; `what` names the
 /// condition in the error, with the last thing `check` saw.
 async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F) -> Result<(), TopologyError>
@@ -87,16 +102,11 @@ pub(super) async fn replication(topo: &Topology, proxies: &ProxyMap) -> Result<(
         .collect();
     for r in &replicas {
         let port = proxies[&r.id].port().to_string();
-        admin::<()>(
-            r.addr,
-            &args(["CONFIG", "SET", "replica-announce-ip", "127.0.0.1"]),
-        )
-        .await?;
-        admin::<()>(
-            r.addr,
-            &args(["CONFIG", "SET", "replica-announce-port", &port]),
-        )
-        .await?;
+        let announce = [
+            ("replica-announce-ip", "127.0.0.1"),
+            ("replica-announce-port", port.as_str()),
+        ];
+        config_set(r.addr, &["CONFIG", "SET"], &announce).await?;
         let primary_port = primary_proxy.port().to_string();
         admin::<()>(r.addr, &args(["REPLICAOF", "127.0.0.1", &primary_port])).await?;
     }
@@ -140,16 +150,11 @@ pub(super) async fn sentinels(topo: &Topology, proxies: &ProxyMap) -> Result<(),
         .collect();
     for s in &sentinels {
         let port = proxies[&s.id].port().to_string();
-        admin::<()>(
-            s.addr,
-            &args(["SENTINEL", "CONFIG", "SET", "announce-ip", "127.0.0.1"]),
-        )
-        .await?;
-        admin::<()>(
-            s.addr,
-            &args(["SENTINEL", "CONFIG", "SET", "announce-port", &port]),
-        )
-        .await?;
+        let announce = [
+            ("announce-ip", "127.0.0.1"),
+            ("announce-port", port.as_str()),
+        ];
+        config_set(s.addr, &["SENTINEL", "CONFIG", "SET"], &announce).await?;
         admin::<()>(
             s.addr,
             &args([
@@ -232,21 +237,12 @@ pub(super) async fn cluster(topo: &Topology, proxies: &ProxyMap) -> Result<(), T
     for n in &topo.nodes {
         let port = proxies[&n.id].port().to_string();
         let bus = proxies[&format!("{}-bus", n.id)].port().to_string();
-        admin::<()>(
-            n.addr,
-            &args(["CONFIG", "SET", "cluster-announce-ip", "127.0.0.1"]),
-        )
-        .await?;
-        admin::<()>(
-            n.addr,
-            &args(["CONFIG", "SET", "cluster-announce-port", &port]),
-        )
-        .await?;
-        admin::<()>(
-            n.addr,
-            &args(["CONFIG", "SET", "cluster-announce-bus-port", &bus]),
-        )
-        .await?;
+        let announce = [
+            ("cluster-announce-ip", "127.0.0.1"),
+            ("cluster-announce-port", port.as_str()),
+            ("cluster-announce-bus-port", bus.as_str()),
+        ];
+        config_set(n.addr, &["CONFIG", "SET"], &announce).await?;
     }
     let first = &topo.nodes[0];
     for n in &topo.nodes[1..] {

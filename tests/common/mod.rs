@@ -97,3 +97,20 @@ impl Drop for ChildGuard {
         let _ = self.0.wait();
     }
 }
+
+/// Whether the docker backend can be tested here: `ci/test.sh` builds a
+/// local image and sets GAMEDAY_REDIS_IMAGE. Under CI it must be set, so
+/// these tests can never be skipped there.
+pub fn docker_ready() -> bool {
+    let set = std::env::var("GAMEDAY_REDIS_IMAGE").is_ok_and(|v| !v.is_empty());
+    if !set {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must test the docker backend: run the tests through ci/test.sh"
+        );
+        eprintln!(
+            "skipped: the docker backend tests need GAMEDAY_REDIS_IMAGE (ci/test.sh sets it)"
+        );
+    }
+    set
+}
