@@ -92,16 +92,24 @@ where
     }
     for s in series {
         let color = s.color;
-        chart
-            .draw_series(LineSeries::new(
-                s.points.iter().copied(),
-                color.stroke_width(2),
-            ))
-            .map_err(|e| e.to_string())?
-            .label(s.label)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-            });
+        // A second with no value breaks the line rather than bridging it.
+        let mut runs: Vec<Vec<(f64, f64)>> = Vec::new();
+        for &p in &s.points {
+            match runs.last_mut() {
+                Some(run) if run.last().is_some_and(|q| p.0 - q.0 < 1.5) => run.push(p),
+                _ => runs.push(vec![p]),
+            }
+        }
+        for (i, run) in runs.into_iter().enumerate() {
+            let drawn = chart
+                .draw_series(LineSeries::new(run, color.stroke_width(2)))
+                .map_err(|e| e.to_string())?;
+            if i == 0 {
+                drawn.label(s.label).legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                });
+            }
+        }
     }
     chart
         .configure_series_labels()
@@ -379,7 +387,7 @@ pub fn render(report: &RunReport) -> String {
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>gameday: {name}</title><style>{STYLE}</style></head><body>\n\
 <h1>gameday: {name} {badge}</h1>\n<p>{desc}</p>\n\
 <p class=\"meta\">run {run_id} · started {started} · {dur:.1}s of load · seed {seed} · {topo} on the {backend} backend · {users} users, {rate} · proxy: {pkind} {pver}{interrupted}<br>nodes: {nodes}</p>\n\
-<h2>Verdict</h2>\n{verdicts}\n<h2>Faults</h2>\n{faults}\n<h2>Phases</h2>\n{phases}\n<h2>Over time</h2>\n<p class=\"meta\">Shaded: fault windows, from when the proxy showed the fault applied to when it showed it removed.</p>\n{charts}\n\
+<h2>Verdict</h2>\n{verdicts}\n<h2>Faults</h2>\n{faults}\n<h2>Phases</h2>\n{phases}\n<h2>Over time</h2>\n<p class=\"meta\">Shaded: fault windows, from when gameday asked the proxy to apply the fault to when the proxy showed it removed.</p>\n{charts}\n\
 <p class=\"meta\">Raw data: summary.json, timeseries.csv, latency.hlog (HdrHistogram interval log), junit.xml; goose's own report: goose.html.</p>\n</body></html>\n",
         name = esc(&s.scenario),
         desc = esc(&s.description),
