@@ -95,11 +95,7 @@ fn info_field<'a>(info: &'a str, key: &str) -> Option<&'a str> {
 pub(super) async fn replication(topo: &Topology, proxies: &ProxyMap) -> Result<(), TopologyError> {
     let primary = topo.primary();
     let primary_proxy = proxies[&primary.id];
-    let replicas: Vec<_> = topo
-        .nodes
-        .iter()
-        .filter(|n| n.role == Role::Replica)
-        .collect();
+    let replicas: Vec<_> = topo.with_role(Role::Replica).collect();
     for r in &replicas {
         let port = proxies[&r.id].port().to_string();
         let announce = [
@@ -122,7 +118,7 @@ pub(super) async fn replication(topo: &Topology, proxies: &ProxyMap) -> Result<(
             if n < want {
                 return Ok(Err(format!("primary has {n} of {want} replicas")));
             }
-            for r in topo.nodes.iter().filter(|n| n.role == Role::Replica) {
+            for r in topo.with_role(Role::Replica) {
                 let info: String = admin(r.addr, &args(["INFO", "replication"])).await?;
                 if info_field(&info, "master_link_status") != Some("up") {
                     return Ok(Err(format!(
@@ -143,11 +139,7 @@ pub(super) async fn sentinels(topo: &Topology, proxies: &ProxyMap) -> Result<(),
     let primary_port = proxies[&topo.primary().id].port().to_string();
     let down_after = topo.plan.down_after.as_millis().to_string();
     let failover = topo.plan.failover_timeout.as_millis().to_string();
-    let sentinels: Vec<_> = topo
-        .nodes
-        .iter()
-        .filter(|n| n.role == Role::Sentinel)
-        .collect();
+    let sentinels: Vec<_> = topo.with_role(Role::Sentinel).collect();
     for s in &sentinels {
         let port = proxies[&s.id].port().to_string();
         let announce = [
@@ -254,11 +246,7 @@ pub(super) async fn cluster(topo: &Topology, proxies: &ProxyMap) -> Result<(), T
         )
         .await?;
     }
-    let masters: Vec<_> = topo
-        .nodes
-        .iter()
-        .filter(|n| n.role == Role::Primary)
-        .collect();
+    let masters: Vec<_> = topo.with_role(Role::Primary).collect();
     let m = masters.len() as u32;
     for (i, node) in masters.iter().enumerate() {
         let (from, to) = (i as u32 * SLOTS / m, (i as u32 + 1) * SLOTS / m - 1);
@@ -297,12 +285,7 @@ pub(super) async fn cluster(topo: &Topology, proxies: &ProxyMap) -> Result<(), T
     for node in &masters {
         ids.push(admin::<String>(node.addr, &args(["CLUSTER", "MYID"])).await?);
     }
-    for (j, r) in topo
-        .nodes
-        .iter()
-        .filter(|n| n.role == Role::Replica)
-        .enumerate()
-    {
+    for (j, r) in topo.with_role(Role::Replica).enumerate() {
         let master_id = &ids[j % ids.len()];
         // A replica may not know its master's id yet right after the meet.
         wait_for(
@@ -317,11 +300,7 @@ pub(super) async fn cluster(topo: &Topology, proxies: &ProxyMap) -> Result<(), T
         )
         .await?;
     }
-    let replicas = topo
-        .nodes
-        .iter()
-        .filter(|n| n.role == Role::Replica)
-        .count();
+    let replicas = topo.with_role(Role::Replica).count();
     for n in &topo.nodes {
         wait_for(
             &format!("{} seeing cluster_state:ok", n.id),

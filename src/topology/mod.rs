@@ -219,11 +219,7 @@ impl Topology {
     /// How clients reach this topology, given the proxies.
     pub fn client_spec(&self, proxies: &ProxyMap) -> ClientSpec {
         let addrs = |role: Role| -> Vec<SocketAddr> {
-            self.nodes
-                .iter()
-                .filter(|n| n.role == role)
-                .map(|n| proxies[&n.id])
-                .collect()
+            self.with_role(role).map(|n| proxies[&n.id]).collect()
         };
         match self.kind {
             TopologyKind::Standalone | TopologyKind::Replicated => {
@@ -237,6 +233,11 @@ impl Topology {
                 nodes: addrs(Role::Primary),
             },
         }
+    }
+
+    /// The nodes playing `role`, in start order.
+    pub fn with_role(&self, role: Role) -> impl Iterator<Item = &RedisProcess> {
+        self.nodes.iter().filter(move |n| n.role == role)
     }
 
     /// The first primary.
