@@ -46,8 +46,8 @@ fn args<const N: usize>(parts: [&str; N]) -> redis::Cmd {
     cmd
 }
 
-/// Sets each `(key, value)` with `set` (`CONFIG SET`, or `SENTINEL CONFIG
-/// SET` on a sentinel).
+/// Sets each `(key, value)` with the command prefix `set` (`CONFIG SET`,
+/// `SENTINEL CONFIG SET`, `SENTINEL SET <master>`).
 async fn config_set(
     addr: SocketAddr,
     set: &[&str],
@@ -159,28 +159,11 @@ pub(super) async fn sentinels(topo: &Topology, proxies: &ProxyMap) -> Result<(),
             ]),
         )
         .await?;
-        admin::<()>(
-            s.addr,
-            &args([
-                "SENTINEL",
-                "SET",
-                SENTINEL_MASTER,
-                "down-after-milliseconds",
-                &down_after,
-            ]),
-        )
-        .await?;
-        admin::<()>(
-            s.addr,
-            &args([
-                "SENTINEL",
-                "SET",
-                SENTINEL_MASTER,
-                "failover-timeout",
-                &failover,
-            ]),
-        )
-        .await?;
+        let timing = [
+            ("down-after-milliseconds", down_after.as_str()),
+            ("failover-timeout", failover.as_str()),
+        ];
+        config_set(s.addr, &["SENTINEL", "SET", SENTINEL_MASTER], &timing).await?;
     }
     let (replicas, others) = (topo.plan.replicas, sentinels.len() - 1);
     for s in sentinels {
