@@ -45,6 +45,10 @@ pub enum Command {
         /// No progress lines, no tables: only errors and the report path.
         #[arg(long, short)]
         quiet: bool,
+        /// Confirm the scenario's `allow_destructive`: node, memory and
+        /// failover faults on an external topology.
+        #[arg(long)]
+        allow_destructive: bool,
     },
     /// Check scenario files without running anything.
     Validate {
@@ -57,10 +61,23 @@ pub enum Command {
         dir: PathBuf,
     },
     /// Serve the Toxiproxy-compatible API alone, until Ctrl-C.
+    ///
+    /// Takes Toxiproxy's own `--host`, `--port` and `--config` too, so that
+    /// it can stand in for the Toxiproxy image (see docker-compose.yml).
     Proxy {
         /// Loopback address for the HTTP API.
-        #[arg(long, default_value = "127.0.0.1:8474")]
+        #[arg(long, default_value = "127.0.0.1:8474", conflicts_with_all = ["host", "port"])]
         listen: SocketAddr,
+        /// The API's host, as toxiproxy-server takes it (loopback only).
+        #[arg(long)]
+        host: Option<std::net::IpAddr>,
+        /// The API's port, as toxiproxy-server takes it.
+        #[arg(long)]
+        port: Option<u16>,
+        /// A Toxiproxy config file (a JSON list of {name, listen, upstream,
+        /// enabled}) whose proxies are created at start.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// Start a topology with a proxy on every path and print its addresses,
     /// for exploring by hand during a game day; Ctrl-C tears it down.
@@ -141,6 +158,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             seed,
             toxiproxy_url,
             quiet,
+            allow_destructive,
         } => {
             // Validate everything before starting anything.
             let mut plans = Vec::new();
@@ -178,6 +196,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
                     seed,
                     toxiproxy_url: toxiproxy_url.clone(),
                     progress: !quiet,
+                    allow_destructive,
                 };
                 if !quiet {
                     eprintln!(
@@ -229,10 +248,29 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             Ok(code)
         }
         Command::List { dir } => list(&dir),
-        Command::Proxy { listen } => {
+        Command::Proxy {
+            listen,
+            host,
+            port,
+            config,
+        } => {
+            let listen =
+                SocketAddr::new(host.unwrap_or(listen.ip()), port.unwrap_or(listen.port()));
             let proxy = crate::proxy::EmbeddedProxy::start(listen)
                 .await
                 .with_context(|| format!("cannot serve the proxy API on {listen}"))?;
+            if let Some(path) = &config {
+                let created = crate::proxy::populate_from_file(&proxy, path).await?;
+                for p in &created {
+                    eprintln!(
+                        "gameday proxy: {} listens on {} for {}{}",
+                        p.name,
+                        p.listen,
+                        p.upstream,
+                        if p.enabled { "" } else { " (disabled)" }
+                    );
+                }
+            }
             eprintln!(
                 "gameday proxy: Toxiproxy API {} on {} (Ctrl-C to stop)",
                 crate::proxy::api::VERSION,
@@ -270,6 +308,38 @@ fn list(dir: &Path) -> anyhow::Result<u8> {
         }
     }
     Ok(code)
+}
+
+/// The `[topology]` of a scenario that drives `lab` as an external
+/// topology, for pasting: every client endpoint with its proxy.
+fn external_snippet(lab: &crate::lab::Lab) -> String {
+    use std::fmt::Write;
+    let mut out = String::from("\n# a scenario drives this lab with:\n");
+    let _ = writeln!(out, "[topology]");
+    let _ = writeln!(
+        out,
+        "kind = \"{}\"",
+        scenario::topology_name(lab.topology.kind)
+    );
+    let _ = writeln!(out, "backend = \"external\"");
+    let _ = writeln!(out, "toxiproxy_url = \"{}\"", lab.control.url());
+    if let crate::topology::ClientSpec::Sentinel { master, .. } = &lab.client {
+        let _ = writeln!(out, "master_name = \"{master}\"");
+    }
+    for w in &lab.wired {
+        if w.endpoint.port != crate::topology::Port::Client {
+            continue;
+        }
+        let role = format!("{:?}", w.endpoint.role).to_lowercase();
+        let _ = writeln!(out, "[[topology.endpoint]]");
+        let _ = writeln!(
+            out,
+            "node = \"{}\"\nrole = \"{role}\"\naddr = \"{}\"\nproxy = \"{}\"",
+            w.endpoint.node, w.proxy_addr, w.proxy
+        );
+    }
+    out.push_str("# (end)\n\n");
+    out
 }
 
 async fn up(
@@ -333,6 +403,7 @@ async fn up(
             println!("\nredis-cli -c -h {} -p {}", nodes[0].ip(), nodes[0].port())
         }
     }
+    print!("{}", external_snippet(&lab));
     println!("faults: e.g. curl -X POST {}/proxies/<proxy>/toxics -d '{{\"type\":\"latency\",\"attributes\":{{\"latency\":100}}}}'", lab.control.url());
     println!("Ctrl-C stops everything.");
     let _ = shutdown.wait_for(|s| *s).await;

@@ -3,12 +3,13 @@
 //! hand. Stopping it deletes its proxies (which matters on an external
 //! Toxiproxy) and stops every process.
 
-use crate::proxy::control::ProxyControl;
+use crate::proxy::control::{ProxyControl, ProxyState};
+use crate::proxy::server::loopback_addr;
 use crate::proxy::EmbeddedProxy;
 use crate::run::RunError;
-use crate::scenario::plan::{Target, TopologyPlan};
-use crate::scenario::raw::Backend;
-use crate::topology::{ClientSpec, Endpoint, Port, ProxyMap, Role, Topology};
+use crate::scenario::plan::{ExternalEndpoint, Target, TopologyPlan};
+use crate::scenario::raw::{Backend, TopologyKind};
+use crate::topology::{external, ClientSpec, Endpoint, Port, ProxyMap, Role, Topology};
 use std::net::SocketAddr;
 use tokio::sync::watch;
 
@@ -18,6 +19,9 @@ pub struct Wired {
     pub endpoint: Endpoint,
     pub proxy: String,
     pub proxy_addr: SocketAddr,
+    /// gameday created this proxy (and deletes it); false for the proxies
+    /// of an external topology, which are only borrowed.
+    pub owned: bool,
 }
 
 pub struct Lab {
@@ -29,6 +33,8 @@ pub struct Lab {
     pub proxy_version: String,
     pub wired: Vec<Wired>,
     pub client: ClientSpec,
+    pub backend: Backend,
+    run_id: String,
 }
 
 impl Lab {
@@ -45,6 +51,19 @@ impl Lab {
             t = Topology::provision(plan, backend, run_id) => t?,
             _ = shutdown.wait_for(|s| *s) => return Err(RunError::Interrupted),
         };
+        let toxiproxy_url = toxiproxy_url.or(plan.toxiproxy_url.as_deref());
+        let borrows_proxies = backend == Backend::External
+            && plan.external.endpoints.iter().any(|e| e.proxy.is_some());
+        if backend == Backend::External && plan.external.endpoints.is_empty() {
+            return Err(RunError::Unsupported(
+                "the external backend needs the scenario to list the topology's endpoints ([[topology.endpoint]] with node, role and addr)".into(),
+            ));
+        }
+        if borrows_proxies && toxiproxy_url.is_none() {
+            return Err(RunError::Unsupported(
+                "the endpoints name Toxiproxy proxies (`proxy = ...`): say where its API is with `toxiproxy_url` in [topology] or --toxiproxy-url".into(),
+            ));
+        }
         let (embedded, control, proxy_kind) = match toxiproxy_url {
             Some(url) => (None, ProxyControl::connect_async(url).await?, "external"),
             None => {
@@ -59,15 +78,25 @@ impl Lab {
         };
         let proxy_version = control.call(|c| c.version()).await?;
         let mut lab = Lab {
-            client: ClientSpec::Direct(topology.primary().addr),
+            client: ClientSpec::Direct(SocketAddr::from(([127, 0, 0, 1], 0))),
             topology,
             _embedded: embedded,
             control,
             proxy_kind,
             proxy_version,
             wired: Vec::new(),
+            backend,
+            run_id: run_id.to_string(),
         };
-        if let Err(e) = lab.wire(run_id, &mut shutdown).await {
+        let wired = if backend == Backend::External {
+            tokio::select! {
+                r = lab.attach() => r,
+                _ = shutdown.wait_for(|s| *s) => Err(RunError::Interrupted),
+            }
+        } else {
+            lab.wire(run_id, &mut shutdown).await
+        };
+        if let Err(e) = wired {
             lab.stop().await;
             return Err(e);
         }
@@ -90,6 +119,7 @@ impl Lab {
                 endpoint,
                 proxy: name,
                 proxy_addr,
+                owned: true,
             });
         }
         let map = self.proxy_map();
@@ -98,6 +128,70 @@ impl Lab {
             _ = shutdown.wait_for(|s| *s) => return Err(RunError::Interrupted),
         }
         self.client = self.topology.client_spec(&map);
+        Ok(())
+    }
+
+    /// Attaches to an external topology: borrows the proxies its endpoints
+    /// name (which must be idle: enabled, no toxics) or puts gameday's own in
+    /// front, then checks the topology through them (`external::verify`).
+    async fn attach(&mut self) -> Result<(), RunError> {
+        let plan = self.topology.plan.clone();
+        for e in &plan.external.endpoints {
+            let (proxy, proxy_addr, upstream, owned) = match &e.proxy {
+                Some(name) => {
+                    let n = name.clone();
+                    let state = self.control.call(move |c| c.inspect(&n)).await?;
+                    let upstream = borrowed_upstream(e, name, &state)?;
+                    (name.clone(), e.addr, upstream, false)
+                }
+                None => {
+                    let name = format!("gameday-{}-{}", self.run_id, e.node);
+                    let (n, upstream) = (name.clone(), e.addr);
+                    let at = self
+                        .control
+                        .call(move |c| c.create_proxy(&n, upstream))
+                        .await?;
+                    (name, at, e.addr, true)
+                }
+            };
+            self.wired.push(Wired {
+                endpoint: Endpoint {
+                    name: e.node.clone(),
+                    node: e.node.clone(),
+                    role: e.role,
+                    port: Port::Client,
+                    addr: upstream,
+                },
+                proxy,
+                proxy_addr,
+                owned,
+            });
+        }
+        // Clients, and the checks, go through the proxies.
+        let mut through = plan.clone();
+        for (e, w) in through.external.endpoints.iter_mut().zip(&self.wired) {
+            e.addr = w.proxy_addr;
+        }
+        external::verify(&through).await?;
+        let addrs = |role: Role| -> Vec<SocketAddr> {
+            self.wired
+                .iter()
+                .filter(|w| w.endpoint.role == role)
+                .map(|w| w.proxy_addr)
+                .collect()
+        };
+        self.client = match plan.kind {
+            TopologyKind::Standalone | TopologyKind::Replicated => {
+                ClientSpec::Direct(addrs(Role::Primary)[0])
+            }
+            TopologyKind::Sentinel => ClientSpec::Sentinel {
+                sentinels: addrs(Role::Sentinel),
+                master: plan.master_name.clone(),
+            },
+            TopologyKind::Cluster => ClientSpec::Cluster {
+                nodes: addrs(Role::Primary),
+            },
+        };
         Ok(())
     }
 
@@ -125,12 +219,70 @@ impl Lab {
             .collect()
     }
 
-    /// Deletes the proxies and stops every process.
+    /// On an external topology, deletes the keys this run wrote (under
+    /// `gameday:<run id>:`); then deletes the proxies gameday created and
+    /// stops every process it started.
     pub async fn stop(self) {
-        for w in &self.wired {
+        if self.backend == Backend::External {
+            let through: Vec<ExternalEndpoint> = self
+                .wired
+                .iter()
+                .map(|w| ExternalEndpoint {
+                    node: w.endpoint.node.clone(),
+                    role: w.endpoint.role,
+                    addr: w.proxy_addr,
+                    proxy: None,
+                })
+                .collect();
+            let prefix = format!("gameday:{}:", self.run_id);
+            external::remove_keys(&through, &prefix).await;
+        }
+        for w in self.wired.iter().filter(|w| w.owned) {
             let name = w.proxy.clone();
             let _ = self.control.call(move |c| c.delete(&name)).await;
         }
         self.topology.stop().await;
     }
+}
+
+/// Checks a proxy an external endpoint names: it listens where the
+/// endpoint says, forwards to a loopback address, and is idle (enabled, no
+/// toxics), so that the baseline is clean and clearing faults at the end
+/// removes nothing that was there before. Returns the upstream address.
+fn borrowed_upstream(
+    e: &ExternalEndpoint,
+    name: &str,
+    state: &ProxyState,
+) -> Result<SocketAddr, RunError> {
+    let fail =
+        |what: String| RunError::Provision(format!("endpoint {}: proxy `{name}` {what}", e.node));
+    let listen_port = state
+        .listen
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse::<u16>().ok());
+    if listen_port != Some(e.addr.port()) {
+        return Err(fail(format!(
+            "listens on {}, not on {} as the scenario says",
+            state.listen, e.addr
+        )));
+    }
+    let upstream = loopback_addr(&state.upstream, "upstream").map_err(|err| {
+        fail(format!(
+            "forwards to a place gameday will not send traffic to: {}",
+            err.message
+        ))
+    })?;
+    if !state.enabled {
+        return Err(fail(
+            "is disabled; enable it before the run (the baseline would be an outage)".into(),
+        ));
+    }
+    if state.toxics > 0 {
+        return Err(fail(format!(
+            "already has {} toxic(s); remove them before the run (gameday clears a proxy's toxics when its faults end)",
+            state.toxics
+        )));
+    }
+    Ok(upstream)
 }

@@ -37,6 +37,8 @@ pub struct RunOptions {
     pub toxiproxy_url: Option<String>,
     /// Print a progress line per second and the tables at the end.
     pub progress: bool,
+    /// The command line confirms the scenario's `allow_destructive`.
+    pub allow_destructive: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +103,16 @@ pub async fn run(
     let backend = opts.backend.unwrap_or(plan.topology.backend);
     let run_id = format!("{:08x}", rand::thread_rng().gen::<u32>());
     let dir = opts.out_dir.clone().unwrap_or_else(|| default_dir(plan));
+    if backend == Backend::External {
+        if let Some(f) = plan.faults.iter().find(|f| f.destructive()) {
+            if !(plan.topology.external.allow_destructive && opts.allow_destructive) {
+                return Err(RunError::Unsupported(format!(
+                    "fault `{}` ({}) acts on the nodes of an external topology: it needs `allow_destructive = true` in [topology] and --allow-destructive on the command line",
+                    f.name, f.kind_name
+                )));
+            }
+        }
+    }
     let lab = Lab::start(
         &plan.topology,
         backend,

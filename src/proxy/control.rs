@@ -39,6 +39,15 @@ pub enum NetFault {
     },
 }
 
+/// A proxy as the server shows it.
+#[derive(Debug, Clone)]
+pub struct ProxyState {
+    pub listen: String,
+    pub upstream: String,
+    pub enabled: bool,
+    pub toxics: usize,
+}
+
 /// Checks a Toxiproxy API URL without connecting: its form, and that it
 /// names a loopback address.
 pub fn check_url(url: &str) -> Result<SocketAddr, ControlError> {
@@ -184,6 +193,23 @@ impl ProxyControl {
                 .map_err(|e| self.api_err(format!("remove toxics of {name}"), e))?,
         }
         self.verify(name, fault, false)
+    }
+
+    /// What the server says of proxy `name`: where it listens, where it
+    /// forwards, whether it is enabled, and how many toxics it carries.
+    pub fn inspect(&self, name: &str) -> Result<ProxyState, ControlError> {
+        let proxy = self.find(name)?;
+        let toxics = proxy
+            .toxics()
+            .map_err(|e| self.api_err(format!("toxics of {name}"), e))?
+            .len();
+        let p = proxy.proxy_pack;
+        Ok(ProxyState {
+            listen: p.listen,
+            upstream: p.upstream,
+            enabled: p.enabled,
+            toxics,
+        })
     }
 
     /// Removes the proxy.

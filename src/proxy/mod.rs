@@ -10,6 +10,7 @@ pub mod server;
 pub mod toxic;
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -55,4 +56,27 @@ impl Drop for EmbeddedProxy {
             let _ = self.server.delete(&name);
         }
     }
+}
+
+/// Creates the proxies a Toxiproxy config file lists (`-config` in
+/// toxiproxy-server): a JSON array of `{name, listen, upstream, enabled}`.
+/// Every address must be loopback, as for proxies made through the API.
+pub async fn populate_from_file(
+    proxy: &EmbeddedProxy,
+    path: &Path,
+) -> anyhow::Result<Vec<server::ProxyView>> {
+    use anyhow::Context;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the proxy config {}", path.display()))?;
+    let list: Vec<server::NewProxy> = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{}: not a Toxiproxy config (a JSON list of {{name, listen, upstream}})",
+            path.display()
+        )
+    })?;
+    proxy
+        .server
+        .populate(list)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message))
 }

@@ -6,6 +6,8 @@ use super::raw::{
 };
 use crate::expect::Expectation;
 use crate::proxy::control::NetFault;
+use crate::topology::Role;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -43,6 +45,30 @@ pub struct TopologyPlan {
     pub replicas_per_master: usize,
     /// cluster: cluster-node-timeout.
     pub cluster_node_timeout: Duration,
+    /// sentinel: the name the sentinels monitor the primary by.
+    pub master_name: String,
+    /// The Toxiproxy API to use instead of the embedded one.
+    pub toxiproxy_url: Option<String>,
+    /// external: what the scenario says about the topology it attaches to.
+    pub external: ExternalPlan,
+}
+
+/// An existing topology, described by its endpoints.
+#[derive(Debug, Clone, Default)]
+pub struct ExternalPlan {
+    pub endpoints: Vec<ExternalEndpoint>,
+    /// The scenario allows destructive faults (the CLI must agree).
+    pub allow_destructive: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalEndpoint {
+    pub node: String,
+    pub role: Role,
+    /// Where clients connect: a loopback address.
+    pub addr: SocketAddr,
+    /// The Toxiproxy proxy that `addr` is, when one is there already.
+    pub proxy: Option<String>,
 }
 
 impl TopologyPlan {
@@ -61,6 +87,9 @@ impl TopologyPlan {
             masters: 3,
             replicas_per_master: 1,
             cluster_node_timeout: Duration::from_secs(2),
+            master_name: crate::topology::SENTINEL_MASTER.to_string(),
+            toxiproxy_url: None,
+            external: ExternalPlan::default(),
         }
     }
 
@@ -163,5 +192,14 @@ pub struct FaultPlan {
 impl FaultPlan {
     pub fn end(&self) -> Duration {
         self.at + self.duration
+    }
+
+    /// Whether the fault acts on the nodes themselves (and so needs
+    /// `allow_destructive` on an external topology). Network faults only
+    /// touch the traffic through a proxy: none of them is.
+    pub fn destructive(&self) -> bool {
+        match self.fault {
+            NetFault::Down | NetFault::Toxic { .. } => false,
+        }
     }
 }

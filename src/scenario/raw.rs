@@ -71,8 +71,7 @@ pub struct RawTopology {
     pub image: Option<String>,
     pub maxmemory: Option<Bytes>,
     pub maxmemory_policy: Option<MaxmemoryPolicy>,
-    #[serde(default)]
-    pub persistence: Persistence,
+    pub persistence: Option<Persistence>,
     /// replicated and sentinel: replicas of the primary.
     pub replicas: Option<Spanned<i64>>,
     /// sentinel: how long a node must be silent before it is deemed down.
@@ -85,6 +84,30 @@ pub struct RawTopology {
     pub replicas_per_master: Option<Spanned<i64>>,
     /// cluster: cluster-node-timeout.
     pub cluster_node_timeout: Option<Spanned<Dur>>,
+    /// sentinel: the name the sentinels monitor the primary by.
+    pub master_name: Option<Spanned<String>>,
+    /// The Toxiproxy API in front of the nodes (the CLI's `--toxiproxy-url`
+    /// wins).
+    pub toxiproxy_url: Option<Spanned<String>>,
+    /// external: node, memory and failover faults are allowed too (the
+    /// command line must confirm with `--allow-destructive`).
+    pub allow_destructive: Option<Spanned<bool>>,
+    /// external: the endpoints of a topology gameday did not start.
+    #[serde(default, rename = "endpoint")]
+    pub endpoints: Vec<Spanned<RawEndpoint>>,
+}
+
+/// One `[[topology.endpoint]]` of an external topology.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEndpoint {
+    /// The id fault targets use (`node:<id>`).
+    pub node: Spanned<String>,
+    pub role: crate::topology::Role,
+    /// Where clients connect (loopback only).
+    pub addr: Spanned<String>,
+    /// The Toxiproxy proxy that `addr` is, if one is in front already.
+    pub proxy: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

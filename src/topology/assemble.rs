@@ -3,7 +3,7 @@
 //! harness's own path, never faulted); every address a node *learns or
 //! announces* is a proxy address.
 
-use super::{ProxyMap, Role, Topology, TopologyError, SENTINEL_MASTER};
+use super::{ProxyMap, Role, Topology, TopologyError};
 use redis::aio::MultiplexedConnection;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,7 +16,7 @@ fn provision_err(what: impl std::fmt::Display) -> TopologyError {
     TopologyError::Provision(what.to_string())
 }
 
-async fn connect(addr: SocketAddr) -> Result<MultiplexedConnection, TopologyError> {
+pub(super) async fn connect(addr: SocketAddr) -> Result<MultiplexedConnection, TopologyError> {
     let client = redis::Client::open(format!("redis://{addr}/")).map_err(provision_err)?;
     tokio::time::timeout(
         Duration::from_secs(5),
@@ -28,7 +28,7 @@ async fn connect(addr: SocketAddr) -> Result<MultiplexedConnection, TopologyErro
 }
 
 /// Runs one admin command on `addr`.
-async fn admin<T: redis::FromRedisValue>(
+pub(super) async fn admin<T: redis::FromRedisValue>(
     addr: SocketAddr,
     cmd: &redis::Cmd,
 ) -> Result<T, TopologyError> {
@@ -38,7 +38,7 @@ async fn admin<T: redis::FromRedisValue>(
         .map_err(|e| provision_err(format!("{addr}: {e}")))
 }
 
-fn args<const N: usize>(parts: [&str; N]) -> redis::Cmd {
+pub(super) fn args<const N: usize>(parts: [&str; N]) -> redis::Cmd {
     let mut cmd = redis::cmd(parts[0]);
     for p in &parts[1..] {
         cmd.arg(*p);
@@ -63,7 +63,11 @@ async fn config_set(
 
 /// Polls `check` until it says ready or `limit` passes; `what` names the
 /// condition in the error, with the last thing `check` saw.
-async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F) -> Result<(), TopologyError>
+pub(super) async fn wait_for<F, Fut>(
+    what: &str,
+    limit: Duration,
+    mut check: F,
+) -> Result<(), TopologyError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Result<(), String>, TopologyError>>,
@@ -85,7 +89,7 @@ where
     }
 }
 
-fn info_field<'a>(info: &'a str, key: &str) -> Option<&'a str> {
+pub(super) fn info_field<'a>(info: &'a str, key: &str) -> Option<&'a str> {
     info.lines()
         .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(':')))
         .map(str::trim)
@@ -137,6 +141,7 @@ pub(super) async fn replication(topo: &Topology, proxies: &ProxyMap) -> Result<(
 /// Sentinels announce their proxies and monitor the primary through its proxy.
 pub(super) async fn sentinels(topo: &Topology, proxies: &ProxyMap) -> Result<(), TopologyError> {
     let primary_port = proxies[&topo.primary().id].port().to_string();
+    let master = topo.plan.master_name.as_str();
     let down_after = topo.plan.down_after.as_millis().to_string();
     let failover = topo.plan.failover_timeout.as_millis().to_string();
     let sentinels: Vec<_> = topo.with_role(Role::Sentinel).collect();
@@ -152,7 +157,7 @@ pub(super) async fn sentinels(topo: &Topology, proxies: &ProxyMap) -> Result<(),
             &args([
                 "SENTINEL",
                 "MONITOR",
-                SENTINEL_MASTER,
+                master,
                 "127.0.0.1",
                 &primary_port,
                 "2",
@@ -163,7 +168,7 @@ pub(super) async fn sentinels(topo: &Topology, proxies: &ProxyMap) -> Result<(),
             ("down-after-milliseconds", down_after.as_str()),
             ("failover-timeout", failover.as_str()),
         ];
-        config_set(s.addr, &["SENTINEL", "SET", SENTINEL_MASTER], &timing).await?;
+        config_set(s.addr, &["SENTINEL", "SET", master], &timing).await?;
     }
     let (replicas, others) = (topo.plan.replicas, sentinels.len() - 1);
     for s in sentinels {
@@ -176,14 +181,14 @@ pub(super) async fn sentinels(topo: &Topology, proxies: &ProxyMap) -> Result<(),
                 async move {
                     let addr: Vec<String> = admin(
                         s.addr,
-                        &args(["SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_MASTER]),
+                        &args(["SENTINEL", "GET-MASTER-ADDR-BY-NAME", master]),
                     )
                     .await?;
                     if addr != ["127.0.0.1".to_string(), primary_port.clone()] {
                         return Ok(Err(format!("master at {addr:?}")));
                     }
                     let fields: Vec<String> =
-                        admin(s.addr, &args(["SENTINEL", "MASTER", SENTINEL_MASTER])).await?;
+                        admin(s.addr, &args(["SENTINEL", "MASTER", master])).await?;
                     let get = |k: &str| {
                         fields
                             .chunks(2)

@@ -12,6 +12,7 @@
 //!    ever see proxies.
 
 mod assemble;
+pub mod external;
 pub mod process;
 
 use crate::scenario::plan::TopologyPlan;
@@ -21,7 +22,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-/// The name clients and sentinels know the monitored primary by.
+/// The name sentinels monitor the primary by, unless `master_name` says.
 pub const SENTINEL_MASTER: &str = "gameday";
 
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +39,7 @@ pub enum TopologyError {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Primary,
@@ -99,18 +100,14 @@ impl Topology {
         backend: Backend,
         run_id: &str,
     ) -> Result<Topology, TopologyError> {
-        let launcher =
-            match backend {
-                Backend::Process => Launcher::Process,
-                Backend::Docker => Launcher::Docker {
-                    image: resolve_image(plan),
-                    run_id: run_id.to_string(),
-                },
-                Backend::External => return Err(TopologyError::Unsupported(
-                    "the external backend is not available yet (use --backend process or docker)"
-                        .into(),
-                )),
-            };
+        let launcher = match backend {
+            Backend::Process => Launcher::Process,
+            Backend::Docker => Launcher::Docker {
+                image: resolve_image(plan),
+                run_id: run_id.to_string(),
+            },
+            Backend::External => return Ok(Self::external(plan)),
+        };
         let mut topo = Topology {
             kind: plan.kind,
             plan: plan.clone(),
@@ -120,6 +117,17 @@ impl Topology {
         // On failure, `topo` drops here and stops what had started.
         topo.start_nodes().await?;
         Ok(topo)
+    }
+
+    /// A topology gameday attaches to and does not own: no nodes to start
+    /// or stop (see `external`).
+    pub fn external(plan: &TopologyPlan) -> Topology {
+        Topology {
+            kind: plan.kind,
+            plan: plan.clone(),
+            nodes: Vec::new(),
+            launcher: Launcher::External,
+        }
     }
 
     async fn start_nodes(&mut self) -> Result<(), TopologyError> {
@@ -174,7 +182,7 @@ impl Topology {
     pub fn image(&self) -> Option<&str> {
         match &self.launcher {
             Launcher::Docker { image, .. } => Some(image),
-            Launcher::Process => None,
+            Launcher::Process | Launcher::External => None,
         }
     }
 
@@ -227,7 +235,7 @@ impl Topology {
             }
             TopologyKind::Sentinel => ClientSpec::Sentinel {
                 sentinels: addrs(Role::Sentinel),
-                master: SENTINEL_MASTER.into(),
+                master: self.plan.master_name.clone(),
             },
             TopologyKind::Cluster => ClientSpec::Cluster {
                 nodes: addrs(Role::Primary),

@@ -47,7 +47,12 @@ pub enum Flavor {
 #[derive(Debug, Clone)]
 pub enum Launcher {
     Process,
-    Docker { image: String, run_id: String },
+    Docker {
+        image: String,
+        run_id: String,
+    },
+    /// Nobody: the nodes already run (the external backend).
+    External,
 }
 
 /// The default image for real users; CI names a local one through
@@ -239,6 +244,11 @@ impl RedisProcess {
         let server_dir = match launcher {
             Launcher::Process => dir.path().to_path_buf(),
             Launcher::Docker { .. } => PathBuf::from("/data"),
+            Launcher::External => {
+                return Err(TopologyError::Unsupported(format!(
+                    "node {id}: the external backend starts no nodes"
+                )))
+            }
         };
         let args = server_args(port, bus, dir.path(), &server_dir, plan, flavor).map_err(|e| {
             TopologyError::Provision(format!("node {id}: cannot write its configuration: {e}"))
@@ -248,6 +258,7 @@ impl RedisProcess {
             Launcher::Docker { image, run_id } => Runner::Container(Some(Box::new(
                 start_container(id, image, run_id, dir.path(), args).await?,
             ))),
+            Launcher::External => unreachable!("refused above"),
         };
         let mut node = RedisProcess {
             id: id.to_string(),
