@@ -1,16 +1,21 @@
 //! The conductor applies and removes every fault at its offset from the
-//! start of load, through the proxies in front of the targeted nodes, and
-//! marks the phases: `fault:<name>` from the moment gameday asks the proxy
-//! to apply the fault, `recovery:<name>` from the moment the proxy server
-//! shows it gone. The fault phase thus covers every instant the fault may
-//! have been in force.
+//! start of load — network faults through the proxies in front of the
+//! targeted nodes, node faults on the nodes themselves — and marks the
+//! phases: `fault:<name>` from the moment gameday starts applying the fault,
+//! `recovery:<name>` from the moment it is seen gone (the proxy shows it
+//! removed; the node answers PING again). The fault phase thus covers every
+//! instant the fault may have been in force.
 
 use crate::proxy::control::{ControlError, NetFault, ProxyControl};
 use crate::recorder::Recorder;
-use crate::scenario::plan::FaultPlan;
+use crate::scenario::plan::{Fault, FaultPlan, NodeFault};
+use crate::topology::process::NodeHandle;
+use crate::topology::TopologyError;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// What really happened to one fault (seconds from the start of load).
@@ -32,10 +37,21 @@ pub struct FaultRecord {
     pub removed_at_s: Option<f64>,
 }
 
-/// One fault with the proxies it acts on.
+/// One fault with what it acts on: the proxies in front of its targets
+/// (network faults) or the target nodes (node faults).
 pub struct Scheduled {
     pub plan: FaultPlan,
     pub proxies: Vec<String>,
+    pub nodes: Vec<NodeHandle>,
+}
+
+/// A fault that could not be applied or removed: the run is void.
+#[derive(Debug, thiserror::Error)]
+pub enum FaultError {
+    #[error(transparent)]
+    Proxy(#[from] ControlError),
+    #[error("fault `{fault}`: {err}")]
+    Node { fault: String, err: TopologyError },
 }
 
 async fn switch(
@@ -53,6 +69,78 @@ async fn switch(
     Ok(())
 }
 
+/// Runs one admin command on a node's own address (never through a proxy).
+async fn admin(node: &NodeHandle, cmd: redis::Cmd) -> Result<(), TopologyError> {
+    let fail = |e: String| TopologyError::Provision(format!("node {}: {e}", node.id));
+    let client =
+        redis::Client::open(format!("redis://{}/", node.addr)).map_err(|e| fail(e.to_string()))?;
+    // DEBUG SLEEP answers only when the sleep is over.
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(None);
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    cmd.query_async::<()>(&mut conn)
+        .await
+        .map_err(|e| fail(e.to_string()))
+}
+
+/// Turns a node fault on for every target node. A `debug_sleep` leaves the
+/// sleeping command behind, to be awaited when the fault ends.
+async fn node_on(
+    nodes: &[NodeHandle],
+    fault: NodeFault,
+    duration: Duration,
+) -> Result<Vec<JoinHandle<Result<(), TopologyError>>>, TopologyError> {
+    let mut sleepers = Vec::new();
+    for n in nodes {
+        match fault {
+            NodeFault::Kill => n.kill().await?,
+            NodeFault::Restart => n.stop().await?,
+            NodeFault::Pause => n.pause().await?,
+            // Redis blocks even CLIENT UNPAUSE while all clients are paused,
+            // so the pause is set for exactly the fault's length.
+            NodeFault::ClientPause => {
+                let mut cmd = redis::cmd("CLIENT");
+                cmd.arg("PAUSE").arg(duration.as_millis() as u64).arg("ALL");
+                admin(n, cmd).await?
+            }
+            NodeFault::DebugSleep => {
+                let (n, secs) = (n.clone(), duration.as_secs_f64());
+                sleepers.push(tokio::spawn(async move {
+                    let mut cmd = redis::cmd("DEBUG");
+                    cmd.arg("SLEEP").arg(format!("{secs:.3}"));
+                    admin(&n, cmd).await
+                }));
+            }
+        }
+    }
+    Ok(sleepers)
+}
+
+/// Ends a node fault: start the node again, resume it, or wait until it
+/// answers again on its own (client_pause, debug_sleep).
+async fn node_off(
+    nodes: &[NodeHandle],
+    fault: NodeFault,
+    sleepers: Vec<JoinHandle<Result<(), TopologyError>>>,
+) -> Result<(), TopologyError> {
+    for s in sleepers {
+        s.await
+            .map_err(|e| TopologyError::Provision(format!("DEBUG SLEEP task: {e}")))??;
+    }
+    for n in nodes {
+        match fault {
+            NodeFault::Kill | NodeFault::Restart => n.start_again().await?,
+            NodeFault::Pause => n.resume().await?,
+            NodeFault::ClientPause | NodeFault::DebugSleep => n.wait_ready().await?,
+        }
+    }
+    Ok(())
+}
+
 /// Runs the fault timeline. Returns early, with every applied fault
 /// removed, when `stop` turns true. `records` is filled as it goes, so a
 /// caller sees what happened even if the conductor fails midway.
@@ -63,7 +151,7 @@ pub async fn conduct(
     t0: Instant,
     mut stop: watch::Receiver<bool>,
     records: Arc<Mutex<Vec<FaultRecord>>>,
-) -> Result<(), ControlError> {
+) -> Result<(), FaultError> {
     let secs = |us: u64| us as f64 / 1e6;
     let now_us = || t0.elapsed().as_micros() as u64;
     for (i, f) in faults.iter().enumerate() {
@@ -87,10 +175,27 @@ pub async fn conduct(
             .expect("recorder lock")
             .begin_phase(&format!("fault:{}", f.plan.name), applied);
         records.lock().expect("records lock")[i].applied_at_s = Some(secs(applied));
-        switch(&control, &f.proxies, &f.plan.fault, true).await?;
+        let node_err = |err| FaultError::Node {
+            fault: f.plan.name.clone(),
+            err,
+        };
+        let mut sleepers = Vec::new();
+        match &f.plan.fault {
+            Fault::Net(net) => switch(&control, &f.proxies, net, true).await?,
+            Fault::Node(node) => {
+                sleepers = node_on(&f.nodes, *node, f.plan.duration)
+                    .await
+                    .map_err(node_err)?
+            }
+        }
         records.lock().expect("records lock")[i].confirmed_at_s = Some(secs(now_us()));
         wait_until(t0 + f.plan.end(), &mut stop).await;
-        switch(&control, &f.proxies, &f.plan.fault, false).await?;
+        match &f.plan.fault {
+            Fault::Net(net) => switch(&control, &f.proxies, net, false).await?,
+            Fault::Node(node) => node_off(&f.nodes, *node, sleepers)
+                .await
+                .map_err(node_err)?,
+        }
         let removed = now_us();
         recorder
             .lock()

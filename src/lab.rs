@@ -9,6 +9,7 @@ use crate::proxy::EmbeddedProxy;
 use crate::run::RunError;
 use crate::scenario::plan::{ExternalEndpoint, Target, TopologyPlan};
 use crate::scenario::raw::{Backend, TopologyKind};
+use crate::topology::process::NodeHandle;
 use crate::topology::{external, ClientSpec, Endpoint, Port, ProxyMap, Role, Topology};
 use std::net::SocketAddr;
 use tokio::sync::watch;
@@ -216,6 +217,35 @@ impl Lab {
                 Target::Node(id) => &w.endpoint.node == id,
             })
             .map(|w| w.proxy.clone())
+            .collect()
+    }
+
+    /// Handles on the nodes a target names (sentinels only when named):
+    /// the processes or containers gameday runs, or, on an external
+    /// topology, the endpoints' addresses (commands only).
+    pub fn target_nodes(&self, target: &Target) -> Vec<NodeHandle> {
+        let wanted = |role: Role, node: &str| match target {
+            Target::Primary => role == Role::Primary,
+            Target::Replicas => role == Role::Replica,
+            Target::Sentinels => role == Role::Sentinel,
+            Target::All => role != Role::Sentinel,
+            Target::Node(id) => id == node,
+        };
+        if self.backend == Backend::External {
+            return self
+                .wired
+                .iter()
+                .filter(|w| {
+                    w.endpoint.port == Port::Client && wanted(w.endpoint.role, &w.endpoint.node)
+                })
+                .map(|w| NodeHandle::remote(&w.endpoint.node, w.proxy_addr))
+                .collect();
+        }
+        self.topology
+            .nodes
+            .iter()
+            .filter(|n| wanted(n.role, &n.id))
+            .map(|n| n.handle())
             .collect()
     }
 

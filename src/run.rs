@@ -4,7 +4,7 @@
 //! happens — pass, fail, error, Ctrl-C — the proxies are deleted and every
 //! node stopped before this returns.
 
-use crate::conductor::{self, FaultRecord, Scheduled};
+use crate::conductor::{self, FaultError, FaultRecord, Scheduled};
 use crate::lab::Lab;
 use crate::load::{self, LoadSpec};
 use crate::proxy::control::ControlError;
@@ -13,7 +13,7 @@ use crate::report::summary::{
     self, LoadSummary, NodeSummary, ProxySummary, Summary, TopologySummary,
 };
 use crate::report::{console, RunReport};
-use crate::scenario::plan::{RunPlan, WorkloadPlan};
+use crate::scenario::plan::{Fault, NodeFault, RunPlan, WorkloadPlan};
 use crate::scenario::raw::Backend;
 use crate::scenario::topology_name;
 use crate::topology::TopologyError;
@@ -49,6 +49,8 @@ pub enum RunError {
     Provision(String),
     #[error("fault proxy: {0}")]
     Proxy(#[from] ControlError),
+    #[error("{0}")]
+    Fault(#[from] FaultError),
     #[error("load: {0}")]
     Load(#[from] load::LoadError),
     #[error("cannot write the report to {dir}: {err}")]
@@ -121,13 +123,24 @@ pub async fn run(
         shutdown.clone(),
     )
     .await?;
-    // Every target must resolve to at least one node before anything runs.
+    // Every target must resolve to at least one node, and a node fault to
+    // nodes it can act on, before anything runs.
     for f in &plan.faults {
-        if lab.targets(&f.target).is_empty() {
+        let problem = match &f.fault {
+            Fault::Net(_) if lab.targets(&f.target).is_empty() => Some("matches no node of this topology"),
+            Fault::Node(_) if lab.target_nodes(&f.target).is_empty() => Some("matches no node of this topology"),
+            Fault::Node(NodeFault::Kill | NodeFault::Restart | NodeFault::Pause)
+                if lab.target_nodes(&f.target).iter().any(|n| !n.owned()) =>
+            {
+                Some("names nodes gameday does not run: kill, restart and pause need the process or docker backend")
+            }
+            _ => None,
+        };
+        if let Some(problem) = problem {
             lab.stop().await;
             return Err(RunError::Unsupported(format!(
-                "fault `{}`: target {} matches no node of this topology",
-                f.name, f.target
+                "fault `{}` ({}): target {} {problem}",
+                f.name, f.kind_name, f.target
             )));
         }
     }
@@ -186,9 +199,10 @@ async fn drive(
         .map(|f| Scheduled {
             plan: f.clone(),
             proxies: lab.targets(&f.target),
+            nodes: lab.target_nodes(&f.target),
         })
         .collect();
-    let (fail_tx, mut failed) = tokio::sync::mpsc::channel::<ControlError>(1);
+    let (fail_tx, mut failed) = tokio::sync::mpsc::channel::<FaultError>(1);
     let conductor = {
         let (control, recorder, records) = (lab.control.clone(), recorder.clone(), records.clone());
         tokio::spawn(async move {

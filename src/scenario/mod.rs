@@ -670,7 +670,14 @@ impl Validator<'_> {
             ),
         )?;
         let target = self.target(&f.target, topo)?;
-        let fault = self.net_fault(f)?;
+        let fault = match f.kind {
+            FaultKindName::Kill => self.node_fault(f, NodeFault::Kill)?,
+            FaultKindName::Restart => self.node_fault(f, NodeFault::Restart)?,
+            FaultKindName::Pause => self.node_fault(f, NodeFault::Pause)?,
+            FaultKindName::ClientPause => self.node_fault(f, NodeFault::ClientPause)?,
+            FaultKindName::DebugSleep => self.node_fault(f, NodeFault::DebugSleep)?,
+            _ => Fault::Net(self.net_fault(f)?),
+        };
         let kind_name = kind_str(f.kind);
         Ok(FaultPlan {
             name: name.clone(),
@@ -712,6 +719,33 @@ impl Validator<'_> {
         Ok(target)
     }
 
+    /// Node faults take no proxy parameters: only target, at and for.
+    fn node_fault(&self, f: &RawFault, fault: NodeFault) -> VResult<Fault> {
+        let given = [
+            ("latency", f.latency.is_some()),
+            ("jitter", f.jitter.is_some()),
+            ("rate", f.rate.is_some()),
+            ("timeout", f.timeout.is_some()),
+            ("delay", f.delay.is_some()),
+            ("average_size", f.average_size.is_some()),
+            ("size_variation", f.size_variation.is_some()),
+            ("bytes", f.bytes.is_some()),
+            ("stream", f.stream.is_some()),
+            ("toxicity", f.toxicity.is_some()),
+        ];
+        if let Some((key, _)) = given.iter().find(|(_, present)| *present) {
+            return Err(self.err(
+                f.name.span(),
+                format!(
+                    "fault `{}`: `{key}` does not apply to kind `{}`, which acts on the node itself (it takes target, at and for)",
+                    f.name.get_ref(),
+                    kind_str(f.kind)
+                ),
+            ));
+        }
+        Ok(Fault::Node(fault))
+    }
+
     fn net_fault(&self, f: &RawFault) -> VResult<NetFault> {
         let ms = |d: Option<units::Dur>| d.map(|d| d.0.as_millis() as u64);
         let need = |present: bool, key: &str| -> VResult<()> {
@@ -733,6 +767,7 @@ impl Validator<'_> {
             FaultKindName::SlowClose => &["delay"],
             FaultKindName::Slicer => &["average_size", "size_variation", "delay"],
             FaultKindName::LimitData => &["bytes"],
+            _ => unreachable!("node faults are validated by node_fault"),
         };
         let given = [
             ("latency", f.latency.is_some()),
@@ -823,6 +858,7 @@ impl Validator<'_> {
                     bytes: self.positive_int(f.bytes.as_ref().expect("checked"), "bytes")?,
                 }
             }
+            _ => unreachable!("node faults are validated by node_fault"),
         };
         let streams = match f.stream.unwrap_or_default() {
             StreamName::Upstream => vec![Stream::Upstream],

@@ -183,7 +183,7 @@ pub struct FaultPlan {
     pub name: String,
     /// The scenario's `kind` string, for reports.
     pub kind_name: String,
-    pub fault: NetFault,
+    pub fault: Fault,
     pub target: Target,
     pub at: Duration,
     pub duration: Duration,
@@ -198,8 +198,33 @@ impl FaultPlan {
     /// `allow_destructive` on an external topology). Network faults only
     /// touch the traffic through a proxy: none of them is.
     pub fn destructive(&self) -> bool {
-        match self.fault {
-            NetFault::Down | NetFault::Toxic { .. } => false,
-        }
+        matches!(self.fault, Fault::Node(_))
     }
+}
+
+/// What a fault does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// Through the proxies in front of the targets.
+    Net(NetFault),
+    /// To the target nodes themselves.
+    Node(NodeFault),
+}
+
+/// A fault that acts on a node rather than on its traffic. Each lasts the
+/// fault's `for`, and ends as described.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeFault {
+    /// SIGKILL (container stop without grace); started again, same port and
+    /// data directory, at the end.
+    Kill,
+    /// SIGTERM, a clean shutdown (RDB written / AOF flushed as configured);
+    /// started again at the end.
+    Restart,
+    /// SIGSTOP (docker pause): alive but silent; SIGCONT at the end.
+    Pause,
+    /// `CLIENT PAUSE <for> ALL`; `CLIENT UNPAUSE` at the end.
+    ClientPause,
+    /// `DEBUG SLEEP <for>`: the server blocks, then wakes by itself.
+    DebugSleep,
 }

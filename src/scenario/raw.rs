@@ -197,6 +197,11 @@ pub enum FaultKindName {
     ResetPeer,
     Slicer,
     LimitData,
+    Kill,
+    Restart,
+    Pause,
+    ClientPause,
+    DebugSleep,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]

@@ -331,3 +331,11 @@ pub(super) async fn cluster(topo: &Topology, proxies: &ProxyMap) -> Result<(), T
     }
     Ok(())
 }
+
+/// `CONFIG REWRITE` on every node (not sentinels, which keep their own file).
+pub(super) async fn persist(topo: &Topology) -> Result<(), TopologyError> {
+    for n in topo.nodes.iter().filter(|n| n.role != Role::Sentinel) {
+        admin::<()>(n.addr, &args(["CONFIG", "REWRITE"])).await?;
+    }
+    Ok(())
+}

@@ -212,16 +212,19 @@ impl Topology {
 
     /// Wires the topology through the proxies and waits until it is ready
     /// (step 3).
+    /// Each node's settings are then written to its config file, so that a
+    /// node restarted by a fault comes back as it was.
     pub async fn assemble(&self, proxies: &ProxyMap) -> Result<(), TopologyError> {
         match self.kind {
-            TopologyKind::Standalone => Ok(()),
-            TopologyKind::Replicated => assemble::replication(self, proxies).await,
+            TopologyKind::Standalone => {}
+            TopologyKind::Replicated => assemble::replication(self, proxies).await?,
             TopologyKind::Sentinel => {
                 assemble::replication(self, proxies).await?;
-                assemble::sentinels(self, proxies).await
+                assemble::sentinels(self, proxies).await?
             }
-            TopologyKind::Cluster => assemble::cluster(self, proxies).await,
+            TopologyKind::Cluster => assemble::cluster(self, proxies).await?,
         }
+        assemble::persist(self).await
     }
 
     /// How clients reach this topology, given the proxies.

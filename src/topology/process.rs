@@ -16,6 +16,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use testcontainers::core::Mount;
 use testcontainers::runners::AsyncRunner;
@@ -69,9 +70,12 @@ pub fn resolve_image(plan: &TopologyPlan) -> String {
         .unwrap_or_else(|| DEFAULT_IMAGE.to_string())
 }
 
+/// What runs a node. Shared with the node's `NodeHandle`s, through which
+/// faults kill, stop, pause and start it again during a run.
+#[derive(Clone)]
 enum Runner {
-    Child(Child),
-    Container(Option<Box<ContainerAsync<GenericImage>>>),
+    Child(Arc<Mutex<Child>>),
+    Container(Option<Arc<ContainerAsync<GenericImage>>>),
 }
 
 /// A running Redis node owned by this run.
@@ -83,6 +87,8 @@ pub struct RedisProcess {
     pub bus: Option<SocketAddr>,
     runner: Runner,
     dir: tempfile::TempDir,
+    /// The server's arguments, to start it again the same way.
+    args: Arc<Vec<String>>,
 }
 
 /// A free loopback port (the OS picks; a race with another process is
@@ -125,7 +131,15 @@ fn server_args(
             "--sentinel".into(),
         ]);
     }
+    // An empty config file to start with: `CONFIG REWRITE` (by the
+    // assembly, and by sentinels on failover) then persists what was set at
+    // run time, so a restarted node comes back with its role and announces.
+    std::fs::write(host_dir.join("redis.conf"), "")?;
     let mut args: Vec<String> = vec![
+        dir.join("redis.conf").display().to_string(),
+        // DEBUG SLEEP, for the `debug_sleep` fault; local connections only.
+        "--enable-debug-command".into(),
+        "local".into(),
         "--port".into(),
         port.to_string(),
         "--bind".into(),
@@ -254,9 +268,9 @@ impl RedisProcess {
             TopologyError::Provision(format!("node {id}: cannot write its configuration: {e}"))
         })?;
         let runner = match launcher {
-            Launcher::Process => Runner::Child(spawn_process(args)?),
-            Launcher::Docker { image, run_id } => Runner::Container(Some(Box::new(
-                start_container(id, image, run_id, dir.path(), args).await?,
+            Launcher::Process => Runner::Child(Arc::new(Mutex::new(spawn_process(&args)?))),
+            Launcher::Docker { image, run_id } => Runner::Container(Some(Arc::new(
+                start_container(id, image, run_id, dir.path(), args.clone()).await?,
             ))),
             Launcher::External => unreachable!("refused above"),
         };
@@ -267,12 +281,254 @@ impl RedisProcess {
             bus: bus.map(|b| SocketAddr::from((Ipv4Addr::LOCALHOST, b))),
             runner,
             dir,
+            args: Arc::new(args),
         };
         node.wait_ready().await?;
         Ok(node)
     }
 
     async fn wait_ready(&mut self) -> Result<(), TopologyError> {
+        self.handle().wait_ready().await
+    }
+
+    /// A handle for acting on the node while the run goes on.
+    pub fn handle(&self) -> NodeHandle {
+        NodeHandle {
+            id: self.id.clone(),
+            addr: self.addr,
+            log: self.log_path(),
+            kind: match &self.runner {
+                Runner::Child(c) => HandleKind::Process {
+                    child: c.clone(),
+                    args: self.args.clone(),
+                },
+                Runner::Container(Some(c)) => HandleKind::Container(c.clone()),
+                Runner::Container(None) => HandleKind::Remote,
+            },
+        }
+    }
+
+    /// The process id (the container's main process on the docker backend).
+    pub fn pid(&self) -> u32 {
+        match &self.runner {
+            Runner::Child(child) => lock(child).id(),
+            Runner::Container(_) => 0,
+        }
+    }
+
+    /// The container id, on the docker backend.
+    pub fn container_id(&self) -> Option<String> {
+        match &self.runner {
+            Runner::Container(Some(c)) => Some(c.id().to_string()),
+            _ => None,
+        }
+    }
+
+    /// Stops the node and waits until it is gone (a container is removed).
+    pub async fn shutdown(mut self) {
+        if let Runner::Container(c) = &mut self.runner {
+            if let Some(c) = c.take() {
+                match Arc::try_unwrap(c) {
+                    Ok(c) => {
+                        let _ = c.rm().await;
+                    }
+                    // A handle outlived the run: testcontainers removes the
+                    // container when the last one drops.
+                    Err(shared) => {
+                        let _ = shared.stop_with_timeout(Some(0)).await;
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("redis.log")
+    }
+
+    /// The last lines of the server's log, for error messages.
+    pub fn log_tail(&self) -> String {
+        log_tail(&self.log_path())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+/// How a fault reaches a node.
+#[derive(Clone)]
+enum HandleKind {
+    Process {
+        child: Arc<Mutex<Child>>,
+        args: Arc<Vec<String>>,
+    },
+    Container(Arc<ContainerAsync<GenericImage>>),
+    /// A node gameday does not run (external): commands only.
+    Remote,
+}
+
+/// A cloneable handle on one node, for the faults that act on the node
+/// itself: kill, stop, pause, resume, start again. `addr` is where admin
+/// commands go (`CLIENT PAUSE`, `DEBUG SLEEP`).
+#[derive(Clone)]
+pub struct NodeHandle {
+    pub id: String,
+    pub addr: SocketAddr,
+    log: PathBuf,
+    kind: HandleKind,
+}
+
+impl NodeHandle {
+    /// A node reached by address only (the external backend).
+    pub fn remote(id: &str, addr: SocketAddr) -> NodeHandle {
+        NodeHandle {
+            id: id.to_string(),
+            addr,
+            log: PathBuf::new(),
+            kind: HandleKind::Remote,
+        }
+    }
+
+    /// Whether kill, stop, pause and start work on this node.
+    pub fn owned(&self) -> bool {
+        !matches!(self.kind, HandleKind::Remote)
+    }
+
+    fn unsupported(&self, what: &str) -> TopologyError {
+        TopologyError::Unsupported(format!(
+            "node {}: cannot {what} a node gameday does not run",
+            self.id
+        ))
+    }
+
+    /// SIGKILL (a container is stopped with no grace period); returns once
+    /// the process is gone.
+    pub async fn kill(&self) -> Result<(), TopologyError> {
+        match &self.kind {
+            HandleKind::Process { child, .. } => {
+                let mut c = lock(child);
+                let _ = c.kill();
+                let _ = c.wait();
+                Ok(())
+            }
+            HandleKind::Container(c) => c
+                .stop_with_timeout(Some(0))
+                .await
+                .map_err(|e| TopologyError::Provision(format!("node {}: kill: {e}", self.id))),
+            HandleKind::Remote => Err(self.unsupported("kill")),
+        }
+    }
+
+    /// SIGTERM and wait (up to 10 s) for a clean shutdown: Redis writes its
+    /// RDB (if `save` is set) or flushes its AOF first.
+    pub async fn stop(&self) -> Result<(), TopologyError> {
+        match &self.kind {
+            HandleKind::Process { child, .. } => {
+                let pid = lock(child).id() as i32;
+                // SAFETY: plain kill(2) on our own child's pid.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+                let deadline = Instant::now() + Duration::from_secs(10);
+                loop {
+                    if lock(child).try_wait().ok().flatten().is_some() {
+                        return Ok(());
+                    }
+                    if Instant::now() >= deadline {
+                        return self.kill().await;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            HandleKind::Container(c) => c
+                .stop_with_timeout(Some(10))
+                .await
+                .map_err(|e| TopologyError::Provision(format!("node {}: stop: {e}", self.id))),
+            HandleKind::Remote => Err(self.unsupported("stop")),
+        }
+    }
+
+    /// Starts a killed or stopped node again, same port, same directory and
+    /// config file, and waits until it answers PING.
+    pub async fn start_again(&self) -> Result<(), TopologyError> {
+        match &self.kind {
+            HandleKind::Process { child, args } => {
+                // Spawned from this (runtime worker) thread, so that
+                // PR_SET_PDEATHSIG follows a thread that lives as long as
+                // the run.
+                *lock(child) = spawn_process(args)?;
+            }
+            HandleKind::Container(c) => c.start().await.map_err(|e| {
+                TopologyError::Provision(format!("node {}: start again: {e}", self.id))
+            })?,
+            HandleKind::Remote => return Err(self.unsupported("start")),
+        }
+        self.wait_ready().await
+    }
+
+    /// SIGSTOP (docker pause): alive, silent.
+    pub async fn pause(&self) -> Result<(), TopologyError> {
+        self.signal_or(libc::SIGSTOP, true).await
+    }
+
+    /// SIGCONT (docker unpause).
+    pub async fn resume(&self) -> Result<(), TopologyError> {
+        self.signal_or(libc::SIGCONT, false).await
+    }
+
+    async fn signal_or(&self, signal: i32, pause: bool) -> Result<(), TopologyError> {
+        match &self.kind {
+            HandleKind::Process { child, .. } => {
+                let pid = lock(child).id() as i32;
+                // SAFETY: plain kill(2) on our own child's pid.
+                if unsafe { libc::kill(pid, signal) } != 0 {
+                    return Err(TopologyError::Provision(format!(
+                        "node {}: signal {signal}: {}",
+                        self.id,
+                        std::io::Error::last_os_error()
+                    )));
+                }
+                Ok(())
+            }
+            HandleKind::Container(c) => {
+                let r = if pause {
+                    c.pause().await
+                } else {
+                    c.unpause().await
+                };
+                r.map_err(|e| TopologyError::Provision(format!("node {}: pause: {e}", self.id)))
+            }
+            HandleKind::Remote => Err(self.unsupported("pause")),
+        }
+    }
+
+    async fn exited(&self) -> Option<String> {
+        match &self.kind {
+            HandleKind::Process { child, .. } => {
+                lock(child).try_wait().ok().flatten().map(|s| s.to_string())
+            }
+            HandleKind::Container(c) => match c.is_running().await {
+                Ok(false) => Some(format!(
+                    "container exited with {:?}",
+                    c.exit_code().await.ok().flatten()
+                )),
+                _ => None,
+            },
+            HandleKind::Remote => None,
+        }
+    }
+
+    /// Polls PING until the node answers, it exits, or READY_TIMEOUT passes.
+    pub async fn wait_ready(&self) -> Result<(), TopologyError> {
         let deadline = Instant::now() + READY_TIMEOUT;
         let url = format!("redis://{}/", self.addr);
         let client =
@@ -282,7 +538,7 @@ impl RedisProcess {
                 return Err(TopologyError::Exited {
                     node: self.id.clone(),
                     status,
-                    log: self.log_tail(),
+                    log: log_tail(&self.log),
                 });
             }
             if let Ok(Ok(mut conn)) = tokio::time::timeout(
@@ -302,66 +558,11 @@ impl RedisProcess {
                     self.id,
                     self.addr,
                     READY_TIMEOUT.as_secs(),
-                    self.log_tail()
+                    log_tail(&self.log)
                 )));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
-
-    /// How the node ended, if it has.
-    async fn exited(&mut self) -> Option<String> {
-        match &mut self.runner {
-            Runner::Child(child) => child.try_wait().ok().flatten().map(|s| s.to_string()),
-            Runner::Container(Some(c)) => match c.is_running().await {
-                Ok(false) => Some(format!(
-                    "container exited with {:?}",
-                    c.exit_code().await.ok().flatten()
-                )),
-                _ => None,
-            },
-            Runner::Container(None) => Some("removed".into()),
-        }
-    }
-
-    /// The process id (the container's main process on the docker backend).
-    pub fn pid(&self) -> u32 {
-        match &self.runner {
-            Runner::Child(child) => child.id(),
-            Runner::Container(_) => 0,
-        }
-    }
-
-    /// The container id, on the docker backend.
-    pub fn container_id(&self) -> Option<String> {
-        match &self.runner {
-            Runner::Container(Some(c)) => Some(c.id().to_string()),
-            _ => None,
-        }
-    }
-
-    /// Stops the node and waits until it is gone (a container is removed).
-    pub async fn shutdown(mut self) {
-        if let Runner::Container(c) = &mut self.runner {
-            if let Some(c) = c.take() {
-                let _ = (*c).rm().await;
-            }
-        }
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn log_path(&self) -> PathBuf {
-        self.dir.path().join("redis.log")
-    }
-
-    /// The last lines of the server's log, for error messages.
-    pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(15)..].join("\n")
     }
 }
 
@@ -369,14 +570,15 @@ impl Drop for RedisProcess {
     fn drop(&mut self) {
         // A container not removed by `shutdown` is removed by
         // testcontainers' own drop. The TempDir field removes the directory.
-        if let Runner::Child(child) = &mut self.runner {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Runner::Child(child) = &self.runner {
+            let mut c = lock(child);
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
 }
 
-fn spawn_process(args: Vec<String>) -> Result<Child, TopologyError> {
+fn spawn_process(args: &[String]) -> Result<Child, TopologyError> {
     let bin = redis_server_bin();
     let mut cmd = Command::new(&bin);
     cmd.args(args)
