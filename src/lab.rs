@@ -220,6 +220,24 @@ impl Lab {
             .collect()
     }
 
+    /// Every node and sentinel with the address telemetry asks: the real
+    /// address of a node gameday runs (never faulted), the client address of
+    /// an external one.
+    pub fn telemetry_targets(&self) -> Vec<(String, SocketAddr)> {
+        if self.backend == Backend::External {
+            return self
+                .wired
+                .iter()
+                .map(|w| (w.endpoint.node.clone(), w.proxy_addr))
+                .collect();
+        }
+        self.topology
+            .nodes
+            .iter()
+            .map(|n| (n.id.clone(), n.addr))
+            .collect()
+    }
+
     /// Handles on the nodes a target names (sentinels only when named):
     /// the processes or containers gameday runs, or, on an external
     /// topology, the endpoints' addresses (commands only).

@@ -30,5 +30,6 @@ pub mod recorder;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod telemetry;
 pub mod topology;
 pub mod workload;

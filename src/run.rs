@@ -16,6 +16,7 @@ use crate::report::{console, RunReport};
 use crate::scenario::plan::{Fault, NodeFault, RunPlan, WorkloadPlan};
 use crate::scenario::raw::Backend;
 use crate::scenario::topology_name;
+use crate::telemetry::{self, NodeSample};
 use crate::topology::TopologyError;
 use crate::workload::cache_aside::CacheAside;
 use crate::workload::Workload;
@@ -192,6 +193,7 @@ async fn drive(
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_rx_telemetry = stop_rx.clone();
     let records = Arc::new(Mutex::new(Vec::<FaultRecord>::new()));
     let schedule = plan
         .faults
@@ -213,6 +215,13 @@ async fn drive(
             }
         })
     };
+    let samples = Arc::new(Mutex::new(Vec::<NodeSample>::new()));
+    let telemetry = tokio::spawn(telemetry::watch_nodes(
+        lab.telemetry_targets(),
+        t0,
+        samples.clone(),
+        stop_rx_telemetry,
+    ));
     let watchdog = {
         let mut shutdown = shutdown.clone();
         tokio::spawn(async move {
@@ -241,6 +250,7 @@ async fn drive(
         t.abort();
     }
     let _ = conductor.await;
+    let _ = telemetry.await;
     load_result?;
     if let Ok(e) = failed.try_recv() {
         return Err(e.into());
@@ -302,10 +312,12 @@ async fn drive(
         faults: records.lock().expect("records lock").clone(),
         expectations,
     };
+    let telemetry = std::mem::take(&mut *samples.lock().expect("telemetry lock"));
     let report = RunReport {
         summary,
         recorder: rec,
         started,
+        telemetry,
     };
     report.write(dir).map_err(|err| RunError::Report {
         dir: dir.to_path_buf(),

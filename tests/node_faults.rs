@@ -113,11 +113,34 @@ fn assert_down_3s(s: &serde_json::Value, what: &str) {
     assert!(rec["count"].as_f64().unwrap() > 400.0, "{what}: {rec}");
 }
 
+/// `up` of `node` in timeseries.csv's server rows, by second.
+fn telemetry_up(scratch: &Scratch, node: &str) -> Vec<(u64, bool)> {
+    let mut r = csv::Reader::from_path(scratch.report().join("timeseries.csv")).unwrap();
+    let header = r.headers().unwrap().clone();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let (t, op, n, up) = (col("t_s"), col("op"), col("node"), col("up"));
+    r.records()
+        .map(|rec| rec.unwrap())
+        .filter(|rec| &rec[op] == "server" && &rec[n] == node)
+        .map(|rec| (rec[t].parse().unwrap(), &rec[up] == "1"))
+        .collect()
+}
+
 #[test]
 fn kill_and_restart_take_the_node_away_for_their_length() {
     for kind in ["kill", "restart"] {
         let (scratch, s) = run(&scenario(kind, "kind = \"standalone\""), &[]);
         assert_down_3s(&s, kind);
+        // Telemetry saw the node gone from 2 s to 5 s, and there around it.
+        let up = telemetry_up(&scratch, "redis-0");
+        assert!(up.len() >= 8, "{kind}: {up:?}");
+        for (t, is_up) in up {
+            match t {
+                0 | 1 | 6.. => assert!(is_up, "{kind}: down at {t}s"),
+                3 | 4 => assert!(!is_up, "{kind}: up at {t}s"),
+                _ => {}
+            }
+        }
         scratch.assert_nothing_left();
     }
 }

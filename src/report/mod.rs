@@ -19,6 +19,8 @@ pub struct RunReport {
     pub recorder: Recorder,
     /// Wall-clock time of the start of load (t0).
     pub started: std::time::SystemTime,
+    /// `INFO` from every node, each second.
+    pub telemetry: Vec<crate::telemetry::NodeSample>,
 }
 
 impl RunReport {

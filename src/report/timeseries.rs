@@ -1,8 +1,10 @@
 //! `timeseries.csv`: one row per second per op, with that second's workload
-//! counters and the phase and fault in force.
+//! counters and the phase and fault in force; then one `server` row per node
+//! per second with its telemetry (role, replication, memory, evictions).
 
 use super::RunReport;
 use crate::recorder::Counter;
+use crate::telemetry::NodeSample;
 use std::io::Write;
 
 pub fn write(report: &RunReport, out: &mut impl Write) -> std::io::Result<()> {
@@ -15,7 +17,9 @@ pub fn write(report: &RunReport, out: &mut impl Write) -> std::io::Result<()> {
     .map(|s| s.to_string())
     .collect();
     header.extend(Counter::ALL.iter().map(|c| c.name().to_string()));
+    header.extend(NodeSample::COLUMNS.iter().map(|c| c.to_string()));
     w.write_record(&header)?;
+    let op_cols = header.len() - NodeSample::COLUMNS.len();
     for (t, sec) in report.recorder.seconds().iter().enumerate() {
         let t_s = t as f64;
         let phase = report.phase_at(t_s);
@@ -41,8 +45,23 @@ pub fn write(report: &RunReport, out: &mut impl Write) -> std::io::Result<()> {
                 s.hist.max().to_string(),
             ];
             row.extend(sec.counters.iter().map(|c| c.to_string()));
+            row.resize(header.len(), String::new());
             w.write_record(&row)?;
         }
+    }
+    // Server telemetry: one `server` row per node per second, with the op
+    // columns left empty.
+    for n in &report.telemetry {
+        let t_s = n.t_s as f64;
+        let mut row = vec![
+            n.t_s.to_string(),
+            report.phase_at(t_s).to_string(),
+            report.faults_during(t_s, t_s + 1.0).join("+"),
+            "server".to_string(),
+        ];
+        row.resize(op_cols, String::new());
+        row.extend(n.csv_row());
+        w.write_record(&row)?;
     }
     w.flush()
 }

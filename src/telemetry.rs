@@ -1,0 +1,181 @@
+//! Server telemetry: every second, `INFO` from every node and sentinel, each
+//! on its own deadline so that a paused or dead node costs its own sample
+//! only. A node that does not answer within the deadline is recorded as
+//! down (`up = false`) for that second.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// How long one node may take to answer INFO.
+const DEADLINE: Duration = Duration::from_millis(500);
+
+/// One node, one second.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NodeSample {
+    /// Seconds from the start of load.
+    pub t_s: u64,
+    pub node: String,
+    pub up: bool,
+    /// `master`, `slave` or `sentinel` as the node reports it.
+    pub role: String,
+    pub connected_replicas: u64,
+    pub repl_offset: i64,
+    /// Replica: bytes behind its primary (from the primary's offset seen in
+    /// the same second); primary: 0.
+    pub repl_lag: Option<i64>,
+    pub used_memory: u64,
+    pub maxmemory: u64,
+    pub evicted_keys: u64,
+    pub expired_keys: u64,
+    pub rejected_connections: u64,
+    pub connected_clients: u64,
+}
+
+impl NodeSample {
+    /// Column names, in `csv_row` order.
+    pub const COLUMNS: [&'static str; 12] = [
+        "node",
+        "up",
+        "role",
+        "connected_replicas",
+        "repl_offset",
+        "repl_lag",
+        "used_memory",
+        "maxmemory",
+        "evicted_keys",
+        "expired_keys",
+        "rejected_connections",
+        "connected_clients",
+    ];
+
+    pub fn csv_row(&self) -> Vec<String> {
+        vec![
+            self.node.clone(),
+            u8::from(self.up).to_string(),
+            self.role.clone(),
+            self.connected_replicas.to_string(),
+            self.repl_offset.to_string(),
+            self.repl_lag.map(|l| l.to_string()).unwrap_or_default(),
+            self.used_memory.to_string(),
+            self.maxmemory.to_string(),
+            self.evicted_keys.to_string(),
+            self.expired_keys.to_string(),
+            self.rejected_connections.to_string(),
+            self.connected_clients.to_string(),
+        ]
+    }
+}
+
+fn parse(info: &str) -> BTreeMap<&str, &str> {
+    info.lines()
+        .filter_map(|l| l.trim().split_once(':'))
+        .collect()
+}
+
+async fn sample(node: &str, addr: SocketAddr, t_s: u64) -> NodeSample {
+    let down = NodeSample {
+        t_s,
+        node: node.to_string(),
+        ..NodeSample::default()
+    };
+    let ask = async {
+        let client = redis::Client::open(format!("redis://{addr}/")).ok()?;
+        let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+        redis::cmd("INFO")
+            .arg("all")
+            .query_async::<String>(&mut conn)
+            .await
+            .ok()
+    };
+    let Ok(Some(info)) = tokio::time::timeout(DEADLINE, ask).await else {
+        return down;
+    };
+    let f = parse(&info);
+    let num = |k: &str| f.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let role = if f.contains_key("sentinel_masters") {
+        "sentinel".to_string()
+    } else {
+        f.get("role").unwrap_or(&"?").to_string()
+    };
+    NodeSample {
+        up: true,
+        role,
+        connected_replicas: num("connected_slaves"),
+        repl_offset: f
+            .get("master_repl_offset")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+        used_memory: num("used_memory"),
+        maxmemory: num("maxmemory"),
+        evicted_keys: num("evicted_keys"),
+        expired_keys: num("expired_keys"),
+        rejected_connections: num("rejected_connections"),
+        connected_clients: num("connected_clients"),
+        ..down
+    }
+}
+
+/// Samples `nodes` (id, admin address) once a second from `t0` until `stop`
+/// turns true, appending to `out`.
+pub async fn watch_nodes(
+    nodes: Vec<(String, SocketAddr)>,
+    t0: Instant,
+    out: Arc<Mutex<Vec<NodeSample>>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    for t_s in 0u64.. {
+        let due = t0 + Duration::from_secs(t_s);
+        tokio::select! {
+            _ = tokio::time::sleep_until(due) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let asks: Vec<_> = nodes
+            .iter()
+            .map(|(id, addr)| {
+                let (id, addr) = (id.clone(), *addr);
+                tokio::spawn(async move { sample(&id, addr, t_s).await })
+            })
+            .collect();
+        let mut second = Vec::with_capacity(asks.len());
+        for a in asks {
+            if let Ok(s) = a.await {
+                second.push(s);
+            }
+        }
+        // A replica's lag: its primary's offset this second minus its own,
+        // when there is one primary (not in a cluster).
+        let masters: Vec<i64> = second
+            .iter()
+            .filter(|s| s.up && s.role == "master")
+            .map(|s| s.repl_offset)
+            .collect();
+        let primary = (masters.len() == 1).then(|| masters[0]);
+        for s in second.iter_mut().filter(|s| s.up) {
+            s.repl_lag = match (s.role.as_str(), primary) {
+                ("master", _) => Some(0),
+                ("slave", Some(p)) => Some((p - s.repl_offset).max(0)),
+                _ => None,
+            };
+        }
+        out.lock().unwrap_or_else(|p| p.into_inner()).extend(second);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_fields_are_read_by_name() {
+        let info = "# Replication\r\nrole:slave\r\nmaster_repl_offset:42\r\n# Memory\r\nused_memory:1024\r\n";
+        let f = parse(info);
+        assert_eq!(f["role"], "slave");
+        assert_eq!(f["master_repl_offset"], "42");
+        assert_eq!(f["used_memory"], "1024");
+    }
+}
