@@ -206,9 +206,19 @@ impl Lab {
 
     /// The client-path proxies a fault target names.
     pub fn targets(&self, target: &Target) -> Vec<String> {
+        self.proxies_of(target, false)
+    }
+
+    /// Every proxy in front of the nodes a target names, cluster bus
+    /// proxies included: where a `partition` cuts.
+    pub fn peer_targets(&self, target: &Target) -> Vec<String> {
+        self.proxies_of(target, true)
+    }
+
+    fn proxies_of(&self, target: &Target, with_bus: bool) -> Vec<String> {
         self.wired
             .iter()
-            .filter(|w| w.endpoint.port == Port::Client)
+            .filter(|w| with_bus || w.endpoint.port == Port::Client)
             .filter(|w| match target {
                 Target::Primary => w.endpoint.role == Role::Primary,
                 Target::Replicas => w.endpoint.role == Role::Replica,

@@ -7,7 +7,8 @@
 use crate::conductor::{self, FaultError, FaultRecord, Scheduled};
 use crate::lab::Lab;
 use crate::load::{self, LoadSpec};
-use crate::proxy::control::ControlError;
+use crate::proxy::control::{ControlError, NetFault};
+use crate::proxy::toxic::ToxicKind;
 use crate::recorder::Recorder;
 use crate::report::summary::{
     self, LoadSummary, NodeSummary, ProxySummary, Summary, TopologySummary,
@@ -127,7 +128,17 @@ pub async fn run(
     // Every target must resolve to at least one node, and a node fault to
     // nodes it can act on, before anything runs.
     for f in &plan.faults {
+        let partition = matches!(
+            &f.fault,
+            Fault::Net(NetFault::Toxic {
+                kind: ToxicKind::Partition { .. },
+                ..
+            })
+        );
         let problem = match &f.fault {
+            _ if partition && lab.topology.peer_source.is_none() => Some(
+                "cannot be partitioned: a partition needs nodes gameday runs, more than one of them, on Redis 7.0 or later (bind-source-addr)",
+            ),
             Fault::Net(_) if lab.targets(&f.target).is_empty() => Some("matches no node of this topology"),
             Fault::Node(_) if lab.target_nodes(&f.target).is_empty() => Some("matches no node of this topology"),
             Fault::Node(NodeFault::Kill | NodeFault::Restart | NodeFault::Pause)
@@ -200,7 +211,13 @@ async fn drive(
         .iter()
         .map(|f| Scheduled {
             plan: f.clone(),
-            proxies: lab.targets(&f.target),
+            proxies: match &f.fault {
+                Fault::Net(NetFault::Toxic {
+                    kind: ToxicKind::Partition { .. },
+                    ..
+                }) => lab.peer_targets(&f.target),
+                _ => lab.targets(&f.target),
+            },
             nodes: lab.target_nodes(&f.target),
         })
         .collect();

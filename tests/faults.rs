@@ -260,3 +260,62 @@ async fn slicer_limit_data_and_slow_close_do_what_they_say() {
         "close delayed {waited:?}"
     );
 }
+
+/// A raw PING from a chosen source address through the proxy; `None` when
+/// no answer came within 300 ms.
+async fn ping_from(source: std::net::Ipv4Addr, addr: SocketAddr) -> Option<Duration> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((source, 0))).unwrap();
+    let mut s = socket.connect(addr).await.unwrap();
+    let start = Instant::now();
+    s.write_all(b"PING\r\n").await.unwrap();
+    let mut buf = [0u8; 7];
+    match tokio::time::timeout(Duration::from_millis(300), s.read_exact(&mut buf)).await {
+        Ok(Ok(_)) => {
+            assert_eq!(&buf, b"+PONG\r\n");
+            Some(start.elapsed())
+        }
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn partition_holds_peer_connections_only_and_releases_them_on_heal() {
+    let rig = rig().await;
+    let peer = gameday::topology::PEER_SOURCE;
+    let client = std::net::Ipv4Addr::LOCALHOST;
+    let fault = NetFault::Toxic {
+        kind: ToxicKind::Partition {
+            source: u32::from(peer),
+        },
+        streams: vec![Stream::Upstream, Stream::Downstream],
+        toxicity: 1.0,
+    };
+    assert!(ping_from(peer, rig.addr).await.is_some());
+    rig.apply(fault.clone()).await;
+    assert!(
+        ping_from(client, rig.addr).await.is_some(),
+        "clients still pass"
+    );
+    assert!(ping_from(peer, rig.addr).await.is_none(), "peers are held");
+    // A peer connection opened during the partition is held, not dropped:
+    // its PING is answered once the partition heals.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((peer, 0))).unwrap();
+    let mut held = socket.connect(rig.addr).await.unwrap();
+    held.write_all(b"PING\r\n").await.unwrap();
+    let mut buf = [0u8; 7];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), held.read_exact(&mut buf))
+            .await
+            .is_err(),
+        "held during the partition"
+    );
+    rig.clear(fault).await;
+    tokio::time::timeout(Duration::from_secs(2), held.read_exact(&mut buf))
+        .await
+        .expect("released on heal")
+        .unwrap();
+    assert_eq!(&buf, b"+PONG\r\n");
+    drop(rig.redis);
+}

@@ -259,10 +259,10 @@ impl ProxyControl {
                 proxy.with_limit_data(s, n(bytes), toxicity);
                 Ok(())
             }
-            // toxiproxy_rust has no call for reset_peer: post the same wire
-            // shape it uses for the others.
-            ToxicKind::ResetPeer { timeout } => {
-                self.post_toxic(&proxy.proxy_pack.name, kind, stream, toxicity, timeout)
+            // toxiproxy_rust has no call for reset_peer (nor for gameday's
+            // partition): post the same wire shape it uses for the others.
+            ToxicKind::ResetPeer { .. } | ToxicKind::Partition { .. } => {
+                self.post_toxic(&proxy.proxy_pack.name, kind, stream, toxicity)
             }
         }));
         match outcome {
@@ -280,15 +280,12 @@ impl ProxyControl {
         kind: &ToxicKind,
         stream: Stream,
         toxicity: f32,
-        timeout: u64,
     ) -> Result<(), ControlError> {
-        let body = serde_json::json!({
-            "name": format!("{}_{}", kind.type_name(), stream.as_str()),
-            "type": kind.type_name(),
-            "stream": stream.as_str(),
-            "toxicity": toxicity,
-            "attributes": {"timeout": timeout},
-        });
+        // `{"type": ..., "attributes": {...}}`, then the rest of the toxic.
+        let mut body = serde_json::to_value(kind).map_err(|e| self.api_err("toxic", e))?;
+        body["name"] = format!("{}_{}", kind.type_name(), stream.as_str()).into();
+        body["stream"] = stream.as_str().into();
+        body["toxicity"] = toxicity.into();
         let url = format!("http://{}/proxies/{proxy}/toxics", self.addr);
         let what = format!("add {} toxic", kind.type_name());
         let resp = reqwest::blocking::Client::new()

@@ -50,10 +50,18 @@ enum Event {
 struct Rolls {
     rolled: Arc<Mutex<HashMap<String, bool>>>,
     rng: Arc<Mutex<SmallRng>>,
+    /// The client's address: a partition applies to some sources only.
+    peer: Option<std::net::IpAddr>,
 }
 
 impl Rolls {
     fn applies(&self, toxic: &Toxic) -> bool {
+        if let ToxicKind::Partition { source } = toxic.kind {
+            let from = std::net::IpAddr::V4(std::net::Ipv4Addr::from(source));
+            if self.peer != Some(from) {
+                return false;
+            }
+        }
         if toxic.toxicity >= 1.0 {
             return true;
         }
@@ -84,11 +92,13 @@ pub async fn run_link(client: TcpStream, mut ctx: LinkCtx) {
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     let client_fd = client.as_raw_fd();
+    let peer = client.peer_addr().ok().map(|a| a.ip());
     let (client_rd, client_wr) = client.into_split();
     let (server_rd, server_wr) = server.into_split();
     let rolls = Rolls {
         rolled: Arc::default(),
         rng: Arc::new(Mutex::new(SmallRng::seed_from_u64(ctx.seed))),
+        peer,
     };
     let (events_tx, mut events) = mpsc::channel(4);
     let (reset_tx, reset_rx) = watch::channel(false);
@@ -238,6 +248,7 @@ async fn direction(
         }
         let stall = active.iter().find_map(|t| match t.kind {
             ToxicKind::Timeout { timeout } => Some((t.name.clone(), timeout)),
+            ToxicKind::Partition { .. } => Some((t.name.clone(), 0)),
             _ => None,
         });
         let close_at = stall

@@ -69,6 +69,16 @@ pub enum ToxicKind {
         #[serde(default)]
         bytes: u64,
     },
+    /// gameday's extension, not in Toxiproxy: hold all data (like `timeout`
+    /// 0) of the connections that come from the IPv4 address `source` (as a
+    /// number, since Toxiproxy's attributes are numbers: 127.0.0.2 is
+    /// 2130706434), and only those. Nodes and sentinels make their peer
+    /// connections from a source address of their own (`bind-source-addr`),
+    /// so this cuts a node off from its peers while clients still reach it.
+    Partition {
+        #[serde(default)]
+        source: u32,
+    },
 }
 
 impl ToxicKind {
@@ -82,6 +92,7 @@ impl ToxicKind {
             ToxicKind::ResetPeer { .. } => "reset_peer",
             ToxicKind::Slicer { .. } => "slicer",
             ToxicKind::LimitData { .. } => "limit_data",
+            ToxicKind::Partition { .. } => "partition",
         }
     }
 }
@@ -137,6 +148,7 @@ mod tests {
             ToxicKind::SlowClose { delay: 200 },
             ToxicKind::Timeout { timeout: 0 },
             ToxicKind::ResetPeer { timeout: 10 },
+            ToxicKind::Partition { source: 2130706434 },
             ToxicKind::Slicer {
                 average_size: 64,
                 size_variation: 8,

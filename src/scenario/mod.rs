@@ -767,6 +767,7 @@ impl Validator<'_> {
             FaultKindName::SlowClose => &["delay"],
             FaultKindName::Slicer => &["average_size", "size_variation", "delay"],
             FaultKindName::LimitData => &["bytes"],
+            FaultKindName::Partition => &[],
             _ => unreachable!("node faults are validated by node_fault"),
         };
         let given = [
@@ -806,6 +807,23 @@ impl Validator<'_> {
                     ),
                 )?;
                 return Ok(NetFault::Down);
+            }
+            FaultKindName::Partition => {
+                self.check(
+                    &f.name,
+                    f.stream.is_none() && f.toxicity.is_none(),
+                    format!(
+                        "fault `{}`: a `partition` cuts both directions of every peer connection; it takes no `stream` or `toxicity`",
+                        f.name.get_ref()
+                    ),
+                )?;
+                return Ok(NetFault::Toxic {
+                    kind: ToxicKind::Partition {
+                        source: u32::from(crate::topology::PEER_SOURCE),
+                    },
+                    streams: vec![Stream::Upstream, Stream::Downstream],
+                    toxicity: 1.0,
+                });
             }
             FaultKindName::Latency => {
                 need(f.latency.is_some(), "latency")?;

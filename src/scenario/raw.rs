@@ -197,6 +197,7 @@ pub enum FaultKindName {
     ResetPeer,
     Slicer,
     LimitData,
+    Partition,
     Kill,
     Restart,
     Pause,

@@ -97,6 +97,7 @@ pub(super) fn info_field<'a>(info: &'a str, key: &str) -> Option<&'a str> {
 
 /// Replicas replicate from the primary's proxy and announce their own.
 pub(super) async fn replication(topo: &Topology, proxies: &ProxyMap) -> Result<(), TopologyError> {
+    peer_source_on(topo).await?;
     let primary = topo.primary();
     let primary_proxy = proxies[&primary.id];
     let replicas: Vec<_> = topo.with_role(Role::Replica).collect();
@@ -214,6 +215,7 @@ pub(super) async fn sentinels(topo: &Topology, proxies: &ProxyMap) -> Result<(),
 /// Cluster nodes announce their proxies, meet through their bus proxies,
 /// share the slots among the masters, and replicas follow their masters.
 pub(super) async fn cluster(topo: &Topology, proxies: &ProxyMap) -> Result<(), TopologyError> {
+    peer_source_on(topo).await?;
     for n in &topo.nodes {
         let port = proxies[&n.id].port().to_string();
         let bus = proxies[&format!("{}-bus", n.id)].port().to_string();
@@ -336,6 +338,31 @@ pub(super) async fn cluster(topo: &Topology, proxies: &ProxyMap) -> Result<(), T
 pub(super) async fn persist(topo: &Topology) -> Result<(), TopologyError> {
     for n in topo.nodes.iter().filter(|n| n.role != Role::Sentinel) {
         admin::<()>(n.addr, &args(["CONFIG", "REWRITE"])).await?;
+    }
+    Ok(())
+}
+
+/// `PEER_SOURCE` if the server (from its `INFO server`) knows
+/// `bind-source-addr`, which came with Redis 7.0.
+pub(super) async fn peer_source_for(
+    addr: SocketAddr,
+) -> Result<Option<std::net::Ipv4Addr>, TopologyError> {
+    let info: String = admin(addr, &args(["INFO", "server"])).await?;
+    let major = info_field(&info, "redis_version")
+        .and_then(|v| v.split('.').next())
+        .and_then(|m| m.parse::<u32>().ok())
+        .unwrap_or(0);
+    Ok((major >= 7).then_some(super::PEER_SOURCE))
+}
+
+/// Nodes make their peer connections from the topology's peer source.
+async fn peer_source_on(topo: &Topology) -> Result<(), TopologyError> {
+    let Some(source) = topo.peer_source else {
+        return Ok(());
+    };
+    let source = source.to_string();
+    for n in topo.nodes.iter().filter(|n| n.role != Role::Sentinel) {
+        config_set(n.addr, &["CONFIG", "SET"], &[("bind-source-addr", &source)]).await?;
     }
     Ok(())
 }

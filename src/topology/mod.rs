@@ -20,7 +20,11 @@ use crate::scenario::raw::{Backend, TopologyKind};
 use process::{resolve_image, Flavor, Launcher, RedisProcess};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
+
+/// Where nodes and sentinels connect to their peers from (see
+/// `Topology::peer_source`); clients connect from 127.0.0.1.
+pub const PEER_SOURCE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 
 /// The name sentinels monitor the primary by, unless `master_name` says.
 pub const SENTINEL_MASTER: &str = "gameday";
@@ -90,6 +94,11 @@ pub struct Topology {
     pub plan: TopologyPlan,
     pub nodes: Vec<RedisProcess>,
     launcher: Launcher,
+    /// The source address nodes and sentinels make their peer connections
+    /// from (replication, monitoring, cluster bus), so that a `partition`
+    /// can cut those and nothing else; `None` where the server is older
+    /// than Redis 7.0 (no `bind-source-addr`) or for a single node.
+    pub peer_source: Option<Ipv4Addr>,
 }
 
 impl Topology {
@@ -113,6 +122,7 @@ impl Topology {
             plan: plan.clone(),
             nodes: Vec::new(),
             launcher,
+            peer_source: None,
         };
         // On failure, `topo` drops here and stops what had started.
         topo.start_nodes().await?;
@@ -127,12 +137,14 @@ impl Topology {
             plan: plan.clone(),
             nodes: Vec::new(),
             launcher: Launcher::External,
+            peer_source: None,
         }
     }
 
     async fn start_nodes(&mut self) -> Result<(), TopologyError> {
         let (plan, launcher) = (&self.plan, &self.launcher);
         let nodes = &mut self.nodes;
+        let peer_source = &mut self.peer_source;
         let start = |id: String, role: Role, flavor: Flavor| async move {
             RedisProcess::start_as(&id, role, plan, flavor, launcher).await
         };
@@ -145,12 +157,13 @@ impl Topology {
                 for i in 1..=plan.replicas {
                     nodes.push(start(format!("redis-{i}"), Role::Replica, Flavor::Node).await?);
                 }
+                *peer_source = assemble::peer_source_for(nodes[0].addr).await?;
                 if plan.kind == TopologyKind::Sentinel {
+                    let flavor = Flavor::Sentinel {
+                        peer_source: *peer_source,
+                    };
                     for i in 0..3 {
-                        nodes.push(
-                            start(format!("sentinel-{i}"), Role::Sentinel, Flavor::Sentinel)
-                                .await?,
-                        );
+                        nodes.push(start(format!("sentinel-{i}"), Role::Sentinel, flavor).await?);
                     }
                 }
             }
@@ -166,6 +179,7 @@ impl Topology {
                     };
                     nodes.push(start(format!("redis-{i}"), role, flavor).await?);
                 }
+                *peer_source = assemble::peer_source_for(nodes[0].addr).await?;
             }
         }
         Ok(())

@@ -40,8 +40,9 @@ pub enum Flavor {
     Node,
     /// A redis-server with cluster mode on and its bus on its own port.
     ClusterNode { node_timeout_ms: u64 },
-    /// redis-server in sentinel mode (`--sentinel`), monitoring nothing yet.
-    Sentinel,
+    /// redis-server in sentinel mode (`--sentinel`), monitoring nothing yet,
+    /// connecting to its peers from `peer_source` when set.
+    Sentinel { peer_source: Option<Ipv4Addr> },
 }
 
 /// Who runs the nodes.
@@ -117,12 +118,15 @@ fn server_args(
     flavor: Flavor,
 ) -> std::io::Result<Vec<String>> {
     let log = dir.join("redis.log").display().to_string();
-    if flavor == Flavor::Sentinel {
+    if let Flavor::Sentinel { peer_source } = flavor {
         // Sentinel rewrites its configuration file, so it needs one of its own.
+        let source = peer_source
+            .map(|s| format!("bind-source-addr {s}\n"))
+            .unwrap_or_default();
         std::fs::write(
             host_dir.join("sentinel.conf"),
             format!(
-                "port {port}\nbind 127.0.0.1\ndir {}\nlogfile {log}\ndaemonize no\n",
+                "port {port}\nbind 127.0.0.1\ndir {}\nlogfile {log}\ndaemonize no\n{source}",
                 dir.display()
             ),
         )?;
