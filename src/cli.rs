@@ -96,8 +96,31 @@ pub enum Command {
     },
 }
 
+/// The process's logger: errors only, as `gameday: [target] message`. It
+/// is installed before goose tries to install its own, so that library
+/// warnings (the cluster client reports every reconnect during a failover)
+/// do not flood the terminal; what matters is in the report.
+struct ErrorsOnly;
+
+impl log::Log for ErrorsOnly {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= log::Level::Error
+    }
+    fn log(&self, r: &log::Record) {
+        if self.enabled(r.metadata()) {
+            eprintln!("gameday: [{}] {}", r.target(), r.args());
+        }
+    }
+    fn flush(&self) {}
+}
+
+static LOGGER: ErrorsOnly = ErrorsOnly;
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(log::LevelFilter::Error);
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

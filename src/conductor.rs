@@ -6,9 +6,10 @@
 //! removed; the node answers PING again). The fault phase thus covers every
 //! instant the fault may have been in force.
 
+use crate::failover::{FailoverCtx, Observed};
 use crate::proxy::control::{ControlError, NetFault, ProxyControl};
 use crate::recorder::Recorder;
-use crate::scenario::plan::{Fault, FaultPlan, NodeFault};
+use crate::scenario::plan::{FailoverMode, Fault, FaultPlan, NodeFault};
 use crate::topology::process::NodeHandle;
 use crate::topology::TopologyError;
 use serde::{Deserialize, Serialize};
@@ -35,6 +36,21 @@ pub struct FaultRecord {
     /// When the proxy server showed the fault removed: the recovery phase
     /// starts here.
     pub removed_at_s: Option<f64>,
+    /// failover: the primary that was replaced.
+    #[serde(default)]
+    pub replaced: Option<String>,
+    /// failover: when the topology named another primary (a sentinel's
+    /// answer; the owner of the old primary's slots).
+    #[serde(default)]
+    pub switched_at_s: Option<f64>,
+    /// failover: the node that became primary.
+    #[serde(default)]
+    pub new_primary: Option<String>,
+    /// failover: from the loss of the primary (the apply) to the end of the
+    /// first write a fresh client made to the new primary; absent when that
+    /// did not happen while the fault lasted.
+    #[serde(default)]
+    pub failover_time_ms: Option<f64>,
 }
 
 /// One fault with what it acts on: the proxies in front of its targets
@@ -43,6 +59,8 @@ pub struct Scheduled {
     pub plan: FaultPlan,
     pub proxies: Vec<String>,
     pub nodes: Vec<NodeHandle>,
+    /// What a `failover` needs (sentinel and cluster topologies).
+    pub failover: Option<FailoverCtx>,
 }
 
 /// A fault that could not be applied or removed: the run is void.
@@ -107,6 +125,7 @@ async fn node_on(
                 cmd.arg("PAUSE").arg(duration.as_millis() as u64).arg("ALL");
                 admin(n, cmd).await?
             }
+            NodeFault::Failover(_) => unreachable!("failovers are conducted apart"),
             NodeFault::DebugSleep => {
                 let (n, secs) = (n.clone(), duration.as_secs_f64());
                 sleepers.push(tokio::spawn(async move {
@@ -136,6 +155,7 @@ async fn node_off(
             NodeFault::Kill | NodeFault::Restart => n.start_again().await?,
             NodeFault::Pause => n.resume().await?,
             NodeFault::ClientPause | NodeFault::DebugSleep => n.wait_ready().await?,
+            NodeFault::Failover(_) => unreachable!("failovers are conducted apart"),
         }
     }
     Ok(())
@@ -165,6 +185,10 @@ pub async fn conduct(
             applied_at_s: None,
             confirmed_at_s: None,
             removed_at_s: None,
+            replaced: None,
+            switched_at_s: None,
+            new_primary: None,
+            failover_time_ms: None,
         });
         if !wait_until(t0 + f.plan.at, &mut stop).await {
             return Ok(());
@@ -180,8 +204,22 @@ pub async fn conduct(
             err,
         };
         let mut sleepers = Vec::new();
+        let mut failover = None;
         match &f.plan.fault {
             Fault::Net(net) => switch(&control, &f.proxies, net, true).await?,
+            Fault::Node(NodeFault::Failover(mode)) => {
+                let ctx = f.failover.clone().ok_or_else(|| {
+                    node_err(TopologyError::Unsupported(
+                        "a failover needs a sentinel or cluster topology gameday runs".into(),
+                    ))
+                })?;
+                let old = ctx.begin(*mode, &f.plan.target).await.map_err(node_err)?;
+                records.lock().expect("records lock")[i].replaced = Some(old.id.clone());
+                let deadline = t0 + f.plan.end();
+                let watched = old.clone();
+                let watcher = tokio::spawn(async move { ctx.watch(watched, t0, deadline).await });
+                failover = Some((old, *mode, watcher));
+            }
             Fault::Node(node) => {
                 sleepers = node_on(&f.nodes, *node, f.plan.duration)
                     .await
@@ -192,6 +230,29 @@ pub async fn conduct(
         wait_until(t0 + f.plan.end(), &mut stop).await;
         match &f.plan.fault {
             Fault::Net(net) => switch(&control, &f.proxies, net, false).await?,
+            Fault::Node(NodeFault::Failover(_)) => {
+                let (old, mode, mut watcher) = failover.expect("set when applied");
+                // Interrupted: the watcher's deadline may be far; stop it.
+                let seen = tokio::select! {
+                    s = &mut watcher => s.unwrap_or_default(),
+                    _ = tokio::time::sleep(Duration::from_millis(10)), if *stop.borrow() => {
+                        watcher.abort();
+                        Observed::default()
+                    }
+                };
+                {
+                    let mut r = records.lock().expect("records lock");
+                    let r = &mut r[i];
+                    r.switched_at_s = seen.switched_us.map(secs);
+                    r.new_primary = seen.new_primary;
+                    r.failover_time_ms = seen
+                        .written_us
+                        .map(|w| w.saturating_sub(applied) as f64 / 1e3);
+                }
+                if mode == FailoverMode::KillPrimary {
+                    old.start_again().await.map_err(node_err)?;
+                }
+            }
             Fault::Node(node) => node_off(&f.nodes, *node, sleepers)
                 .await
                 .map_err(node_err)?,

@@ -35,6 +35,12 @@ pub const OP_METRICS: &[(&str, Dim)] = &[
     ("throughput", Dim::PerSec),
 ];
 
+/// Metrics of a fault rather than of a workload, in its `fault:` phase.
+pub const FAULT_METRICS: &[(&str, Dim)] = &[
+    // failover faults: loss of the primary → first write to the new one.
+    ("failover_time", Dim::Millis),
+];
+
 /// The op a rule without `.<op>` refers to: every caller-visible operation.
 pub const CALLER_OP: &str = "caller";
 
@@ -199,6 +205,14 @@ fn resolve_metric(
     if let Some(dim) = op_dim {
         return Ok((Some(CALLER_OP.to_string()), dim));
     }
+    if let Some((_, dim)) = FAULT_METRICS.iter().find(|(n, _)| *n == metric) {
+        if !matches!(phase, PhaseRef::Fault(_)) {
+            return Err(format!(
+                "`{metric}` is measured in fault phases only, not in `{phase}`"
+            ));
+        }
+        return Ok((None, *dim));
+    }
     let dim = ctx
         .workload_metrics
         .iter()
@@ -206,9 +220,10 @@ fn resolve_metric(
         .map(|(_, d)| *d)
         .ok_or_else(|| {
             format!(
-                "unknown metric `{metric}` (op metrics: {}; workload metrics: {})",
+                "unknown metric `{metric}` (op metrics: {}; workload metrics: {}; fault metrics: {})",
                 names(OP_METRICS),
-                names(ctx.workload_metrics)
+                names(ctx.workload_metrics),
+                names(FAULT_METRICS)
             )
         })?;
     if metric == "time_to_recover" && !matches!(phase, PhaseRef::Recovery(_)) {

@@ -3,6 +3,7 @@
 //! hand. Stopping it deletes its proxies (which matters on an external
 //! Toxiproxy) and stops every process.
 
+use crate::failover::FailoverCtx;
 use crate::proxy::control::{ProxyControl, ProxyState};
 use crate::proxy::server::loopback_addr;
 use crate::proxy::EmbeddedProxy;
@@ -244,6 +245,49 @@ impl Lab {
         self.topology
             .nodes
             .iter()
+            .map(|n| (n.id.clone(), n.addr))
+            .collect()
+    }
+
+    /// What a `failover` fault needs of this lab: sentinel and cluster
+    /// topologies gameday runs only. Probe keys go under `prefix`.
+    pub fn failover_ctx(&self, prefix: &str) -> Option<FailoverCtx> {
+        let kind = self.topology.kind;
+        if self.backend == Backend::External
+            || !matches!(kind, TopologyKind::Sentinel | TopologyKind::Cluster)
+        {
+            return None;
+        }
+        let proxy_of = |id: &str| {
+            self.wired
+                .iter()
+                .find(|w| w.endpoint.port == Port::Client && w.endpoint.node == id)
+                .map(|w| w.proxy_addr)
+        };
+        Some(FailoverCtx {
+            kind,
+            master_name: self.topology.plan.master_name.clone(),
+            sentinels: self
+                .topology
+                .with_role(Role::Sentinel)
+                .map(|n| n.addr)
+                .collect(),
+            nodes: self
+                .topology
+                .nodes
+                .iter()
+                .filter(|n| n.role != Role::Sentinel)
+                .filter_map(|n| Some((n.handle(), proxy_of(&n.id)?)))
+                .collect(),
+            client: self.client.clone(),
+            prefix: prefix.to_string(),
+        })
+    }
+
+    /// The sentinels gameday runs, with their own addresses.
+    pub fn sentinels(&self) -> Vec<(String, SocketAddr)> {
+        self.topology
+            .with_role(Role::Sentinel)
             .map(|n| (n.id.clone(), n.addr))
             .collect()
     }

@@ -22,6 +22,7 @@ pub mod bench;
 pub mod cli;
 pub mod conductor;
 pub mod expect;
+pub mod failover;
 pub mod lab;
 pub mod load;
 pub mod oracle;

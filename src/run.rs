@@ -17,7 +17,7 @@ use crate::report::{console, RunReport};
 use crate::scenario::plan::{Fault, NodeFault, RunPlan, WorkloadPlan};
 use crate::scenario::raw::Backend;
 use crate::scenario::topology_name;
-use crate::telemetry::{self, NodeSample};
+use crate::telemetry::{self, NodeSample, ServerEvent};
 use crate::topology::TopologyError;
 use crate::workload::cache_aside::CacheAside;
 use crate::workload::Workload;
@@ -141,6 +141,9 @@ pub async fn run(
             ),
             Fault::Net(_) if lab.targets(&f.target).is_empty() => Some("matches no node of this topology"),
             Fault::Node(_) if lab.target_nodes(&f.target).is_empty() => Some("matches no node of this topology"),
+            Fault::Node(NodeFault::Failover(_)) if lab.failover_ctx("").is_none() => {
+                Some("cannot fail over: a failover needs a sentinel or cluster topology gameday runs")
+            }
             Fault::Node(NodeFault::Kill | NodeFault::Restart | NodeFault::Pause)
                 if lab.target_nodes(&f.target).iter().any(|n| !n.owned()) =>
             {
@@ -205,6 +208,7 @@ async fn drive(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_rx_telemetry = stop_rx.clone();
+    let stop_rx_events = stop_rx.clone();
     let records = Arc::new(Mutex::new(Vec::<FaultRecord>::new()));
     let schedule = plan
         .faults
@@ -219,6 +223,7 @@ async fn drive(
                 _ => lab.targets(&f.target),
             },
             nodes: lab.target_nodes(&f.target),
+            failover: lab.failover_ctx(&format!("gameday:{run_id}:")),
         })
         .collect();
     let (fail_tx, mut failed) = tokio::sync::mpsc::channel::<FaultError>(1);
@@ -238,6 +243,13 @@ async fn drive(
         t0,
         samples.clone(),
         stop_rx_telemetry,
+    ));
+    let events = Arc::new(Mutex::new(Vec::<ServerEvent>::new()));
+    let sentinel_events = tokio::spawn(telemetry::watch_sentinels(
+        lab.sentinels(),
+        t0,
+        events.clone(),
+        stop_rx_events,
     ));
     let watchdog = {
         let mut shutdown = shutdown.clone();
@@ -268,6 +280,7 @@ async fn drive(
     }
     let _ = conductor.await;
     let _ = telemetry.await;
+    let _ = sentinel_events.await;
     load_result?;
     if let Ok(e) = failed.try_recv() {
         return Err(e.into());
@@ -285,7 +298,8 @@ async fn drive(
     };
     rec.finish(end_us);
 
-    let phases = summary::phases(plan, &rec);
+    let fault_records = records.lock().expect("records lock").clone();
+    let phases = summary::phases(plan, &rec, &fault_records);
     let expectations = summary::evaluate(&plan.expectations, &phases);
     let passed = !interrupted && expectations.iter().all(|e| e.passed);
     let summary = Summary {
@@ -326,7 +340,12 @@ async fn drive(
         },
         workload: plan.workload.kind_name().into(),
         phases,
-        faults: records.lock().expect("records lock").clone(),
+        faults: fault_records,
+        // Teardown is not part of the run.
+        events: std::mem::take(&mut *events.lock().expect("events lock"))
+            .into_iter()
+            .filter(|e| e.t_s <= end_us as f64 / 1e6)
+            .collect(),
         expectations,
     };
     let telemetry = std::mem::take(&mut *samples.lock().expect("telemetry lock"));

@@ -1,7 +1,9 @@
 //! Server telemetry: every second, `INFO` from every node and sentinel, each
 //! on its own deadline so that a paused or dead node costs its own sample
 //! only. A node that does not answer within the deadline is recorded as
-//! down (`up = false`) for that second.
+//! down (`up = false`) for that second. Sentinels' events (`+switch-master`
+//! and the steps of a failover) are taken from their pub/sub channels as
+//! they happen.
 
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -177,5 +179,80 @@ mod tests {
         assert_eq!(f["role"], "slave");
         assert_eq!(f["master_repl_offset"], "42");
         assert_eq!(f["used_memory"], "1024");
+    }
+}
+
+/// One event a sentinel published.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct ServerEvent {
+    /// Seconds from the start of load, when gameday received it.
+    pub t_s: f64,
+    pub node: String,
+    /// The channel: `+switch-master`, `+odown`, `+convert-to-slave`, ...
+    pub event: String,
+    pub detail: String,
+}
+
+/// The sentinel channels worth a line in the report.
+pub const SENTINEL_EVENTS: [&str; 7] = [
+    "+switch-master",
+    "+sdown",
+    "-sdown",
+    "+odown",
+    "-odown",
+    "+failover-end",
+    "+convert-to-slave",
+];
+
+/// Subscribes to every sentinel's event channels until `stop` turns true,
+/// appending what they publish to `out`. A sentinel that cannot be reached
+/// is retried every 500 ms.
+pub async fn watch_sentinels(
+    sentinels: Vec<(String, SocketAddr)>,
+    t0: Instant,
+    out: Arc<Mutex<Vec<ServerEvent>>>,
+    stop: watch::Receiver<bool>,
+) {
+    let tasks: Vec<_> = sentinels
+        .into_iter()
+        .map(|(id, addr)| {
+            let (out, mut stop) = (out.clone(), stop.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = listen(&id, addr, t0, &out) => {}
+                    _ = stop.wait_for(|s| *s) => {}
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+async fn listen(id: &str, addr: SocketAddr, t0: Instant, out: &Mutex<Vec<ServerEvent>>) {
+    use futures_util::StreamExt;
+    loop {
+        let subscribed = async {
+            let client = redis::Client::open(format!("redis://{addr}/")).ok()?;
+            let mut pubsub = client.get_async_pubsub().await.ok()?;
+            for channel in SENTINEL_EVENTS {
+                pubsub.subscribe(channel).await.ok()?;
+            }
+            Some(pubsub)
+        };
+        if let Some(pubsub) = subscribed.await {
+            let mut messages = pubsub.into_on_message();
+            while let Some(msg) = messages.next().await {
+                let event = ServerEvent {
+                    t_s: t0.elapsed().as_secs_f64(),
+                    node: id.to_string(),
+                    event: msg.get_channel_name().to_string(),
+                    detail: msg.get_payload::<String>().unwrap_or_default(),
+                };
+                out.lock().unwrap_or_else(|p| p.into_inner()).push(event);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

@@ -31,6 +31,9 @@ pub struct Summary {
     pub workload: String,
     pub phases: Vec<PhaseSummary>,
     pub faults: Vec<FaultRecord>,
+    /// What the sentinels published during the run (`+switch-master`, ...).
+    #[serde(default)]
+    pub events: Vec<crate::telemetry::ServerEvent>,
     pub expectations: Vec<ExpectationResult>,
 }
 
@@ -156,7 +159,7 @@ pub struct ExpectationResult {
 }
 
 /// The phases in time order (`run` last), with their op and workload metrics.
-pub fn phases(plan: &RunPlan, rec: &Recorder) -> Vec<PhaseSummary> {
+pub fn phases(plan: &RunPlan, rec: &Recorder, faults: &[FaultRecord]) -> Vec<PhaseSummary> {
     let stats = rec.phases();
     let baseline = stats.iter().find(|p| p.name == "baseline");
     let base_rate = baseline.and_then(|b| {
@@ -178,7 +181,17 @@ pub fn phases(plan: &RunPlan, rec: &Recorder) -> Vec<PhaseSummary> {
                     .iter()
                     .map(|(op, s)| (op.to_string(), OpSummary::from_stats(s, secs)))
                     .collect(),
-                metrics: oracle::phase_metrics(&plan.workload, p, base_rate),
+                metrics: {
+                    let mut m = oracle::phase_metrics(&plan.workload, p, base_rate);
+                    let record = p
+                        .name
+                        .strip_prefix("fault:")
+                        .and_then(|n| faults.iter().find(|f| f.name == n));
+                    if let Some(ms) = record.and_then(|f| f.failover_time_ms) {
+                        m.insert("failover_time_ms".into(), ms);
+                    }
+                    m
+                },
             }
         })
         .collect()

@@ -676,6 +676,7 @@ impl Validator<'_> {
             FaultKindName::Pause => self.node_fault(f, NodeFault::Pause)?,
             FaultKindName::ClientPause => self.node_fault(f, NodeFault::ClientPause)?,
             FaultKindName::DebugSleep => self.node_fault(f, NodeFault::DebugSleep)?,
+            FaultKindName::Failover => self.failover(f, &target, topo)?,
             _ => Fault::Net(self.net_fault(f)?),
         };
         let kind_name = kind_str(f.kind);
@@ -719,8 +720,57 @@ impl Validator<'_> {
         Ok(target)
     }
 
+    /// `failover`: sentinel or cluster, a `mode`, the primary (or, in a
+    /// cluster, a master named by id) as target.
+    fn failover(&self, f: &RawFault, target: &Target, topo: &TopologyPlan) -> VResult<Fault> {
+        let Some(mode) = &f.mode else {
+            return Err(self.err(
+                f.name.span(),
+                format!(
+                    "fault `{}` of kind `failover` needs `mode` (\"manual\" or \"kill_primary\")",
+                    f.name.get_ref()
+                ),
+            ));
+        };
+        self.check(
+            &f.name,
+            matches!(topo.kind, TopologyKind::Sentinel | TopologyKind::Cluster),
+            format!(
+                "fault `{}`: a failover needs a sentinel or cluster topology, not {}",
+                f.name.get_ref(),
+                topology_name(topo.kind)
+            ),
+        )?;
+        let target_ok = match target {
+            Target::Primary => true,
+            Target::Node(_) => topo.kind == TopologyKind::Cluster,
+            _ => false,
+        };
+        self.check(
+            &f.target,
+            target_ok,
+            "a failover replaces the primary: target `primary` (or, in a cluster, `node:<id>` of a master)",
+        )?;
+        self.node_fault(
+            f,
+            NodeFault::Failover(match mode.get_ref() {
+                FailoverModeName::Manual => FailoverMode::Manual,
+                FailoverModeName::KillPrimary => FailoverMode::KillPrimary,
+            }),
+        )
+    }
+
     /// Node faults take no proxy parameters: only target, at and for.
     fn node_fault(&self, f: &RawFault, fault: NodeFault) -> VResult<Fault> {
+        if let (Some(m), false) = (&f.mode, matches!(fault, NodeFault::Failover(_))) {
+            return Err(self.err(
+                m.span(),
+                format!(
+                    "fault `{}`: `mode` applies to kind `failover` only",
+                    f.name.get_ref()
+                ),
+            ));
+        }
         let given = [
             ("latency", f.latency.is_some()),
             ("jitter", f.jitter.is_some()),
@@ -779,6 +829,7 @@ impl Validator<'_> {
             ("average_size", f.average_size.is_some()),
             ("size_variation", f.size_variation.is_some()),
             ("bytes", f.bytes.is_some()),
+            ("mode", f.mode.is_some()),
         ];
         for (key, present) in given {
             self.check(

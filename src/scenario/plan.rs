@@ -227,4 +227,14 @@ pub enum NodeFault {
     ClientPause,
     /// `DEBUG SLEEP <for>`: the server blocks, then wakes by itself.
     DebugSleep,
+    /// The primary is replaced (see `failover`).
+    Failover(FailoverMode),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailoverMode {
+    /// `SENTINEL FAILOVER`, or `CLUSTER FAILOVER` on a replica.
+    Manual,
+    /// SIGKILL the primary; started again when the fault ends.
+    KillPrimary,
 }

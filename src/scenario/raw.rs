@@ -198,11 +198,19 @@ pub enum FaultKindName {
     Slicer,
     LimitData,
     Partition,
+    Failover,
     Kill,
     Restart,
     Pause,
     ClientPause,
     DebugSleep,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FailoverModeName {
+    Manual,
+    KillPrimary,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
@@ -235,6 +243,8 @@ pub struct RawFault {
     pub average_size: Option<Spanned<i64>>,
     pub size_variation: Option<Spanned<i64>>,
     pub bytes: Option<Spanned<i64>>,
+    /// failover: `manual` or `kill_primary`.
+    pub mode: Option<Spanned<FailoverModeName>>,
     /// Rules written after a `[[fault]]` header land here (TOML puts them in
     /// that table); they join the scenario's expectations.
     #[serde(default)]

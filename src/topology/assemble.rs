@@ -101,13 +101,17 @@ pub(super) async fn replication(topo: &Topology, proxies: &ProxyMap) -> Result<(
     let primary = topo.primary();
     let primary_proxy = proxies[&primary.id];
     let replicas: Vec<_> = topo.with_role(Role::Replica).collect();
-    for r in &replicas {
-        let port = proxies[&r.id].port().to_string();
+    // Every node announces its proxy, the primary too: a failover may make
+    // it a replica, and it must not then hand out its real address.
+    for n in topo.nodes.iter().filter(|n| n.role != Role::Sentinel) {
+        let port = proxies[&n.id].port().to_string();
         let announce = [
             ("replica-announce-ip", "127.0.0.1"),
             ("replica-announce-port", port.as_str()),
         ];
-        config_set(r.addr, &["CONFIG", "SET"], &announce).await?;
+        config_set(n.addr, &["CONFIG", "SET"], &announce).await?;
+    }
+    for r in &replicas {
         let primary_port = primary_proxy.port().to_string();
         admin::<()>(r.addr, &args(["REPLICAOF", "127.0.0.1", &primary_port])).await?;
     }
