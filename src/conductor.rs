@@ -7,6 +7,7 @@
 //! instant the fault may have been in force.
 
 use crate::failover::{FailoverCtx, Observed};
+use crate::memory::{self, MemoryOutcome};
 use crate::proxy::control::{ControlError, NetFault, ProxyControl};
 use crate::recorder::Recorder;
 use crate::scenario::plan::{FailoverMode, Fault, FaultPlan, NodeFault};
@@ -51,6 +52,10 @@ pub struct FaultRecord {
     /// did not happen while the fault lasted.
     #[serde(default)]
     pub failover_time_ms: Option<f64>,
+    /// memory_pressure: per target node, ballast written and evictions by
+    /// key class.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub memory: Vec<MemoryOutcome>,
 }
 
 /// One fault with what it acts on: the proxies in front of its targets
@@ -61,6 +66,8 @@ pub struct Scheduled {
     pub nodes: Vec<NodeHandle>,
     /// What a `failover` needs (sentinel and cluster topologies).
     pub failover: Option<FailoverCtx>,
+    /// The run's key prefix (`gameday:<run id>:`), for ballast keys.
+    pub prefix: String,
 }
 
 /// A fault that could not be applied or removed: the run is void.
@@ -109,7 +116,7 @@ async fn admin(node: &NodeHandle, cmd: redis::Cmd) -> Result<(), TopologyError> 
 /// sleeping command behind, to be awaited when the fault ends.
 async fn node_on(
     nodes: &[NodeHandle],
-    fault: NodeFault,
+    fault: &NodeFault,
     duration: Duration,
 ) -> Result<Vec<JoinHandle<Result<(), TopologyError>>>, TopologyError> {
     let mut sleepers = Vec::new();
@@ -125,7 +132,9 @@ async fn node_on(
                 cmd.arg("PAUSE").arg(duration.as_millis() as u64).arg("ALL");
                 admin(n, cmd).await?
             }
-            NodeFault::Failover(_) => unreachable!("failovers are conducted apart"),
+            NodeFault::Failover(_) | NodeFault::MemoryPressure(_) => {
+                unreachable!("conducted apart")
+            }
             NodeFault::DebugSleep => {
                 let (n, secs) = (n.clone(), duration.as_secs_f64());
                 sleepers.push(tokio::spawn(async move {
@@ -143,7 +152,7 @@ async fn node_on(
 /// answers again on its own (client_pause, debug_sleep).
 async fn node_off(
     nodes: &[NodeHandle],
-    fault: NodeFault,
+    fault: &NodeFault,
     sleepers: Vec<JoinHandle<Result<(), TopologyError>>>,
 ) -> Result<(), TopologyError> {
     for s in sleepers {
@@ -155,7 +164,9 @@ async fn node_off(
             NodeFault::Kill | NodeFault::Restart => n.start_again().await?,
             NodeFault::Pause => n.resume().await?,
             NodeFault::ClientPause | NodeFault::DebugSleep => n.wait_ready().await?,
-            NodeFault::Failover(_) => unreachable!("failovers are conducted apart"),
+            NodeFault::Failover(_) | NodeFault::MemoryPressure(_) => {
+                unreachable!("conducted apart")
+            }
         }
     }
     Ok(())
@@ -189,6 +200,7 @@ pub async fn conduct(
             switched_at_s: None,
             new_primary: None,
             failover_time_ms: None,
+            memory: Vec::new(),
         });
         if !wait_until(t0 + f.plan.at, &mut stop).await {
             return Ok(());
@@ -205,6 +217,7 @@ pub async fn conduct(
         };
         let mut sleepers = Vec::new();
         let mut failover = None;
+        let mut pressed = Vec::new();
         match &f.plan.fault {
             Fault::Net(net) => switch(&control, &f.proxies, net, true).await?,
             Fault::Node(NodeFault::Failover(mode)) => {
@@ -220,8 +233,13 @@ pub async fn conduct(
                 let watcher = tokio::spawn(async move { ctx.watch(watched, t0, deadline).await });
                 failover = Some((old, *mode, watcher));
             }
+            Fault::Node(NodeFault::MemoryPressure(m)) => {
+                for n in &f.nodes {
+                    pressed.push(memory::apply(n, m, &f.prefix).await.map_err(node_err)?);
+                }
+            }
             Fault::Node(node) => {
-                sleepers = node_on(&f.nodes, *node, f.plan.duration)
+                sleepers = node_on(&f.nodes, node, f.plan.duration)
                     .await
                     .map_err(node_err)?
             }
@@ -253,9 +271,14 @@ pub async fn conduct(
                     old.start_again().await.map_err(node_err)?;
                 }
             }
-            Fault::Node(node) => node_off(&f.nodes, *node, sleepers)
-                .await
-                .map_err(node_err)?,
+            Fault::Node(NodeFault::MemoryPressure(_)) => {
+                let mut outcomes = Vec::new();
+                for a in pressed {
+                    outcomes.push(memory::remove(a).await.map_err(node_err)?);
+                }
+                records.lock().expect("records lock")[i].memory = outcomes;
+            }
+            Fault::Node(node) => node_off(&f.nodes, node, sleepers).await.map_err(node_err)?,
         }
         let removed = now_us();
         recorder

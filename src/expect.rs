@@ -37,8 +37,19 @@ pub const OP_METRICS: &[(&str, Dim)] = &[
 
 /// Metrics of a fault rather than of a workload, in its `fault:` phase.
 pub const FAULT_METRICS: &[(&str, Dim)] = &[
-    // failover faults: loss of the primary → first write to the new one.
+    // failover: loss of the primary → first write to the new one.
     ("failover_time", Dim::Millis),
+    // memory_pressure, summed over the target nodes.
+    ("evicted_keys", Dim::Count),
+    ("evicted_workload", Dim::Count),
+    ("evicted_ballast", Dim::Count),
+    ("ballast_refused", Dim::Count),
+];
+
+/// Metrics of what the servers answered, in every phase.
+pub const SERVER_METRICS: &[(&str, Dim)] = &[
+    // Redis commands refused with OOM (maxmemory reached, noeviction).
+    ("oom_errors", Dim::Count),
 ];
 
 /// The op a rule without `.<op>` refers to: every caller-visible operation.
@@ -205,6 +216,9 @@ fn resolve_metric(
     if let Some(dim) = op_dim {
         return Ok((Some(CALLER_OP.to_string()), dim));
     }
+    if let Some((_, dim)) = SERVER_METRICS.iter().find(|(n, _)| *n == metric) {
+        return Ok((None, *dim));
+    }
     if let Some((_, dim)) = FAULT_METRICS.iter().find(|(n, _)| *n == metric) {
         if !matches!(phase, PhaseRef::Fault(_)) {
             return Err(format!(
@@ -220,10 +234,11 @@ fn resolve_metric(
         .map(|(_, d)| *d)
         .ok_or_else(|| {
             format!(
-                "unknown metric `{metric}` (op metrics: {}; workload metrics: {}; fault metrics: {})",
+                "unknown metric `{metric}` (op metrics: {}; workload metrics: {}; fault metrics: {}; server metrics: {})",
                 names(OP_METRICS),
                 names(ctx.workload_metrics),
-                names(FAULT_METRICS)
+                names(FAULT_METRICS),
+                names(SERVER_METRICS)
             )
         })?;
     if metric == "time_to_recover" && !matches!(phase, PhaseRef::Recovery(_)) {

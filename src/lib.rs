@@ -25,6 +25,7 @@ pub mod expect;
 pub mod failover;
 pub mod lab;
 pub mod load;
+pub mod memory;
 pub mod oracle;
 pub mod proxy;
 pub mod recorder;

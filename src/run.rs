@@ -224,6 +224,7 @@ async fn drive(
             },
             nodes: lab.target_nodes(&f.target),
             failover: lab.failover_ctx(&format!("gameday:{run_id}:")),
+            prefix: format!("gameday:{run_id}:"),
         })
         .collect();
     let (fail_tx, mut failed) = tokio::sync::mpsc::channel::<FaultError>(1);

@@ -190,6 +190,27 @@ pub fn phases(plan: &RunPlan, rec: &Recorder, faults: &[FaultRecord]) -> Vec<Pha
                     if let Some(ms) = record.and_then(|f| f.failover_time_ms) {
                         m.insert("failover_time_ms".into(), ms);
                     }
+                    if let Some(r) = record.filter(|r| !r.memory.is_empty()) {
+                        let sum = |f: fn(&crate::memory::MemoryOutcome) -> u64| {
+                            r.memory.iter().map(f).sum::<u64>() as f64
+                        };
+                        m.insert("evicted_keys".into(), sum(|o| o.evicted_keys));
+                        m.insert("evicted_workload".into(), sum(|o| o.evicted_workload));
+                        m.insert("evicted_ballast".into(), sum(|o| o.evicted_ballast));
+                        m.insert("ballast_refused".into(), sum(|o| o.ballast_refused));
+                    }
+                    let oom: u64 = p
+                        .ops
+                        .iter()
+                        .filter(|(op, _)| op.starts_with("redis_"))
+                        .map(|(_, s)| {
+                            s.by_class
+                                .get(&crate::recorder::ErrorClass::Oom)
+                                .copied()
+                                .unwrap_or(0)
+                        })
+                        .sum();
+                    m.insert("oom_errors".into(), oom as f64);
                     m
                 },
             }

@@ -677,6 +677,7 @@ impl Validator<'_> {
             FaultKindName::ClientPause => self.node_fault(f, NodeFault::ClientPause)?,
             FaultKindName::DebugSleep => self.node_fault(f, NodeFault::DebugSleep)?,
             FaultKindName::Failover => self.failover(f, &target, topo)?,
+            FaultKindName::MemoryPressure => self.memory_pressure(f)?,
             _ => Fault::Net(self.net_fault(f)?),
         };
         let kind_name = kind_str(f.kind);
@@ -760,8 +761,50 @@ impl Validator<'_> {
         )
     }
 
+    /// `memory_pressure`: `maxmemory` and/or `ballast`, optionally `policy`.
+    fn memory_pressure(&self, f: &RawFault) -> VResult<Fault> {
+        self.check(
+            &f.name,
+            f.maxmemory.is_some() || f.ballast.is_some(),
+            format!(
+                "fault `{}` of kind `memory_pressure` needs `maxmemory` (a lower limit for the fault) and/or `ballast` (bytes of keys to write)",
+                f.name.get_ref()
+            ),
+        )?;
+        for (key, b) in [("maxmemory", f.maxmemory), ("ballast", f.ballast)] {
+            self.check(
+                &f.name,
+                b.is_none_or(|b| b.0 >= 1024 * 1024),
+                format!("fault `{}`: `{key}` must be at least 1mb", f.name.get_ref()),
+            )?;
+        }
+        self.node_fault(
+            f,
+            NodeFault::MemoryPressure(MemoryPressure {
+                maxmemory: f.maxmemory.map(|b| b.0),
+                ballast: f.ballast.map(|b| b.0),
+                policy: f.policy.map(policy_name),
+            }),
+        )
+    }
+
     /// Node faults take no proxy parameters: only target, at and for.
     fn node_fault(&self, f: &RawFault, fault: NodeFault) -> VResult<Fault> {
+        let memory = matches!(fault, NodeFault::MemoryPressure(_));
+        let misplaced = [
+            ("maxmemory", f.maxmemory.is_some()),
+            ("ballast", f.ballast.is_some()),
+            ("policy", f.policy.is_some()),
+        ];
+        if let Some((key, _)) = misplaced.iter().find(|(_, p)| *p && !memory) {
+            return Err(self.err(
+                f.name.span(),
+                format!(
+                    "fault `{}`: `{key}` applies to kind `memory_pressure` only",
+                    f.name.get_ref()
+                ),
+            ));
+        }
         if let (Some(m), false) = (&f.mode, matches!(fault, NodeFault::Failover(_))) {
             return Err(self.err(
                 m.span(),
@@ -830,6 +873,9 @@ impl Validator<'_> {
             ("size_variation", f.size_variation.is_some()),
             ("bytes", f.bytes.is_some()),
             ("mode", f.mode.is_some()),
+            ("maxmemory", f.maxmemory.is_some()),
+            ("ballast", f.ballast.is_some()),
+            ("policy", f.policy.is_some()),
         ];
         for (key, present) in given {
             self.check(
@@ -960,4 +1006,12 @@ pub fn topology_name(kind: TopologyKind) -> &'static str {
         TopologyKind::Sentinel => "sentinel",
         TopologyKind::Cluster => "cluster",
     }
+}
+
+/// A policy as Redis spells it (`allkeys-lru`).
+fn policy_name(p: MaxmemoryPolicy) -> String {
+    serde_json::to_value(p)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
 }

@@ -213,7 +213,7 @@ pub enum Fault {
 
 /// A fault that acts on a node rather than on its traffic. Each lasts the
 /// fault's `for`, and ends as described.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeFault {
     /// SIGKILL (container stop without grace); started again, same port and
     /// data directory, at the end.
@@ -229,6 +229,19 @@ pub enum NodeFault {
     DebugSleep,
     /// The primary is replaced (see `failover`).
     Failover(FailoverMode),
+    /// Memory gets scarce (see `memory`).
+    MemoryPressure(MemoryPressure),
+}
+
+/// `memory_pressure`: what changes on each target node for the fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryPressure {
+    /// `maxmemory` during the fault, in bytes.
+    pub maxmemory: Option<u64>,
+    /// Bytes of ballast keys written at the start.
+    pub ballast: Option<u64>,
+    /// `maxmemory-policy` during the fault, as Redis spells it.
+    pub policy: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -199,6 +199,7 @@ pub enum FaultKindName {
     LimitData,
     Partition,
     Failover,
+    MemoryPressure,
     Kill,
     Restart,
     Pause,
@@ -245,6 +246,12 @@ pub struct RawFault {
     pub bytes: Option<Spanned<i64>>,
     /// failover: `manual` or `kill_primary`.
     pub mode: Option<Spanned<FailoverModeName>>,
+    /// memory_pressure: `maxmemory` for the fault's length.
+    pub maxmemory: Option<Bytes>,
+    /// memory_pressure: bytes of ballast keys to write.
+    pub ballast: Option<Bytes>,
+    /// memory_pressure: `maxmemory-policy` for the fault's length.
+    pub policy: Option<MaxmemoryPolicy>,
     /// Rules written after a `[[fault]]` header land here (TOML puts them in
     /// that table); they join the scenario's expectations.
     #[serde(default)]
