@@ -7,12 +7,13 @@
 //! instant the fault may have been in force.
 
 use crate::failover::{FailoverCtx, Observed};
+use crate::ledger::Ledger;
 use crate::memory::{self, MemoryOutcome};
 use crate::proxy::control::{ControlError, NetFault, ProxyControl};
 use crate::recorder::Recorder;
 use crate::scenario::plan::{FailoverMode, Fault, FaultPlan, NodeFault};
 use crate::topology::process::NodeHandle;
-use crate::topology::TopologyError;
+use crate::topology::{ClientSpec, TopologyError};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -175,6 +176,7 @@ async fn node_off(
 /// Runs the fault timeline. Returns early, with every applied fault
 /// removed, when `stop` turns true. `records` is filled as it goes, so a
 /// caller sees what happened even if the conductor fails midway.
+#[allow(clippy::too_many_arguments)]
 pub async fn conduct(
     faults: Vec<Scheduled>,
     control: ProxyControl,
@@ -182,7 +184,50 @@ pub async fn conduct(
     t0: Instant,
     mut stop: watch::Receiver<bool>,
     records: Arc<Mutex<Vec<FaultRecord>>>,
+    ledger: Option<LedgerCheck>,
 ) -> Result<(), FaultError> {
+    let mut checks = Vec::new();
+    let result = timeline(
+        &faults,
+        &control,
+        &recorder,
+        t0,
+        &mut stop,
+        &records,
+        ledger.as_ref(),
+        &mut checks,
+    )
+    .await;
+    for c in checks {
+        let _ = c.await;
+    }
+    result
+}
+
+/// What the ledger's read-back after each fault needs.
+#[derive(Clone)]
+pub struct LedgerCheck {
+    pub ledger: Arc<Ledger>,
+    pub decode: fn(&[u8]) -> Option<u64>,
+    pub client: ClientSpec,
+}
+
+/// How long after a fault's removal the ledger reads everything back.
+const SETTLE: Duration = Duration::from_secs(1);
+
+#[allow(clippy::too_many_arguments)]
+async fn timeline(
+    faults: &[Scheduled],
+    control: &ProxyControl,
+    recorder: &Arc<Mutex<Recorder>>,
+    t0: Instant,
+    stop: &mut watch::Receiver<bool>,
+    records: &Arc<Mutex<Vec<FaultRecord>>>,
+    ledger: Option<&LedgerCheck>,
+    checks: &mut Vec<JoinHandle<u64>>,
+) -> Result<(), FaultError> {
+    let control = control.clone();
+    let mut stop = stop.clone();
     let secs = |us: u64| us as f64 / 1e6;
     let now_us = || t0.elapsed().as_micros() as u64;
     for (i, f) in faults.iter().enumerate() {
@@ -286,6 +331,12 @@ pub async fn conduct(
             .expect("recorder lock")
             .begin_phase(&format!("recovery:{}", f.plan.name), removed);
         records.lock().expect("records lock")[i].removed_at_s = Some(secs(removed));
+        if let Some(l) = ledger.cloned() {
+            checks.push(tokio::spawn(async move {
+                tokio::time::sleep(SETTLE).await;
+                l.ledger.check(&l.client, t0, l.decode).await
+            }));
+        }
     }
     Ok(())
 }

@@ -24,6 +24,7 @@ pub mod conductor;
 pub mod expect;
 pub mod failover;
 pub mod lab;
+pub mod ledger;
 pub mod load;
 pub mod memory;
 pub mod oracle;

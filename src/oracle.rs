@@ -1,6 +1,9 @@
 //! Oracles: each workload's definition of correct behaviour, turned into
 //! per-phase metrics from what the recorder counted.
 //!
+//! session (see `workload::session`): `caller_errors`, `redis_errors`,
+//! `ryw_violations`, `wrong_user`; `lost_writes` comes from the ledger.
+//!
 //! cache-aside:
 //! - `caller_errors`: ops whose error reached the caller (0 under `fallback`
 //!   while the origin is healthy).
@@ -32,6 +35,16 @@ pub fn phase_metrics(
     let mut m = BTreeMap::new();
     match workload {
         WorkloadPlan::CacheAside(_) => cache_aside(phase, baseline_origin_rate, &mut m),
+        WorkloadPlan::Session(_) => {
+            for c in [
+                Counter::CallerError,
+                Counter::RedisError,
+                Counter::RywViolation,
+                Counter::WrongUser,
+            ] {
+                m.insert(c.name().to_string(), phase.counter(c) as f64);
+            }
+        }
     }
     m
 }

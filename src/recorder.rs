@@ -111,10 +111,12 @@ pub enum Counter {
     StaleRead,
     BreakerOpen,
     BreakerSkip,
+    RywViolation,
+    WrongUser,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 9] = [
+    pub const ALL: [Counter; 11] = [
         Counter::Hit,
         Counter::Miss,
         Counter::Fallback,
@@ -124,6 +126,8 @@ impl Counter {
         Counter::StaleRead,
         Counter::BreakerOpen,
         Counter::BreakerSkip,
+        Counter::RywViolation,
+        Counter::WrongUser,
     ];
 
     pub fn name(self) -> &'static str {
@@ -137,6 +141,8 @@ impl Counter {
             Counter::StaleRead => "stale_reads",
             Counter::BreakerOpen => "breaker_opens",
             Counter::BreakerSkip => "breaker_skips",
+            Counter::RywViolation => "ryw_violations",
+            Counter::WrongUser => "wrong_user",
         }
     }
 

@@ -4,14 +4,14 @@
 //! happens — pass, fail, error, Ctrl-C — the proxies are deleted and every
 //! node stopped before this returns.
 
-use crate::conductor::{self, FaultError, FaultRecord, Scheduled};
+use crate::conductor::{self, FaultError, FaultRecord, LedgerCheck, Scheduled};
 use crate::lab::Lab;
 use crate::load::{self, LoadSpec};
 use crate::proxy::control::{ControlError, NetFault};
 use crate::proxy::toxic::ToxicKind;
 use crate::recorder::Recorder;
 use crate::report::summary::{
-    self, LoadSummary, NodeSummary, ProxySummary, Summary, TopologySummary,
+    self, LedgerSummary, LoadSummary, NodeSummary, ProxySummary, Summary, TopologySummary,
 };
 use crate::report::{console, RunReport};
 use crate::scenario::plan::{Fault, NodeFault, RunPlan, WorkloadPlan};
@@ -20,7 +20,8 @@ use crate::scenario::topology_name;
 use crate::telemetry::{self, NodeSample, ServerEvent};
 use crate::topology::TopologyError;
 use crate::workload::cache_aside::CacheAside;
-use crate::workload::Workload;
+use crate::workload::session::Session;
+use crate::workload::{AnyWorkload, Workload};
 use rand::Rng;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -187,15 +188,25 @@ async fn drive(
     let seed = opts.seed.unwrap_or(plan.seed);
     let t0 = Instant::now();
     let started = SystemTime::now();
+    let prefix = format!("gameday:{run_id}:");
     let workload = match &plan.workload {
-        WorkloadPlan::CacheAside(ca) => CacheAside::new(
+        WorkloadPlan::CacheAside(ca) => AnyWorkload::CacheAside(CacheAside::new(
             ca.clone(),
             lab.client.clone(),
-            format!("gameday:{run_id}:"),
+            prefix.clone(),
             t0,
             seed,
-        ),
+        )),
+        WorkloadPlan::Session(sp) => AnyWorkload::Session(Session::new(
+            sp.clone(),
+            lab.client.clone(),
+            prefix.clone(),
+            plan.load.users,
+            t0,
+            seed,
+        )),
     };
+    let ledger = workload.ledger();
     let recorder = Arc::new(Mutex::new(Recorder::new(t0, workload.caller_ops())));
     let spec = LoadSpec {
         users: plan.load.users,
@@ -230,9 +241,14 @@ async fn drive(
     let (fail_tx, mut failed) = tokio::sync::mpsc::channel::<FaultError>(1);
     let conductor = {
         let (control, recorder, records) = (lab.control.clone(), recorder.clone(), records.clone());
+        let check = ledger.as_ref().map(|(l, decode)| LedgerCheck {
+            ledger: l.clone(),
+            decode: *decode,
+            client: lab.client.clone(),
+        });
         tokio::spawn(async move {
             if let Err(e) =
-                conductor::conduct(schedule, control, recorder, t0, stop_rx, records).await
+                conductor::conduct(schedule, control, recorder, t0, stop_rx, records, check).await
             {
                 let _ = fail_tx.send(e).await;
             }
@@ -283,6 +299,12 @@ async fn drive(
     let _ = telemetry.await;
     let _ = sentinel_events.await;
     load_result?;
+    // The final read-back: every acknowledged write must still be there.
+    if let Some((l, decode)) = &ledger {
+        if !*shutdown.borrow() {
+            l.check(&lab.client, t0, *decode).await;
+        }
+    }
     if let Ok(e) = failed.try_recv() {
         return Err(e.into());
     }
@@ -300,7 +322,13 @@ async fn drive(
     rec.finish(end_us);
 
     let fault_records = records.lock().expect("records lock").clone();
-    let phases = summary::phases(plan, &rec, &fault_records);
+    let lost = ledger.as_ref().map(|(l, _)| (l.len(), l.lost()));
+    let phases = summary::phases(
+        plan,
+        &rec,
+        &fault_records,
+        lost.as_ref().map(|(_, (_, _, at))| at.as_slice()),
+    );
     let expectations = summary::evaluate(&plan.expectations, &phases);
     let passed = !interrupted && expectations.iter().all(|e| e.passed);
     let summary = Summary {
@@ -342,6 +370,11 @@ async fn drive(
         workload: plan.workload.kind_name().into(),
         phases,
         faults: fault_records,
+        ledger: lost.map(|(keys, (listed, total, _))| LedgerSummary {
+            keys: keys as u64,
+            lost_writes: total,
+            lost: listed,
+        }),
         // Teardown is not part of the run.
         events: std::mem::take(&mut *events.lock().expect("events lock"))
             .into_iter()

@@ -34,7 +34,21 @@ pub struct Summary {
     /// What the sentinels published during the run (`+switch-master`, ...).
     #[serde(default)]
     pub events: Vec<crate::telemetry::ServerEvent>,
+    /// The acknowledged-write ledger, for workloads that keep one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<LedgerSummary>,
     pub expectations: Vec<ExpectationResult>,
+}
+
+/// What the ledger found.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LedgerSummary {
+    /// Keys whose last acknowledged write was tracked.
+    pub keys: u64,
+    /// Acknowledged writes later found missing or older.
+    pub lost_writes: u64,
+    /// The first of them, one by one.
+    pub lost: Vec<crate::ledger::LostWrite>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -159,7 +173,14 @@ pub struct ExpectationResult {
 }
 
 /// The phases in time order (`run` last), with their op and workload metrics.
-pub fn phases(plan: &RunPlan, rec: &Recorder, faults: &[FaultRecord]) -> Vec<PhaseSummary> {
+/// `lost_acked_us`: when each lost write had been acknowledged, for a
+/// workload with a ledger; each loss counts in the phase of its ack.
+pub fn phases(
+    plan: &RunPlan,
+    rec: &Recorder,
+    faults: &[FaultRecord],
+    lost_acked_us: Option<&[u64]>,
+) -> Vec<PhaseSummary> {
     let stats = rec.phases();
     let baseline = stats.iter().find(|p| p.name == "baseline");
     let base_rate = baseline.and_then(|b| {
@@ -211,6 +232,14 @@ pub fn phases(plan: &RunPlan, rec: &Recorder, faults: &[FaultRecord]) -> Vec<Pha
                         })
                         .sum();
                     m.insert("oom_errors".into(), oom as f64);
+                    if let Some(lost) = lost_acked_us {
+                        let end = p.end_us.unwrap_or(u64::MAX);
+                        let n = lost
+                            .iter()
+                            .filter(|&&at| p.name == "run" || (p.start_us..end).contains(&at))
+                            .count();
+                        m.insert("lost_writes".into(), n as f64);
+                    }
                     m
                 },
             }

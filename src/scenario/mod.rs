@@ -115,7 +115,19 @@ impl Validator<'_> {
         )?;
         let topology = self.topology(raw.topology)?;
         let load = self.load(&raw.load, duration)?;
+        let sessions_span = raw.workload.sessions.as_ref().map(|s| s.span());
         let workload = self.workload(raw.workload)?;
+        if let WorkloadPlan::Session(sp) = &workload {
+            if sp.sessions < load.users as u64 {
+                return Err(self.err(
+                    sessions_span.unwrap_or_else(|| self.key_span("users")),
+                    format!(
+                        "{} sessions for {} users: every user needs a session of its own (raise `sessions` or lower `users`)",
+                        sp.sessions, load.users
+                    ),
+                ));
+            }
+        }
         let faults = self.faults(&raw.faults, duration, &topology)?;
         let fault_names: Vec<String> = faults.iter().map(|f| f.name.clone()).collect();
         let ctx = ExpectCtx {
@@ -468,8 +480,85 @@ impl Validator<'_> {
 
     fn workload(&self, w: RawWorkload) -> VResult<WorkloadPlan> {
         match w.kind {
-            WorkloadKindName::CacheAside => self.cache_aside(w).map(WorkloadPlan::CacheAside),
+            WorkloadKindName::CacheAside => {
+                if let Some(s) = &w.sessions {
+                    return Err(self.err(s.span(), "`sessions` applies to the session workload"));
+                }
+                self.cache_aside(w).map(WorkloadPlan::CacheAside)
+            }
+            WorkloadKindName::Session => self.session(w).map(WorkloadPlan::Session),
         }
+    }
+
+    /// session: sessions, ttl, read_ratio, value_size, op_timeout; Redis
+    /// errors reach the caller (`fail`), never a wrong or stale session.
+    fn session(&self, w: RawWorkload) -> VResult<SessionPlan> {
+        let cache_only = [
+            ("keys", w.keys.is_some()),
+            ("zipf_exponent", w.zipf_exponent.is_some()),
+            ("ttl_jitter", w.ttl_jitter.is_some()),
+            ("origin", w.origin.is_some()),
+            ("distribution", !self.key_span("distribution").is_empty()),
+            ("write_policy", !self.key_span("write_policy").is_empty()),
+        ];
+        if let Some((key, _)) = cache_only.iter().find(|(_, p)| *p) {
+            let span = match *key {
+                "keys" => w.keys.as_ref().map(|k| k.span()).unwrap_or(0..0),
+                other => self.key_span(other),
+            };
+            return Err(self.err(
+                span,
+                format!("`{key}` applies to the cache-aside workload, not session (session takes sessions, ttl, read_ratio, value_size, op_timeout, on_redis_error)"),
+            ));
+        }
+        if let Some(e) = &w.on_redis_error {
+            let ok = e.policy == ErrorPolicy::Fail
+                && e.breaker_failures.is_none()
+                && e.breaker_cooldown.is_none();
+            if !ok {
+                return Err(self.err(
+                    self.key_span("on_redis_error"),
+                    "the session workload's only policy is `fail`: a caller gets an error, never a guessed session (no fallback, no breaker)",
+                ));
+            }
+        }
+        let sessions = w
+            .sessions
+            .as_ref()
+            .map(|k| self.positive_int(k, "sessions"))
+            .transpose()?
+            .unwrap_or(1000);
+        let value_size = match &w.value_size {
+            Some(v) => {
+                let n = self.positive_int(v, "value_size")?;
+                self.check(
+                    v,
+                    (crate::workload::session::MIN_VALUE as u64..=1 << 20).contains(&n),
+                    format!(
+                        "`value_size` must be between {} bytes (the session header) and 1mb",
+                        crate::workload::session::MIN_VALUE
+                    ),
+                )?;
+                n as usize
+            }
+            None => 256,
+        };
+        Ok(SessionPlan {
+            sessions,
+            ttl: self.positive_dur(w.ttl.as_ref(), "ttl", Duration::from_secs(1800))?,
+            read_ratio: w
+                .read_ratio
+                .as_ref()
+                .map(|r| self.fraction(r, "read_ratio"))
+                .transpose()?
+                .unwrap_or(0.9),
+            value_size,
+            op_timeout: self.positive_dur(
+                w.op_timeout.as_ref(),
+                "op_timeout",
+                Duration::from_millis(200),
+            )?,
+        })
     }
 
     fn cache_aside(&self, w: RawWorkload) -> VResult<CacheAsidePlan> {

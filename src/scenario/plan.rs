@@ -113,14 +113,27 @@ pub struct LoadPlan {
 #[derive(Debug, Clone)]
 pub enum WorkloadPlan {
     CacheAside(CacheAsidePlan),
+    Session(SessionPlan),
 }
 
 impl WorkloadPlan {
     pub fn kind_name(&self) -> &'static str {
         match self {
             WorkloadPlan::CacheAside(_) => "cache-aside",
+            WorkloadPlan::Session(_) => "session",
         }
     }
+}
+
+/// session: each user owns its share of `sessions`, logs in (writes a
+/// session with a TTL) and reads its sessions back.
+#[derive(Debug, Clone)]
+pub struct SessionPlan {
+    pub sessions: u64,
+    pub ttl: Duration,
+    pub read_ratio: f64,
+    pub value_size: usize,
+    pub op_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -122,6 +122,7 @@ pub struct RawLoad {
 #[serde(rename_all = "kebab-case")]
 pub enum WorkloadKindName {
     CacheAside,
+    Session,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
@@ -147,6 +148,8 @@ pub enum WritePolicy {
 pub struct RawWorkload {
     pub kind: WorkloadKindName,
     pub keys: Option<Spanned<i64>>,
+    /// session: how many sessions, spread over the users.
+    pub sessions: Option<Spanned<i64>>,
     #[serde(default)]
     pub distribution: Distribution,
     pub zipf_exponent: Option<Spanned<f64>>,

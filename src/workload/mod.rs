@@ -7,12 +7,15 @@ pub mod breaker;
 pub mod cache_aside;
 pub mod conn;
 pub mod origin;
+pub mod session;
 pub mod value;
 
 use crate::expect::Dim;
+use crate::ledger::Ledger;
 use crate::recorder::Trace;
 use crate::scenario::plan::WorkloadPlan;
 use std::future::Future;
+use std::sync::Arc;
 
 /// What the load engine needs of a workload.
 pub trait Workload: Send + Sync + 'static {
@@ -32,12 +35,65 @@ pub trait Workload: Send + Sync + 'static {
 
     /// The names of the caller-visible ops (the rest are Redis commands).
     fn caller_ops(&self) -> &'static [&'static str];
+
+    /// The acknowledged-write ledger, for workloads whose writes must last,
+    /// with the function that reads a version out of a stored value.
+    fn ledger(&self) -> Option<(Arc<Ledger>, fn(&[u8]) -> Option<u64>)> {
+        None
+    }
+}
+
+/// Any workload, for the run to drive one type.
+pub enum AnyWorkload {
+    CacheAside(cache_aside::CacheAside),
+    Session(session::Session),
+}
+
+pub enum AnyUser {
+    CacheAside(cache_aside::User),
+    Session(session::User),
+}
+
+impl Workload for AnyWorkload {
+    type User = AnyUser;
+
+    fn new_user(&self, index: usize) -> AnyUser {
+        match self {
+            AnyWorkload::CacheAside(w) => AnyUser::CacheAside(w.new_user(index)),
+            AnyWorkload::Session(w) => AnyUser::Session(w.new_user(index)),
+        }
+    }
+
+    async fn op(&self, user: &mut AnyUser, intended_us: u64, trace: &mut Trace) {
+        match (self, user) {
+            (AnyWorkload::CacheAside(w), AnyUser::CacheAside(u)) => {
+                w.op(u, intended_us, trace).await
+            }
+            (AnyWorkload::Session(w), AnyUser::Session(u)) => w.op(u, intended_us, trace).await,
+            _ => unreachable!("users are made by the same workload"),
+        }
+    }
+
+    fn caller_ops(&self) -> &'static [&'static str] {
+        match self {
+            AnyWorkload::CacheAside(w) => w.caller_ops(),
+            AnyWorkload::Session(w) => w.caller_ops(),
+        }
+    }
+
+    fn ledger(&self) -> Option<(Arc<Ledger>, fn(&[u8]) -> Option<u64>)> {
+        match self {
+            AnyWorkload::CacheAside(w) => w.ledger(),
+            AnyWorkload::Session(w) => w.ledger(),
+        }
+    }
 }
 
 /// Every op a workload records, caller ops first.
 pub fn ops(plan: &WorkloadPlan) -> &'static [&'static str] {
     match plan {
         WorkloadPlan::CacheAside(_) => cache_aside::OPS,
+        WorkloadPlan::Session(_) => session::OPS,
     }
 }
 
@@ -45,5 +101,6 @@ pub fn ops(plan: &WorkloadPlan) -> &'static [&'static str] {
 pub fn metrics(plan: &WorkloadPlan) -> &'static [(&'static str, Dim)] {
     match plan {
         WorkloadPlan::CacheAside(_) => cache_aside::METRICS,
+        WorkloadPlan::Session(_) => session::METRICS,
     }
 }
