@@ -208,7 +208,7 @@ pub async fn conduct(
 #[derive(Clone)]
 pub struct LedgerCheck {
     pub ledger: Arc<Ledger>,
-    pub decode: fn(&[u8]) -> Option<u64>,
+    pub decode: crate::ledger::VersionOf,
     pub client: ClientSpec,
 }
 

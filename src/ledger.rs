@@ -18,6 +18,12 @@ use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// Reads the version out of a stored value (`None`: not one of ours).
+pub type VersionOf = fn(&[u8]) -> Option<u64>;
+
+/// A workload's ledger with the way to read its values.
+pub type Tracked = (std::sync::Arc<Ledger>, VersionOf);
+
 /// How many lost writes the report lists one by one (all are counted).
 pub const LISTED: usize = 100;
 
@@ -130,12 +136,7 @@ impl Ledger {
     /// Reads back every acknowledged key through `client` (the workload's
     /// path) and observes what it finds. `decode` extracts the version from
     /// a value. Returns how many losses this check found.
-    pub async fn check(
-        &self,
-        client: &ClientSpec,
-        t0: Instant,
-        decode: fn(&[u8]) -> Option<u64>,
-    ) -> u64 {
+    pub async fn check(&self, client: &ClientSpec, t0: Instant, decode: VersionOf) -> u64 {
         let keys: Vec<String> = self.lock().acked.keys().cloned().collect();
         let mut conn = RedisConn::new(client, Duration::from_secs(2), t0);
         let mut found = 0;

@@ -11,11 +11,10 @@ pub mod session;
 pub mod value;
 
 use crate::expect::Dim;
-use crate::ledger::Ledger;
+use crate::ledger::Tracked;
 use crate::recorder::Trace;
 use crate::scenario::plan::WorkloadPlan;
 use std::future::Future;
-use std::sync::Arc;
 
 /// What the load engine needs of a workload.
 pub trait Workload: Send + Sync + 'static {
@@ -38,7 +37,7 @@ pub trait Workload: Send + Sync + 'static {
 
     /// The acknowledged-write ledger, for workloads whose writes must last,
     /// with the function that reads a version out of a stored value.
-    fn ledger(&self) -> Option<(Arc<Ledger>, fn(&[u8]) -> Option<u64>)> {
+    fn ledger(&self) -> Option<Tracked> {
         None
     }
 }
@@ -81,7 +80,7 @@ impl Workload for AnyWorkload {
         }
     }
 
-    fn ledger(&self) -> Option<(Arc<Ledger>, fn(&[u8]) -> Option<u64>)> {
+    fn ledger(&self) -> Option<Tracked> {
         match self {
             AnyWorkload::CacheAside(w) => w.ledger(),
             AnyWorkload::Session(w) => w.ledger(),

@@ -17,7 +17,7 @@
 use super::conn::RedisConn;
 use super::Workload;
 use crate::expect::Dim;
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, Tracked};
 use crate::recorder::{Counter, Outcome, Sample, Trace};
 use crate::scenario::plan::SessionPlan;
 use crate::topology::ClientSpec;
@@ -232,7 +232,7 @@ impl Workload for Session {
         CALLER_OPS
     }
 
-    fn ledger(&self) -> Option<(Arc<Ledger>, fn(&[u8]) -> Option<u64>)> {
+    fn ledger(&self) -> Option<Tracked> {
         Some((self.ledger.clone(), version_of))
     }
 }
