@@ -1,4 +1,5 @@
-//! The shipped topology scenarios, and a short cache-aside game day on every
+//! The shipped scenarios (topology baselines on both backends, failure
+//! scenarios on the process backend), and a short cache-aside game day on every
 //! topology, pass on both backends; `gameday up` serves a lab until Ctrl-C,
 //! then leaves nothing behind.
 
@@ -119,4 +120,21 @@ fn up_serves_a_lab_until_ctrl_c() {
     unsafe { libc::kill(child.0.id() as i32, libc::SIGINT) };
     assert_eq!(child.0.wait().unwrap().code(), Some(0));
     scratch.assert_nothing_left();
+}
+
+/// The failure scenarios (node, memory and failover faults) pass their own
+/// expectations on the process backend, one after the other.
+#[test]
+fn the_failure_scenarios_pass_on_the_process_backend() {
+    for name in [
+        "sentinel-failover-under-load",
+        "cluster-master-kill",
+        "restart-no-persistence",
+        "restart-aof",
+        "memory-pressure-lru",
+        "memory-pressure-noeviction",
+        "split-brain",
+    ] {
+        run_shipped(name, "process");
+    }
 }
