@@ -20,7 +20,7 @@ fn esc(s: &str) -> String {
 
 /// One line of a chart.
 struct Series {
-    label: &'static str,
+    label: String,
     color: RGBColor,
     points: Vec<(f64, f64)>,
 }
@@ -105,7 +105,7 @@ where
                 .draw_series(LineSeries::new(run, color.stroke_width(2)))
                 .map_err(|e| e.to_string())?;
             if i == 0 {
-                drawn.label(s.label).legend(move |(x, y)| {
+                drawn.label(s.label.clone()).legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
                 });
             }
@@ -197,17 +197,17 @@ fn charts(report: &RunReport) -> String {
             "ms",
             vec![
                 Series {
-                    label: "p50",
+                    label: "p50".into(),
                     color: BLUE_,
                     points: caller(0.5),
                 },
                 Series {
-                    label: "p99",
+                    label: "p99".into(),
                     color: ORANGE,
                     points: caller(0.99),
                 },
                 Series {
-                    label: "max",
+                    label: "max".into(),
                     color: RED_,
                     points: max_caller,
                 },
@@ -220,12 +220,12 @@ fn charts(report: &RunReport) -> String {
             "ms",
             vec![
                 Series {
-                    label: "p50",
+                    label: "p50".into(),
                     color: BLUE_,
                     points: redis(0.5),
                 },
                 Series {
-                    label: "p99",
+                    label: "p99".into(),
                     color: ORANGE,
                     points: redis(0.99),
                 },
@@ -238,17 +238,17 @@ fn charts(report: &RunReport) -> String {
             "ops/s",
             vec![
                 Series {
-                    label: "caller ops",
+                    label: "caller ops".into(),
                     color: BLUE_,
                     points: count("caller"),
                 },
                 Series {
-                    label: "Redis errors",
+                    label: "Redis errors".into(),
                     color: RED_,
                     points: redis_errors,
                 },
                 Series {
-                    label: "caller errors",
+                    label: "caller errors".into(),
                     color: BLACK,
                     points: counter(Counter::CallerError),
                 },
@@ -260,7 +260,7 @@ fn charts(report: &RunReport) -> String {
             "Cache hit ratio (%)",
             "%",
             vec![Series {
-                label: "hit ratio",
+                label: "hit ratio".into(),
                 color: GREEN_,
                 points: hit_ratio,
             }],
@@ -272,12 +272,12 @@ fn charts(report: &RunReport) -> String {
             "calls/s",
             vec![
                 Series {
-                    label: "origin calls",
+                    label: "origin calls".into(),
                     color: ORANGE,
                     points: counter(Counter::OriginCall),
                 },
                 Series {
-                    label: "fallbacks",
+                    label: "fallbacks".into(),
                     color: RED_,
                     points: counter(Counter::Fallback),
                 },
@@ -340,22 +340,240 @@ fn fault_table(s: &Summary) -> String {
     if s.faults.is_empty() {
         return "<p>No faults.</p>".into();
     }
-    let mut t = String::from("<table><tr><th>fault</th><th>kind</th><th>target</th><th>scheduled (s)</th><th>applied at (s)</th><th>removed at (s)</th></tr>\n");
+    let mut t = String::from("<table><tr><th>fault</th><th>kind</th><th>target</th><th>scheduled (s)</th><th>applied at (s)</th><th>removed at (s)</th><th>what happened</th></tr>\n");
     for f in &s.faults {
         let at = |v: Option<f64>| v.map_or("not reached".into(), |v| format!("{v:.3}"));
+        let mut detail = String::new();
+        if let Some(old) = &f.replaced {
+            detail = match (&f.new_primary, f.failover_time_ms) {
+                (Some(new), Some(ms)) => {
+                    format!("{old} → {new}; clients wrote to {new} {ms:.0} ms after the loss")
+                }
+                (Some(new), None) => {
+                    format!("{old} → {new}; no client write to it while the fault lasted")
+                }
+                _ => format!("{old} lost; no new primary while the fault lasted"),
+            };
+        }
+        for m in &f.memory {
+            let _ = write!(
+                detail,
+                "{}: ballast {} keys ({} refused); evicted {} ({} workload, {} ballast). ",
+                m.node,
+                m.ballast_keys,
+                m.ballast_refused,
+                m.evicted_keys,
+                m.evicted_workload,
+                m.evicted_ballast
+            );
+        }
         let _ = writeln!(
             t,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.1}–{:.1}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.1}–{:.1}</td><td>{}</td><td>{}</td><td style=\"text-align:left\">{}</td></tr>",
             esc(&f.name),
             esc(&f.kind),
             esc(&f.target),
             f.at_s,
             f.at_s + f.for_s,
             at(f.applied_at_s),
-            at(f.removed_at_s)
+            at(f.removed_at_s),
+            esc(&detail)
         );
     }
     t + "</table>"
+}
+
+/// A color per node, in order.
+const PALETTE: [RGBColor; 8] = [
+    BLUE_,
+    ORANGE,
+    GREEN_,
+    RED_,
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
+/// The nodes that have telemetry, in first-seen order.
+fn telemetry_nodes(report: &RunReport) -> Vec<String> {
+    let mut nodes: Vec<String> = Vec::new();
+    for n in &report.telemetry {
+        if !nodes.contains(&n.node) {
+            nodes.push(n.node.clone());
+        }
+    }
+    nodes
+}
+
+/// Each node's role, second by second, as colored cells; sentinel events
+/// that change the primary are marked.
+fn role_timeline(report: &RunReport) -> String {
+    let nodes = telemetry_nodes(report);
+    if nodes.is_empty() {
+        return String::new();
+    }
+    let seconds = report.telemetry.iter().map(|n| n.t_s).max().unwrap_or(0) + 1;
+    let (left, cell_w, row_h) = (110.0, (840.0 / seconds as f64).max(2.0), 18.0);
+    let height = row_h * nodes.len() as f64 + 40.0;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"960\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"11\">"
+    );
+    for (i, node) in nodes.iter().enumerate() {
+        let y = i as f64 * row_h + 4.0;
+        let _ = write!(svg, "<text x=\"4\" y=\"{}\">{}</text>", y + 12.0, esc(node));
+        for n in report.telemetry.iter().filter(|n| &n.node == node) {
+            let (color, what) = match (n.up, n.role.as_str()) {
+                (false, _) => ("#c62828", "down"),
+                (true, "master") => ("#1f4e9c", "primary"),
+                (true, "slave") => ("#9ec3ef", "replica"),
+                (true, "sentinel") => ("#cccccc", "sentinel"),
+                _ => ("#eeeeee", "?"),
+            };
+            let _ = write!(
+                svg,
+                "<rect x=\"{:.1}\" y=\"{y}\" width=\"{:.1}\" height=\"{}\" fill=\"{color}\"><title>{} at {}s: {what}</title></rect>",
+                left + n.t_s as f64 * cell_w,
+                cell_w - 0.5,
+                row_h - 3.0,
+                esc(node),
+                n.t_s
+            );
+        }
+    }
+    let bottom = row_h * nodes.len() as f64 + 4.0;
+    let mut marked = Vec::new();
+    for e in report
+        .summary
+        .events
+        .iter()
+        .filter(|e| e.event == "+switch-master" || e.event == "+convert-to-slave")
+    {
+        // One mark per event kind and second, however many sentinels said it.
+        let key = (e.event.clone(), e.t_s as u64);
+        if marked.contains(&key) {
+            continue;
+        }
+        marked.push(key);
+        let x = left + e.t_s * cell_w;
+        let _ = write!(
+            svg,
+            "<line x1=\"{x:.1}\" y1=\"2\" x2=\"{x:.1}\" y2=\"{bottom}\" stroke=\"#000\" stroke-dasharray=\"3,2\"/><text x=\"{:.1}\" y=\"{}\">{} {:.1}s</text>",
+            x + 2.0,
+            bottom + 12.0 + 12.0 * (marked.len() % 2) as f64,
+            esc(&e.event),
+            e.t_s
+        );
+    }
+    svg.push_str("</svg>");
+    format!(
+        "<p class=\"meta\">Role per second from INFO: <span style=\"color:#1f4e9c\">■</span> primary <span style=\"color:#9ec3ef\">■</span> replica <span style=\"color:#aaa\">■</span> sentinel <span style=\"color:#c62828\">■</span> no answer within 500 ms. Dashed: the sentinels' +switch-master / +convert-to-slave.</p>{svg}"
+    )
+}
+
+/// Memory and evictions per node, from the telemetry.
+fn server_charts(report: &RunReport) -> String {
+    let nodes: Vec<String> = telemetry_nodes(report)
+        .into_iter()
+        .filter(|n| {
+            report
+                .telemetry
+                .iter()
+                .any(|s| &s.node == n && s.role != "sentinel" && s.up)
+        })
+        .collect();
+    if nodes.is_empty() {
+        return String::new();
+    }
+    let series = |f: &dyn Fn(
+        &crate::telemetry::NodeSample,
+        Option<&crate::telemetry::NodeSample>,
+    ) -> Option<f64>| {
+        nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| {
+                let mut prev: Option<&crate::telemetry::NodeSample> = None;
+                let mut points = Vec::new();
+                for n in report.telemetry.iter().filter(|n| &n.node == node && n.up) {
+                    if let Some(v) = f(n, prev) {
+                        points.push((n.t_s as f64, v));
+                    }
+                    prev = Some(n);
+                }
+                Series {
+                    label: node.clone(),
+                    color: PALETTE[i % PALETTE.len()],
+                    points,
+                }
+            })
+            .collect::<Vec<_>>()
+    };
+    let memory = series(&|n, _| Some(n.used_memory as f64 / (1 << 20) as f64));
+    let limit: Vec<(f64, f64)> = report
+        .telemetry
+        .iter()
+        .filter(|n| Some(&n.node) == nodes.first() && n.up && n.maxmemory > 0)
+        .map(|n| (n.t_s as f64, n.maxmemory as f64 / (1 << 20) as f64))
+        .collect();
+    let mut memory = memory;
+    if !limit.is_empty() {
+        memory.push(Series {
+            label: format!("maxmemory ({})", nodes[0]),
+            color: BLACK.into(),
+            points: limit,
+        });
+    }
+    let evictions =
+        series(&|n, prev| prev.map(|p| n.evicted_keys.saturating_sub(p.evicted_keys) as f64));
+    [
+        chart(report, "Memory used per node (MB)", "MB", memory, false),
+        chart(
+            report,
+            "Evicted keys per second, per node",
+            "keys/s",
+            evictions,
+            false,
+        ),
+    ]
+    .join("\n")
+}
+
+/// The ledger's findings.
+fn ledger_section(s: &Summary) -> String {
+    let Some(l) = &s.ledger else {
+        return String::new();
+    };
+    let mut t = format!(
+        "<h2>Acknowledged writes</h2>\n<p>{} keys tracked; <b>{} acknowledged write(s) lost</b> (found missing before their TTL, or older).</p>\n",
+        l.keys, l.lost_writes
+    );
+    if !l.lost.is_empty() {
+        t.push_str("<table><tr><th>key</th><th>version</th><th>acknowledged at (s)</th><th>seen lost at (s)</th><th>found</th><th>by</th></tr>\n");
+        for w in l.lost.iter().take(20) {
+            let _ = writeln!(
+                t,
+                "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td><td>{}</td></tr>",
+                esc(&w.key),
+                w.version,
+                w.acked_at_s,
+                w.detected_at_s,
+                w.found_version
+                    .map_or("nothing".into(), |v| format!("version {v}")),
+                esc(&w.by)
+            );
+        }
+        t.push_str("</table>");
+        if l.lost_writes > 20 {
+            let _ = write!(
+                t,
+                "<p class=\"meta\">The first 20 of {}; summary.json lists up to {}.</p>",
+                l.lost_writes,
+                crate::ledger::LISTED
+            );
+        }
+    }
+    t
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1000px}\
@@ -387,7 +605,7 @@ pub fn render(report: &RunReport) -> String {
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>gameday: {name}</title><style>{STYLE}</style></head><body>\n\
 <h1>gameday: {name} {badge}</h1>\n<p>{desc}</p>\n\
 <p class=\"meta\">run {run_id} · started {started} · {dur:.1}s of load · seed {seed} · {topo} on the {backend} backend · {users} users, {rate} · proxy: {pkind} {pver}{interrupted}<br>nodes: {nodes}</p>\n\
-<h2>Verdict</h2>\n{verdicts}\n<h2>Faults</h2>\n{faults}\n<h2>Phases</h2>\n{phases}\n<h2>Over time</h2>\n<p class=\"meta\">Shaded: fault windows, from when gameday asked the proxy to apply the fault to when the proxy showed it removed.</p>\n{charts}\n\
+<h2>Verdict</h2>\n{verdicts}\n<h2>Faults</h2>\n{faults}\n<h2>Phases</h2>\n{phases}\n<h2>Over time</h2>\n<p class=\"meta\">Shaded: fault windows, from when gameday asked the proxy to apply the fault to when the proxy showed it removed.</p>\n{charts}\n{servers}{ledger}\
 <p class=\"meta\">Raw data: summary.json, timeseries.csv, latency.hlog (HdrHistogram interval log), junit.xml; goose's own report: goose.html.</p>\n</body></html>\n",
         name = esc(&s.scenario),
         desc = esc(&s.description),
@@ -407,5 +625,11 @@ pub fn render(report: &RunReport) -> String {
         faults = fault_table(s),
         phases = phase_table(&s.phases),
         charts = charts(report),
+        servers = if report.telemetry.is_empty() {
+            String::new()
+        } else {
+            format!("<h2>Servers</h2>\n{}\n{}\n", role_timeline(report), server_charts(report))
+        },
+        ledger = ledger_section(s),
     )
 }
