@@ -520,7 +520,7 @@ fn server_charts(report: &RunReport) -> String {
     if !limit.is_empty() {
         memory.push(Series {
             label: format!("maxmemory ({})", nodes[0]),
-            color: BLACK.into(),
+            color: BLACK,
             points: limit,
         });
     }
