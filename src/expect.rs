@@ -39,6 +39,9 @@ pub const OP_METRICS: &[(&str, Dim)] = &[
 pub const FAULT_METRICS: &[(&str, Dim)] = &[
     // failover: loss of the primary → first write to the new one.
     ("failover_time", Dim::Millis),
+    // Any fault: the first failed Redis command that began during the fault
+    // → the end of the first successful one started after it.
+    ("unavailable", Dim::Millis),
     // memory_pressure, summed over the target nodes.
     ("evicted_keys", Dim::Count),
     ("evicted_workload", Dim::Count),

@@ -268,6 +268,10 @@ pub struct Recorder {
     seconds: Vec<SecondStats>,
     /// Caller ops merged, per phase, under the name `caller`.
     caller_ops: &'static [&'static str],
+    /// Unavailability windows (µs): from the start of a failed Redis command
+    /// to the end of the first successful one that started after it.
+    outages: Vec<(u64, u64)>,
+    open_outage: Option<u64>,
 }
 
 const PHASE_SIGFIG: u8 = 3;
@@ -280,7 +284,14 @@ impl Recorder {
             phases: vec![PhaseStats::new("run", 0), PhaseStats::new("baseline", 0)],
             seconds: Vec::new(),
             caller_ops,
+            outages: Vec::new(),
+            open_outage: None,
         }
+    }
+
+    /// The closed unavailability windows, in order (µs since t0).
+    pub fn outages(&self) -> &[(u64, u64)] {
+        &self.outages
     }
 
     pub fn t0(&self) -> Instant {
@@ -326,6 +337,16 @@ impl Recorder {
             self.seconds.resize_with(second + 1, SecondStats::default);
         }
         for s in &trace.samples {
+            if is_redis_op(s.op) {
+                match (s.outcome, self.open_outage) {
+                    (Outcome::Err(_), None) => self.open_outage = Some(s.start_us),
+                    (Outcome::Ok, Some(from)) if s.start_us >= from => {
+                        self.outages.push((from, s.end_us));
+                        self.open_outage = None;
+                    }
+                    _ => {}
+                }
+            }
             let p = self.phase_index(s.intended_us);
             let is_caller = self.caller_ops.contains(&s.op);
             for idx in [0, p] {

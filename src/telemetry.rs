@@ -36,11 +36,13 @@ pub struct NodeSample {
     pub expired_keys: u64,
     pub rejected_connections: u64,
     pub connected_clients: u64,
+    /// Cluster nodes: `ok` or `fail` as `CLUSTER INFO` says; empty otherwise.
+    pub cluster_state: String,
 }
 
 impl NodeSample {
     /// Column names, in `csv_row` order.
-    pub const COLUMNS: [&'static str; 12] = [
+    pub const COLUMNS: [&'static str; 13] = [
         "node",
         "up",
         "role",
@@ -53,6 +55,7 @@ impl NodeSample {
         "expired_keys",
         "rejected_connections",
         "connected_clients",
+        "cluster_state",
     ];
 
     pub fn csv_row(&self) -> Vec<String> {
@@ -69,6 +72,7 @@ impl NodeSample {
             self.expired_keys.to_string(),
             self.rejected_connections.to_string(),
             self.connected_clients.to_string(),
+            self.cluster_state.clone(),
         ]
     }
 }
@@ -88,15 +92,29 @@ async fn sample(node: &str, addr: SocketAddr, t_s: u64) -> NodeSample {
     let ask = async {
         let client = redis::Client::open(format!("redis://{addr}/")).ok()?;
         let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-        redis::cmd("INFO")
+        let info = redis::cmd("INFO")
             .arg("all")
             .query_async::<String>(&mut conn)
             .await
-            .ok()
+            .ok()?;
+        let cluster = if info.contains("cluster_enabled:1") {
+            redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query_async::<String>(&mut conn)
+                .await
+                .ok()
+        } else {
+            None
+        };
+        Some((info, cluster))
     };
-    let Ok(Some(info)) = tokio::time::timeout(DEADLINE, ask).await else {
+    let Ok(Some((info, cluster))) = tokio::time::timeout(DEADLINE, ask).await else {
         return down;
     };
+    let cluster_state = cluster
+        .as_deref()
+        .and_then(|c| parse(c).get("cluster_state").map(|v| v.to_string()))
+        .unwrap_or_default();
     let f = parse(&info);
     let num = |k: &str| f.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     let role = if f.contains_key("sentinel_masters") {
@@ -118,6 +136,7 @@ async fn sample(node: &str, addr: SocketAddr, t_s: u64) -> NodeSample {
         expired_keys: num("expired_keys"),
         rejected_connections: num("rejected_connections"),
         connected_clients: num("connected_clients"),
+        cluster_state,
         ..down
     }
 }

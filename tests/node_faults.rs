@@ -110,6 +110,15 @@ fn assert_down_3s(s: &serde_json::Value, what: &str) {
     assert!(errors > 0.9 * n, "{what}: {errors} errors of {n} ops");
     let rec = &phase(s, "recovery:f")["ops"]["caller"];
     assert_eq!(rec["errors"], 0, "{what}: {rec}");
+    // From the first failed command (at the kill, 2 s) to the first success
+    // once the node is back (5 s): 3 s, within 300 ms (plus the restart).
+    let down = phase(s, "fault:f")["metrics"]["unavailable_ms"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{what}: no unavailable_ms"));
+    assert!(
+        (2700.0..3500.0).contains(&down),
+        "{what}: unavailable {down} ms"
+    );
     assert!(rec["count"].as_f64().unwrap() > 400.0, "{what}: {rec}");
 }
 

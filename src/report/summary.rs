@@ -211,6 +211,17 @@ pub fn phases(
                     if let Some(ms) = record.and_then(|f| f.failover_time_ms) {
                         m.insert("failover_time_ms".into(), ms);
                     }
+                    // The first unavailability window that began while the
+                    // fault was in force.
+                    if let Some(f) = record {
+                        let from = f.applied_at_s.map(|a| (a * 1e6) as u64);
+                        let to = f.removed_at_s.map_or(u64::MAX, |r| (r * 1e6) as u64);
+                        if let Some(&(a, b)) = from.and_then(|from| {
+                            rec.outages().iter().find(|(a, _)| (from..=to).contains(a))
+                        }) {
+                            m.insert("unavailable_ms".into(), (b - a) as f64 / 1e3);
+                        }
+                    }
                     if let Some(r) = record.filter(|r| !r.memory.is_empty()) {
                         let sum = |f: fn(&crate::memory::MemoryOutcome) -> u64| {
                             r.memory.iter().map(f).sum::<u64>() as f64
