@@ -4,7 +4,7 @@
 //! address the servers hand out afterwards may bypass the proxies.
 
 mod common;
-use common::Scratch;
+use common::{docker_ready, Scratch};
 use serde_json::Value;
 
 fn scenario(topology: &str, mode: &str) -> String {
@@ -37,8 +37,16 @@ for = "8s"
 }
 
 fn run(topology: &str, mode: &str) -> (Scratch, Value) {
+    run_on(topology, mode, "process")
+}
+
+fn run_on(topology: &str, mode: &str, backend: &str) -> (Scratch, Value) {
     let scratch = Scratch::new(&scenario(topology, mode));
-    let out = scratch.run_cmd().output().unwrap();
+    let out = scratch
+        .run_cmd()
+        .args(["--backend", backend])
+        .output()
+        .unwrap();
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -146,4 +154,17 @@ fn cluster_failovers_promote_a_replica_of_the_lost_master() {
         assert!(ms < limit, "cluster {mode}: failover_time {ms} ms");
         scratch.assert_nothing_left();
     }
+}
+
+#[test]
+fn a_killed_sentinel_primary_is_replaced_on_the_docker_backend() {
+    if !docker_ready() {
+        return;
+    }
+    let (scratch, s) = run_on("sentinel", "kill_primary", "docker");
+    assert_eq!(s["backend"], "docker");
+    let (_, ms) = failover(&s, "docker sentinel kill_primary");
+    assert!((2000.0..8000.0).contains(&ms), "failover_time {ms} ms");
+    events_name_only_proxies(&s);
+    scratch.assert_nothing_left();
 }

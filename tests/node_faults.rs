@@ -164,11 +164,20 @@ fn node_faults_work_on_the_docker_backend() {
         &[],
     );
     assert_stalled_3s(&s, "docker pause");
-    let (_, s) = run(
-        &scenario("kill", "kind = \"standalone\"\nbackend = \"docker\""),
-        &[],
-    );
-    assert_down_3s(&s, "docker kill");
+    for kind in ["client_pause", "debug_sleep"] {
+        let (_, s) = run(
+            &scenario(kind, "kind = \"standalone\"\nbackend = \"docker\""),
+            &[],
+        );
+        assert_stalled_3s(&s, &format!("docker {kind}"));
+    }
+    for kind in ["kill", "restart"] {
+        let (_, s) = run(
+            &scenario(kind, "kind = \"standalone\"\nbackend = \"docker\""),
+            &[],
+        );
+        assert_down_3s(&s, &format!("docker {kind}"));
+    }
 }
 
 #[tokio::test]

@@ -53,8 +53,23 @@ fn masters_by_second(scratch: &Scratch) -> Vec<(u64, Vec<String>)> {
 
 #[test]
 fn a_partitioned_primary_keeps_its_clients_while_sentinels_elect_another() {
+    split_brain("process");
+}
+
+#[test]
+fn partitions_work_on_the_docker_backend() {
+    if common::docker_ready() {
+        split_brain("docker");
+    }
+}
+
+fn split_brain(backend: &str) {
     let scratch = Scratch::new(SCENARIO);
-    let out = scratch.run_cmd().output().unwrap();
+    let out = scratch
+        .run_cmd()
+        .args(["--backend", backend])
+        .output()
+        .unwrap();
     assert_eq!(
         out.status.code(),
         Some(0),
