@@ -50,6 +50,10 @@ pub struct LostWrite {
     pub found_version: Option<u64>,
     /// `read` (the owner's read) or `check` (gameday's read-back).
     pub by: String,
+    /// The phase in force when Redis acknowledged it (filled in by the
+    /// report).
+    #[serde(default)]
+    pub phase: String,
 }
 
 #[derive(Default)]
@@ -123,6 +127,7 @@ impl Ledger {
             detected_at_s: now_us as f64 / 1e6,
             found_version: found,
             by: by.to_string(),
+            phase: String::new(),
         };
         let acked_us = a.acked_us;
         inner.total += 1;

@@ -330,6 +330,20 @@ async fn drive(
         lost.as_ref().map(|(_, (_, _, at))| at.as_slice()),
     );
     let expectations = summary::evaluate(&plan.expectations, &phases);
+    let ledger = lost.map(|(keys, (listed, total, _))| LedgerSummary {
+        keys: keys as u64,
+        lost_writes: total,
+        lost: listed
+            .into_iter()
+            .map(|mut w| {
+                w.phase = phases
+                    .iter()
+                    .rfind(|p| p.name != "run" && p.start_s <= w.acked_at_s)
+                    .map_or("baseline".into(), |p| p.name.clone());
+                w
+            })
+            .collect(),
+    });
     let passed = !interrupted && expectations.iter().all(|e| e.passed);
     let summary = Summary {
         schema: summary::SCHEMA.into(),
@@ -370,11 +384,7 @@ async fn drive(
         workload: plan.workload.kind_name().into(),
         phases,
         faults: fault_records,
-        ledger: lost.map(|(keys, (listed, total, _))| LedgerSummary {
-            keys: keys as u64,
-            lost_writes: total,
-            lost: listed,
-        }),
+        ledger,
         // Teardown is not part of the run.
         events: std::mem::take(&mut *events.lock().expect("events lock"))
             .into_iter()

@@ -549,14 +549,15 @@ fn ledger_section(s: &Summary) -> String {
         l.keys, l.lost_writes
     );
     if !l.lost.is_empty() {
-        t.push_str("<table><tr><th>key</th><th>version</th><th>acknowledged at (s)</th><th>seen lost at (s)</th><th>found</th><th>by</th></tr>\n");
+        t.push_str("<table><tr><th>key</th><th>version</th><th>acknowledged at (s)</th><th>phase</th><th>seen lost at (s)</th><th>found</th><th>by</th></tr>\n");
         for w in l.lost.iter().take(20) {
             let _ = writeln!(
                 t,
-                "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{}</td><td>{:.3}</td><td>{}</td><td>{}</td></tr>",
                 esc(&w.key),
                 w.version,
                 w.acked_at_s,
+                esc(&w.phase),
                 w.detected_at_s,
                 w.found_version
                     .map_or("nothing".into(), |v| format!("version {v}")),
