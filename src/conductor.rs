@@ -11,9 +11,10 @@ use crate::ledger::Ledger;
 use crate::memory::{self, MemoryOutcome};
 use crate::proxy::control::{ControlError, NetFault, ProxyControl};
 use crate::recorder::Recorder;
-use crate::scenario::plan::{FailoverMode, Fault, FaultPlan, NodeFault};
+use crate::scenario::plan::{ClientFault, FailoverMode, Fault, FaultPlan, NodeFault};
 use crate::topology::process::NodeHandle;
 use crate::topology::{ClientSpec, TopologyError};
+use crate::workload::lock::GcPause;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -69,6 +70,8 @@ pub struct Scheduled {
     pub failover: Option<FailoverCtx>,
     /// The run's key prefix (`gameday:<run id>:`), for ballast keys.
     pub prefix: String,
+    /// Where a `gc_pause` is armed (the lock workload).
+    pub gc: Option<Arc<GcPause>>,
 }
 
 /// A fault that could not be applied or removed: the run is void.
@@ -264,6 +267,14 @@ async fn timeline(
         let mut failover = None;
         let mut pressed = Vec::new();
         match &f.plan.fault {
+            Fault::Client(ClientFault::GcPause) => match &f.gc {
+                Some(gc) => gc.arm(f.plan.duration),
+                None => {
+                    return Err(node_err(TopologyError::Unsupported(
+                        "a gc_pause needs the lock workload".into(),
+                    )))
+                }
+            },
             Fault::Net(net) => switch(&control, &f.proxies, net, true).await?,
             Fault::Node(NodeFault::Failover(mode)) => {
                 let ctx = f.failover.clone().ok_or_else(|| {
@@ -292,6 +303,8 @@ async fn timeline(
         records.lock().expect("records lock")[i].confirmed_at_s = Some(secs(now_us()));
         wait_until(t0 + f.plan.end(), &mut stop).await;
         match &f.plan.fault {
+            // The paused holder wakes by itself.
+            Fault::Client(_) => {}
             Fault::Net(net) => switch(&control, &f.proxies, net, false).await?,
             Fault::Node(NodeFault::Failover(_)) => {
                 let (old, mode, mut watcher) = failover.expect("set when applied");

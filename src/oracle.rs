@@ -35,6 +35,18 @@ pub fn phase_metrics(
     let mut m = BTreeMap::new();
     match workload {
         WorkloadPlan::CacheAside(_) => cache_aside(phase, baseline_origin_rate, &mut m),
+        WorkloadPlan::Lock(_) => {
+            for c in [
+                Counter::CallerError,
+                Counter::RedisError,
+                Counter::LockOverlap,
+                Counter::StaleWriteAccepted,
+                Counter::StaleWriteRejected,
+                Counter::AcquireFailure,
+            ] {
+                m.insert(c.name().to_string(), phase.counter(c) as f64);
+            }
+        }
         WorkloadPlan::Session(_) => {
             for c in [
                 Counter::CallerError,

@@ -113,10 +113,14 @@ pub enum Counter {
     BreakerSkip,
     RywViolation,
     WrongUser,
+    LockOverlap,
+    StaleWriteAccepted,
+    StaleWriteRejected,
+    AcquireFailure,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 11] = [
+    pub const ALL: [Counter; 15] = [
         Counter::Hit,
         Counter::Miss,
         Counter::Fallback,
@@ -128,6 +132,10 @@ impl Counter {
         Counter::BreakerSkip,
         Counter::RywViolation,
         Counter::WrongUser,
+        Counter::LockOverlap,
+        Counter::StaleWriteAccepted,
+        Counter::StaleWriteRejected,
+        Counter::AcquireFailure,
     ];
 
     pub fn name(self) -> &'static str {
@@ -143,6 +151,10 @@ impl Counter {
             Counter::BreakerSkip => "breaker_skips",
             Counter::RywViolation => "ryw_violations",
             Counter::WrongUser => "wrong_user",
+            Counter::LockOverlap => "overlaps",
+            Counter::StaleWriteAccepted => "stale_writes_accepted",
+            Counter::StaleWriteRejected => "stale_writes_rejected",
+            Counter::AcquireFailure => "acquire_failures",
         }
     }
 

@@ -20,6 +20,7 @@ use crate::scenario::topology_name;
 use crate::telemetry::{self, NodeSample, ServerEvent};
 use crate::topology::TopologyError;
 use crate::workload::cache_aside::CacheAside;
+use crate::workload::lock::{GcPause, Lock};
 use crate::workload::session::Session;
 use crate::workload::{AnyWorkload, Workload};
 use rand::Rng;
@@ -189,6 +190,7 @@ async fn drive(
     let t0 = Instant::now();
     let started = SystemTime::now();
     let prefix = format!("gameday:{run_id}:");
+    let gc = Arc::new(GcPause::default());
     let workload = match &plan.workload {
         WorkloadPlan::CacheAside(ca) => AnyWorkload::CacheAside(CacheAside::new(
             ca.clone(),
@@ -196,6 +198,14 @@ async fn drive(
             prefix.clone(),
             t0,
             seed,
+        )),
+        WorkloadPlan::Lock(lp) => AnyWorkload::Lock(Lock::new(
+            lp.clone(),
+            lab.client.clone(),
+            prefix.clone(),
+            t0,
+            seed,
+            gc.clone(),
         )),
         WorkloadPlan::Session(sp) => AnyWorkload::Session(Session::new(
             sp.clone(),
@@ -236,6 +246,7 @@ async fn drive(
             nodes: lab.target_nodes(&f.target),
             failover: lab.failover_ctx(&format!("gameday:{run_id}:")),
             prefix: format!("gameday:{run_id}:"),
+            gc: matches!(plan.workload, WorkloadPlan::Lock(_)).then(|| gc.clone()),
         })
         .collect();
     let (fail_tx, mut failed) = tokio::sync::mpsc::channel::<FaultError>(1);

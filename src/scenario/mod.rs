@@ -129,6 +129,16 @@ impl Validator<'_> {
             }
         }
         let faults = self.faults(&raw.faults, duration, &topology)?;
+        for (f, raw) in faults.iter().zip(&raw.faults) {
+            self.check(
+                &raw.get_ref().name,
+                !matches!(f.fault, Fault::Client(_)) || matches!(workload, WorkloadPlan::Lock(_)),
+                format!(
+                    "fault `{}`: a gc_pause stalls a lock holder; it needs the lock workload",
+                    f.name
+                ),
+            )?;
+        }
         let fault_names: Vec<String> = faults.iter().map(|f| f.name.clone()).collect();
         let ctx = ExpectCtx {
             faults: &fault_names,
@@ -480,6 +490,30 @@ impl Validator<'_> {
 
     fn workload(&self, w: RawWorkload) -> VResult<WorkloadPlan> {
         match w.kind {
+            WorkloadKindName::CacheAside | WorkloadKindName::Session
+                if w.locks.is_some()
+                    || w.lock_ttl.is_some()
+                    || w.critical_section.is_some()
+                    || w.fencing.is_some()
+                    || w.acquire_timeout.is_some()
+                    || w.retry.is_some() =>
+            {
+                let key = [
+                    "locks",
+                    "lock_ttl",
+                    "critical_section",
+                    "fencing",
+                    "acquire_timeout",
+                    "retry",
+                ]
+                .into_iter()
+                .find(|k| !self.key_span(k).is_empty())
+                .unwrap_or("locks");
+                Err(self.err(
+                    self.key_span(key),
+                    format!("`{key}` applies to the lock workload"),
+                ))
+            }
             WorkloadKindName::CacheAside => {
                 if let Some(s) = &w.sessions {
                     return Err(self.err(s.span(), "`sessions` applies to the session workload"));
@@ -487,7 +521,70 @@ impl Validator<'_> {
                 self.cache_aside(w).map(WorkloadPlan::CacheAside)
             }
             WorkloadKindName::Session => self.session(w).map(WorkloadPlan::Session),
+            WorkloadKindName::Lock => self.lock(w).map(WorkloadPlan::Lock),
         }
+    }
+
+    /// lock: locks, lock_ttl, critical_section, fencing, acquire_timeout,
+    /// retry, op_timeout.
+    fn lock(&self, w: RawWorkload) -> VResult<LockPlan> {
+        let foreign = [
+            ("keys", w.keys.is_some()),
+            ("sessions", w.sessions.is_some()),
+            ("value_size", w.value_size.is_some()),
+            ("read_ratio", w.read_ratio.is_some()),
+            ("ttl", w.ttl.is_some()),
+            ("ttl_jitter", w.ttl_jitter.is_some()),
+            ("zipf_exponent", w.zipf_exponent.is_some()),
+            ("origin", w.origin.is_some()),
+            ("on_redis_error", w.on_redis_error.is_some()),
+            ("distribution", !self.key_span("distribution").is_empty()),
+            ("write_policy", !self.key_span("write_policy").is_empty()),
+        ];
+        if let Some((key, _)) = foreign.iter().find(|(_, p)| *p) {
+            return Err(self.err(
+                self.key_span(key),
+                format!("`{key}` does not apply to the lock workload (it takes locks, lock_ttl, critical_section, fencing, acquire_timeout, retry, op_timeout)"),
+            ));
+        }
+        let plan = LockPlan {
+            locks: w
+                .locks
+                .as_ref()
+                .map(|k| self.positive_int(k, "locks"))
+                .transpose()?
+                .unwrap_or(1),
+            lock_ttl: self.positive_dur(
+                w.lock_ttl.as_ref(),
+                "lock_ttl",
+                Duration::from_millis(500),
+            )?,
+            critical_section: self.positive_dur(
+                w.critical_section.as_ref(),
+                "critical_section",
+                Duration::from_millis(10),
+            )?,
+            fencing: w.fencing.unwrap_or(false),
+            acquire_timeout: self.positive_dur(
+                w.acquire_timeout.as_ref(),
+                "acquire_timeout",
+                Duration::from_secs(2),
+            )?,
+            retry: self.positive_dur(w.retry.as_ref(), "retry", Duration::from_millis(10))?,
+            op_timeout: self.positive_dur(
+                w.op_timeout.as_ref(),
+                "op_timeout",
+                Duration::from_millis(100),
+            )?,
+        };
+        if let Some(c) = &w.critical_section {
+            self.check(
+                c,
+                plan.critical_section < plan.lock_ttl,
+                "`critical_section` must be shorter than `lock_ttl`, or every holder outlives its lock",
+            )?;
+        }
+        Ok(plan)
     }
 
     /// session: sessions, ttl, read_ratio, value_size, op_timeout; Redis
@@ -767,6 +864,10 @@ impl Validator<'_> {
             FaultKindName::DebugSleep => self.node_fault(f, NodeFault::DebugSleep)?,
             FaultKindName::Failover => self.failover(f, &target, topo)?,
             FaultKindName::MemoryPressure => self.memory_pressure(f)?,
+            FaultKindName::GcPause => {
+                self.node_fault(f, NodeFault::Pause)?;
+                Fault::Client(ClientFault::GcPause)
+            }
             _ => Fault::Net(self.net_fault(f)?),
         };
         let kind_name = kind_str(f.kind);

@@ -114,6 +114,7 @@ pub struct LoadPlan {
 pub enum WorkloadPlan {
     CacheAside(CacheAsidePlan),
     Session(SessionPlan),
+    Lock(LockPlan),
 }
 
 impl WorkloadPlan {
@@ -121,8 +122,23 @@ impl WorkloadPlan {
         match self {
             WorkloadPlan::CacheAside(_) => "cache-aside",
             WorkloadPlan::Session(_) => "session",
+            WorkloadPlan::Lock(_) => "lock",
         }
     }
+}
+
+/// lock: users contend for `locks` Redis locks around a protected resource.
+#[derive(Debug, Clone)]
+pub struct LockPlan {
+    pub locks: u64,
+    pub lock_ttl: Duration,
+    pub critical_section: Duration,
+    pub fencing: bool,
+    /// How long a user polls for a held lock before giving up.
+    pub acquire_timeout: Duration,
+    /// Poll interval while waiting (± 50 % jitter).
+    pub retry: Duration,
+    pub op_timeout: Duration,
 }
 
 /// session: each user owns its share of `sessions`, logs in (writes a
@@ -222,6 +238,8 @@ pub enum Fault {
     Net(NetFault),
     /// To the target nodes themselves.
     Node(NodeFault),
+    /// To the application (the workload's users).
+    Client(ClientFault),
 }
 
 /// A fault that acts on a node rather than on its traffic. Each lasts the
@@ -244,6 +262,14 @@ pub enum NodeFault {
     Failover(FailoverMode),
     /// Memory gets scarce (see `memory`).
     MemoryPressure(MemoryPressure),
+}
+
+/// A fault in the application rather than in Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientFault {
+    /// The next lock holder stalls in its critical section for the fault's
+    /// length (a stop-the-world GC pause).
+    GcPause,
 }
 
 /// `memory_pressure`: what changes on each target node for the fault.

@@ -123,6 +123,7 @@ pub struct RawLoad {
 pub enum WorkloadKindName {
     CacheAside,
     Session,
+    Lock,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
@@ -150,6 +151,18 @@ pub struct RawWorkload {
     pub keys: Option<Spanned<i64>>,
     /// session: how many sessions, spread over the users.
     pub sessions: Option<Spanned<i64>>,
+    /// lock: how many locks the users contend for.
+    pub locks: Option<Spanned<i64>>,
+    /// lock: the lock's TTL (PX).
+    pub lock_ttl: Option<Spanned<Dur>>,
+    /// lock: time spent holding the lock.
+    pub critical_section: Option<Spanned<Dur>>,
+    /// lock: fencing tokens (INCR) checked by the protected resource.
+    pub fencing: Option<bool>,
+    /// lock: how long a user waits for a held lock.
+    pub acquire_timeout: Option<Spanned<Dur>>,
+    /// lock: poll interval while waiting.
+    pub retry: Option<Spanned<Dur>>,
     #[serde(default)]
     pub distribution: Distribution,
     pub zipf_exponent: Option<Spanned<f64>>,
@@ -203,6 +216,7 @@ pub enum FaultKindName {
     Partition,
     Failover,
     MemoryPressure,
+    GcPause,
     Kill,
     Restart,
     Pause,

@@ -6,6 +6,7 @@
 pub mod breaker;
 pub mod cache_aside;
 pub mod conn;
+pub mod lock;
 pub mod origin;
 pub mod session;
 pub mod value;
@@ -46,11 +47,13 @@ pub trait Workload: Send + Sync + 'static {
 pub enum AnyWorkload {
     CacheAside(cache_aside::CacheAside),
     Session(session::Session),
+    Lock(lock::Lock),
 }
 
 pub enum AnyUser {
     CacheAside(cache_aside::User),
     Session(session::User),
+    Lock(lock::User),
 }
 
 impl Workload for AnyWorkload {
@@ -60,6 +63,7 @@ impl Workload for AnyWorkload {
         match self {
             AnyWorkload::CacheAside(w) => AnyUser::CacheAside(w.new_user(index)),
             AnyWorkload::Session(w) => AnyUser::Session(w.new_user(index)),
+            AnyWorkload::Lock(w) => AnyUser::Lock(w.new_user(index)),
         }
     }
 
@@ -69,6 +73,7 @@ impl Workload for AnyWorkload {
                 w.op(u, intended_us, trace).await
             }
             (AnyWorkload::Session(w), AnyUser::Session(u)) => w.op(u, intended_us, trace).await,
+            (AnyWorkload::Lock(w), AnyUser::Lock(u)) => w.op(u, intended_us, trace).await,
             _ => unreachable!("users are made by the same workload"),
         }
     }
@@ -77,6 +82,7 @@ impl Workload for AnyWorkload {
         match self {
             AnyWorkload::CacheAside(w) => w.caller_ops(),
             AnyWorkload::Session(w) => w.caller_ops(),
+            AnyWorkload::Lock(w) => w.caller_ops(),
         }
     }
 
@@ -84,6 +90,7 @@ impl Workload for AnyWorkload {
         match self {
             AnyWorkload::CacheAside(w) => w.ledger(),
             AnyWorkload::Session(w) => w.ledger(),
+            AnyWorkload::Lock(w) => w.ledger(),
         }
     }
 }
@@ -93,6 +100,7 @@ pub fn ops(plan: &WorkloadPlan) -> &'static [&'static str] {
     match plan {
         WorkloadPlan::CacheAside(_) => cache_aside::OPS,
         WorkloadPlan::Session(_) => session::OPS,
+        WorkloadPlan::Lock(_) => lock::OPS,
     }
 }
 
@@ -101,5 +109,6 @@ pub fn metrics(plan: &WorkloadPlan) -> &'static [(&'static str, Dim)] {
     match plan {
         WorkloadPlan::CacheAside(_) => cache_aside::METRICS,
         WorkloadPlan::Session(_) => session::METRICS,
+        WorkloadPlan::Lock(_) => lock::METRICS,
     }
 }
