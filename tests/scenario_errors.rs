@@ -127,6 +127,71 @@ fn fault_parameters_must_fit_the_kind() {
     assert_points_at(&text, "name = \"outage\"", "does not apply");
 }
 
+#[test]
+fn node_memory_failover_and_client_faults_are_checked_against_the_scenario() {
+    // A failover needs Sentinel or Cluster, and a mode.
+    let text = GOOD.replace("kind = \"down\"", "kind = \"failover\"\nmode = \"manual\"");
+    assert_points_at(
+        &text,
+        "name = \"outage\"",
+        "needs a sentinel or cluster topology",
+    );
+    let text = GOOD
+        .replace("kind = \"standalone\"", "kind = \"sentinel\"")
+        .replace("kind = \"down\"", "kind = \"failover\"");
+    assert_points_at(&text, "name = \"outage\"", "needs `mode`");
+    // `mode` belongs to failovers only.
+    let text = GOOD.replace("kind = \"down\"", "kind = \"kill\"\nmode = \"manual\"");
+    assert_points_at(&text, "mode = ", "applies to kind `failover` only");
+    // memory_pressure needs something to do.
+    let text = GOOD.replace("kind = \"down\"", "kind = \"memory_pressure\"");
+    assert_points_at(&text, "name = \"outage\"", "needs `maxmemory`");
+    let text = GOOD.replace(
+        "kind = \"down\"",
+        "kind = \"memory_pressure\"\nballast = \"10kb\"",
+    );
+    assert_points_at(&text, "name = \"outage\"", "at least 1mb");
+    // A node fault takes no toxic parameters.
+    let text = GOOD.replace("kind = \"down\"", "kind = \"pause\"\nlatency = \"5ms\"");
+    assert_points_at(&text, "name = \"outage\"", "acts on the node itself");
+    // A gc_pause stalls a lock holder.
+    let text = GOOD.replace("kind = \"down\"", "kind = \"gc_pause\"");
+    assert_points_at(&text, "name = \"outage\"", "needs the lock workload");
+}
+
+#[test]
+fn workload_keys_are_checked_against_the_workload() {
+    let session = GOOD.replace("kind = \"cache-aside\"", "kind = \"session\"");
+    assert_points_at(
+        &session.replace("read_ratio = 0.9", "read_ratio = 0.9\nkeys = 10"),
+        "keys = 10",
+        "applies to the cache-aside workload",
+    );
+    assert_points_at(
+        &session.replace(
+            "read_ratio = 0.9",
+            "read_ratio = 0.9\non_redis_error = { policy = \"fallback\" }",
+        ),
+        "on_redis_error",
+        "only policy is `fail`",
+    );
+    assert_points_at(
+        &session.replace("read_ratio = 0.9", "read_ratio = 0.9\nsessions = 2"),
+        "sessions = 2",
+        "every user needs a session",
+    );
+    let lock = GOOD.replace(
+        "kind = \"cache-aside\"\nread_ratio = 0.9",
+        "kind = \"lock\"\nlock_ttl = \"10ms\"\ncritical_section = \"20ms\"",
+    );
+    assert_points_at(&lock, "critical_section", "shorter than `lock_ttl`");
+    assert_points_at(
+        &GOOD.replace("read_ratio = 0.9", "read_ratio = 0.9\nfencing = true"),
+        "fencing",
+        "applies to the lock workload",
+    );
+}
+
 fn gameday() -> Command {
     Command::new(env!("CARGO_BIN_EXE_gameday"))
 }
