@@ -268,7 +268,7 @@ async fn timeline(
         let mut pressed = Vec::new();
         match &f.plan.fault {
             Fault::Client(ClientFault::GcPause) => match &f.gc {
-                Some(gc) => gc.arm(f.plan.duration),
+                Some(gc) => gc.arm(t0 + f.plan.end()),
                 None => {
                     return Err(node_err(TopologyError::Unsupported(
                         "a gc_pause needs the lock workload".into(),
@@ -303,8 +303,13 @@ async fn timeline(
         records.lock().expect("records lock")[i].confirmed_at_s = Some(secs(now_us()));
         wait_until(t0 + f.plan.end(), &mut stop).await;
         match &f.plan.fault {
-            // The paused holder wakes by itself.
-            Fault::Client(_) => {}
+            // The paused holder wakes by itself; recovery starts once it
+            // has left the resource.
+            Fault::Client(ClientFault::GcPause) => {
+                if let Some(gc) = &f.gc {
+                    gc.end().await;
+                }
+            }
             Fault::Net(net) => switch(&control, &f.proxies, net, false).await?,
             Fault::Node(NodeFault::Failover(_)) => {
                 let (old, mode, mut watcher) = failover.expect("set when applied");

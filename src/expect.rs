@@ -1,5 +1,5 @@
 //! Expectations: the pass/fail rules of a scenario, in the grammar
-//! `<phase>[.<op>].<metric> <cmp> <value>[unit]`, parsed once at validation
+//! `[<variant>/]<phase>[.<op>].<metric> <cmp> <value>[unit]`, parsed once at validation
 //! (so a typo is a scenario error, not a failed run) and evaluated against
 //! the phase summaries at the end.
 
@@ -129,10 +129,14 @@ pub struct Expectation {
     pub value: f64,
     /// The unit the rule was written in, used to show the observed value.
     pub unit: String,
+    /// `<variant>/...`: the rule holds for that variant only.
+    pub variant: Option<String>,
 }
 
 /// What a rule may name, for one scenario.
 pub struct ExpectCtx<'a> {
+    /// The scenario's variants (`strategies`, `fencing = [...]`, ...).
+    pub variants: &'a [String],
     pub faults: &'a [String],
     pub ops: &'a [&'a str],
     pub workload_metrics: &'a [(&'a str, Dim)],
@@ -148,6 +152,22 @@ pub fn parse(rule: &str, ctx: &ExpectCtx) -> Result<Expectation, String> {
     };
     let cmp = Cmp::parse(cmp)
         .ok_or_else(|| format!("unknown comparison `{cmp}` in `{rule}` (use < <= > >= == !=)"))?;
+    let (variant, lhs) = match lhs.split_once('/') {
+        Some((v, rest)) => {
+            if !ctx.variants.iter().any(|x| x == v) {
+                return Err(format!(
+                    "`{v}/` names no variant of this scenario (variants: {})",
+                    if ctx.variants.is_empty() {
+                        "none".to_string()
+                    } else {
+                        ctx.variants.join(", ")
+                    }
+                ));
+            }
+            (Some(v.to_string()), rest)
+        }
+        None => (None, lhs),
+    };
     let parts: Vec<&str> = lhs.split('.').collect();
     let (phase, op, metric) = match parts[..] {
         [p, m] => (p, None, m),
@@ -166,6 +186,7 @@ pub fn parse(rule: &str, ctx: &ExpectCtx) -> Result<Expectation, String> {
         cmp,
         value,
         unit,
+        variant,
     })
 }
 
@@ -322,6 +343,7 @@ mod tests {
 
     fn ctx() -> ExpectCtx<'static> {
         ExpectCtx {
+            variants: &[],
             faults: Box::leak(Box::new(vec!["outage".to_string()])),
             ops: &["read", "write", "redis_get"],
             workload_metrics: &[

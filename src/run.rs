@@ -161,7 +161,11 @@ pub async fn run(
             )));
         }
     }
-    let result = drive(plan, opts, backend, &run_id, &dir, &lab, shutdown).await;
+    let result = if plan.variants.is_empty() {
+        drive(plan, opts, backend, &run_id, &dir, &lab, shutdown).await
+    } else {
+        variants(plan, opts, backend, &run_id, &dir, &lab, shutdown).await
+    };
     let failed = !matches!(&result, Ok(o) if o.passed);
     if failed && dir.is_dir() {
         for node in &lab.topology.nodes {
@@ -170,6 +174,67 @@ pub async fn run(
     }
     lab.stop().await;
     result
+}
+
+/// Runs each variant after the other against the same lab, each into
+/// `<dir>/<variant>/`, then writes the comparison into `dir`.
+#[allow(clippy::too_many_arguments)]
+async fn variants(
+    plan: &RunPlan,
+    opts: &RunOptions,
+    backend: Backend,
+    run_id: &str,
+    dir: &Path,
+    lab: &Lab,
+    shutdown: watch::Receiver<bool>,
+) -> Result<RunOutcome, RunError> {
+    let mut done: Vec<(String, RunOutcome)> = Vec::new();
+    for (name, workload) in &plan.variants {
+        if *shutdown.borrow() {
+            break;
+        }
+        if opts.progress {
+            eprintln!("gameday: variant {name}");
+        }
+        let vplan = plan.variant(name, workload);
+        let id = format!("{run_id}-{name}");
+        let o = drive(
+            &vplan,
+            opts,
+            backend,
+            &id,
+            &dir.join(name),
+            lab,
+            shutdown.clone(),
+        )
+        .await?;
+        done.push((name.clone(), o));
+    }
+    let summaries: Vec<(String, Summary)> = done
+        .iter()
+        .map(|(n, o)| (n.clone(), o.summary.clone()))
+        .collect();
+    let all_passed = crate::report::compare::write(dir, &plan.name, &summaries).map_err(|err| {
+        RunError::Report {
+            dir: dir.to_path_buf(),
+            err,
+        }
+    })?;
+    let interrupted = done.iter().any(|(_, o)| o.interrupted) || *shutdown.borrow();
+    let passed = all_passed && !interrupted && done.len() == plan.variants.len();
+    let Some(mut summary) = done.first().map(|(_, o)| o.summary.clone()) else {
+        return Err(RunError::Interrupted);
+    };
+    summary.verdict = if passed { "pass" } else { "fail" }.into();
+    if opts.progress {
+        println!("comparison: {}", dir.join("report.html").display());
+    }
+    Ok(RunOutcome {
+        passed,
+        interrupted,
+        dir: dir.to_path_buf(),
+        summary,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -359,6 +424,7 @@ async fn drive(
     let summary = Summary {
         schema: summary::SCHEMA.into(),
         scenario: plan.name.clone(),
+        variant: plan.variant.clone(),
         description: plan.description.clone(),
         verdict: if passed { "pass" } else { "fail" }.into(),
         interrupted,

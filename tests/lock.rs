@@ -83,3 +83,55 @@ fn without_a_pause_the_lock_holds() {
     assert_eq!(m["acquire_failures"], 0.0, "{m}");
     assert_eq!(m["caller_errors"], 0.0, "{m}");
 }
+
+/// The shipped scenario compares fencing off and on in one run: one report
+/// per variant and a comparison, with the rules for each variant judged on
+/// that variant only.
+#[test]
+fn lock_gc_pause_compares_fencing_off_and_on() {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/lock-gc-pause.toml"),
+    )
+    .unwrap();
+    let scratch = Scratch::new(&text);
+    let out = scratch.run_cmd().output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = scratch.report();
+    let c: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("comparison.json")).unwrap())
+            .unwrap();
+    assert_eq!(c["verdict"], "pass");
+    let names: Vec<&str> = c["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["variant"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["fencing-off", "fencing-on"]);
+    for name in names {
+        let s: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join(name).join("summary.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(s["variant"], name);
+        // Each variant is judged on the shared rules and its own.
+        let rules: Vec<&str> = s["expectations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["rule"].as_str().unwrap())
+            .collect();
+        assert!(rules
+            .iter()
+            .all(|r| !r.contains('/') || r.starts_with(name)));
+        let own = if name == "fencing-off" { 1 } else { 2 };
+        assert_eq!(rules.len(), 3 + own, "{rules:?}");
+    }
+    assert!(dir.join("report.html").is_file());
+    scratch.assert_nothing_left();
+}

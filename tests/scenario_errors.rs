@@ -180,6 +180,14 @@ fn workload_keys_are_checked_against_the_workload() {
         "sessions = 2",
         "every user needs a session",
     );
+    let text = format!(
+        "expect = [\"nope/run.overlaps == 0\"]\n{}",
+        GOOD.replace(
+            "kind = \"cache-aside\"\nread_ratio = 0.9",
+            "kind = \"lock\"\nfencing = [false, true]"
+        )
+    );
+    assert_points_at(&text, "nope/", "names no variant");
     let lock = GOOD.replace(
         "kind = \"cache-aside\"\nread_ratio = 0.9",
         "kind = \"lock\"\nlock_ttl = \"10ms\"\ncritical_section = \"20ms\"",

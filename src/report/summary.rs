@@ -16,6 +16,9 @@ pub const SCHEMA: &str = "gameday.summary/1";
 pub struct Summary {
     pub schema: String,
     pub scenario: String,
+    /// The variant this run was, in a scenario with variants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     pub description: String,
     pub verdict: String,
     /// True when the run was stopped (Ctrl-C) before its end.

@@ -116,7 +116,7 @@ impl Validator<'_> {
         let topology = self.topology(raw.topology)?;
         let load = self.load(&raw.load, duration)?;
         let sessions_span = raw.workload.sessions.as_ref().map(|s| s.span());
-        let workload = self.workload(raw.workload)?;
+        let (workload, variants) = self.workload(raw.workload)?;
         if let WorkloadPlan::Session(sp) = &workload {
             if sp.sessions < load.users as u64 {
                 return Err(self.err(
@@ -140,7 +140,9 @@ impl Validator<'_> {
             )?;
         }
         let fault_names: Vec<String> = faults.iter().map(|f| f.name.clone()).collect();
+        let variant_names: Vec<String> = variants.iter().map(|(n, _)| n.clone()).collect();
         let ctx = ExpectCtx {
+            variants: &variant_names,
             faults: &fault_names,
             ops: workload::ops(&workload),
             workload_metrics: workload::metrics(&workload),
@@ -162,6 +164,8 @@ impl Validator<'_> {
             workload,
             faults,
             expectations,
+            variants,
+            variant: None,
         })
     }
 
@@ -488,7 +492,39 @@ impl Validator<'_> {
         })
     }
 
-    fn workload(&self, w: RawWorkload) -> VResult<WorkloadPlan> {
+    /// The workload, and its variants when a key lists several values.
+    fn workload(&self, w: RawWorkload) -> VResult<(WorkloadPlan, Vec<(String, WorkloadPlan)>)> {
+        if w.kind == WorkloadKindName::Lock {
+            if let Some(f) = w.fencing.clone() {
+                if let OneOrMany::Many(values) = f.get_ref() {
+                    let mut seen = Vec::new();
+                    for v in values {
+                        self.check(&f, !seen.contains(v), "`fencing` lists a value twice")?;
+                        seen.push(*v);
+                    }
+                    self.check(&f, !values.is_empty(), "`fencing` lists no value")?;
+                    let base = self.lock(w)?;
+                    let variants = values
+                        .iter()
+                        .map(|&on| {
+                            let name = if on { "fencing-on" } else { "fencing-off" };
+                            (
+                                name.to_string(),
+                                WorkloadPlan::Lock(LockPlan {
+                                    fencing: on,
+                                    ..base.clone()
+                                }),
+                            )
+                        })
+                        .collect::<Vec<_>>();
+                    return Ok((variants[0].1.clone(), variants));
+                }
+            }
+        }
+        self.single_workload(w).map(|p| (p, Vec::new()))
+    }
+
+    fn single_workload(&self, w: RawWorkload) -> VResult<WorkloadPlan> {
         match w.kind {
             WorkloadKindName::CacheAside | WorkloadKindName::Session
                 if w.locks.is_some()
@@ -564,7 +600,10 @@ impl Validator<'_> {
                 "critical_section",
                 Duration::from_millis(10),
             )?,
-            fencing: w.fencing.unwrap_or(false),
+            fencing: matches!(
+                w.fencing.as_ref().map(|f| f.get_ref()),
+                Some(OneOrMany::One(true))
+            ),
             acquire_timeout: self.positive_dur(
                 w.acquire_timeout.as_ref(),
                 "acquire_timeout",

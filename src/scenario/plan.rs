@@ -23,6 +23,31 @@ pub struct RunPlan {
     pub workload: WorkloadPlan,
     pub faults: Vec<FaultPlan>,
     pub expectations: Vec<Expectation>,
+    /// Variants run back to back against the same topology, each with its
+    /// own workload settings (`fencing = [false, true]`, ...); empty for a
+    /// single run of `workload`.
+    pub variants: Vec<(String, WorkloadPlan)>,
+    /// Set on the plan of one variant: its name.
+    pub variant: Option<String>,
+}
+
+impl RunPlan {
+    /// The plan of one variant: its workload, and the rules that are for
+    /// every variant or for it.
+    pub fn variant(&self, name: &str, workload: &WorkloadPlan) -> RunPlan {
+        RunPlan {
+            workload: workload.clone(),
+            expectations: self
+                .expectations
+                .iter()
+                .filter(|e| e.variant.as_deref().is_none_or(|v| v == name))
+                .cloned()
+                .collect(),
+            variants: Vec::new(),
+            variant: Some(name.to_string()),
+            ..self.clone()
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

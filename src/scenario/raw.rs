@@ -157,8 +157,9 @@ pub struct RawWorkload {
     pub lock_ttl: Option<Spanned<Dur>>,
     /// lock: time spent holding the lock.
     pub critical_section: Option<Spanned<Dur>>,
-    /// lock: fencing tokens (INCR) checked by the protected resource.
-    pub fencing: Option<bool>,
+    /// lock: fencing tokens (INCR) checked by the protected resource; a
+    /// list runs one variant per value.
+    pub fencing: Option<Spanned<OneOrMany<bool>>>,
     /// lock: how long a user waits for a held lock.
     pub acquire_timeout: Option<Spanned<Dur>>,
     /// lock: poll interval while waiting.
@@ -277,4 +278,12 @@ pub struct RawFault {
 
 fn default_target() -> Spanned<String> {
     Spanned::new(0..0, "primary".to_string())
+}
+
+/// A value, or a list of values to compare as variants.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
 }

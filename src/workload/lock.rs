@@ -48,19 +48,68 @@ pub const METRICS: &[(&str, Dim)] = &[
 const RELEASE: &str =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
 
-/// A pause armed by a `gc_pause` fault: the next holder takes it.
+/// A pause armed by a `gc_pause` fault: the next holder takes it and stalls
+/// until the fault's end; the conductor waits for that holder to have left
+/// before it starts the recovery phase.
 #[derive(Default)]
 pub struct GcPause {
-    armed: Mutex<Option<Duration>>,
+    state: Mutex<PauseState>,
+    left: tokio::sync::Notify,
+}
+
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+enum PauseState {
+    #[default]
+    Idle,
+    /// Waiting for a holder; the pause lasts until this instant.
+    Armed(Instant),
+    /// A holder is stalled in it.
+    Taken,
 }
 
 impl GcPause {
-    pub fn arm(&self, length: Duration) {
-        *self.armed.lock().unwrap_or_else(|p| p.into_inner()) = Some(length);
+    fn lock(&self) -> std::sync::MutexGuard<'_, PauseState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn take(&self) -> Option<Duration> {
-        self.armed.lock().unwrap_or_else(|p| p.into_inner()).take()
+    /// Arms a pause that lasts until `until`.
+    pub fn arm(&self, until: Instant) {
+        *self.lock() = PauseState::Armed(until);
+    }
+
+    /// Ends the fault: disarms a pause nobody took, or waits (up to 5 s)
+    /// until the paused holder has left the resource.
+    pub async fn end(&self) {
+        let notified = self.left.notified();
+        let taken = {
+            let mut state = self.lock();
+            match *state {
+                PauseState::Taken => true,
+                _ => {
+                    *state = PauseState::Idle;
+                    false
+                }
+            }
+        };
+        if taken {
+            let _ = tokio::time::timeout(Duration::from_secs(5), notified).await;
+        }
+    }
+
+    fn take(&self) -> Option<Instant> {
+        let mut state = self.lock();
+        match *state {
+            PauseState::Armed(until) => {
+                *state = PauseState::Taken;
+                Some(until)
+            }
+            _ => None,
+        }
+    }
+
+    fn done(&self) {
+        *self.lock() = PauseState::Idle;
+        self.left.notify_waiters();
     }
 }
 
@@ -239,9 +288,10 @@ impl Lock {
             trace.counters.push(Counter::LockOverlap);
         }
         tokio::time::sleep(self.plan.critical_section).await;
-        if let Some(pause) = self.gc.take() {
+        let paused = self.gc.take();
+        if let Some(until) = paused {
             // Stop the world: the lock may expire meanwhile.
-            tokio::time::sleep(pause).await;
+            tokio::time::sleep_until(until).await;
         }
         match self.resource.write(lock, entry, fence) {
             Write::Fresh => {}
@@ -249,6 +299,9 @@ impl Lock {
             Write::StaleRejected => trace.counters.push(Counter::StaleWriteRejected),
         }
         self.resource.leave(lock, user.index, entry);
+        if paused.is_some() {
+            self.gc.done();
+        }
         self.release(user, &key, token, trace).await;
         Outcome::Ok
     }
