@@ -6,7 +6,7 @@
 //! they wrote.
 
 mod common;
-use common::{ChildGuard, Scratch};
+use common::{phase, ChildGuard, Scratch};
 use gameday::scenario::plan::TopologyPlan;
 use gameday::topology::process::RedisProcess;
 use gameday::topology::Role;
@@ -30,15 +30,6 @@ fn redis(addr: SocketAddr) -> redis::Connection {
         .unwrap()
         .get_connection_with_timeout(Duration::from_secs(5))
         .unwrap()
-}
-
-fn phase<'a>(s: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    s["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == name)
-        .unwrap_or_else(|| panic!("no phase {name}"))
 }
 
 /// Starts `gameday up sentinel` and returns it with the scenario snippet it
@@ -110,13 +101,7 @@ for = "2s"
 "#
     );
     let scratch = Scratch::new(&scenario);
-    let out = scratch.run_cmd().output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    scratch.run_ok(&[]);
     let s = scratch.summary();
     assert_eq!(s["backend"], "external");
     assert_eq!(s["proxy"]["kind"], "external");
@@ -194,13 +179,7 @@ expect = ["fault:outage.caller_errors == 0", "fault:outage.redis_get.errors > 10
         node.addr
     );
     let scratch = Scratch::new(&scenario);
-    let out = scratch.run_cmd().output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    scratch.run_ok(&[]);
     let s = scratch.summary();
     assert_eq!(s["backend"], "external");
     assert_eq!(s["proxy"]["kind"], "embedded");

@@ -42,18 +42,7 @@ fn run(topology: &str, mode: &str) -> (Scratch, Value) {
 
 fn run_on(topology: &str, mode: &str, backend: &str) -> (Scratch, Value) {
     let scratch = Scratch::new(&scenario(topology, mode));
-    let out = scratch
-        .run_cmd()
-        .args(["--backend", backend])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s = scratch.summary();
+    let s = scratch.run_ok(&["--backend", backend]);
     (scratch, s)
 }
 
@@ -131,12 +120,7 @@ fn a_killed_sentinel_primary_is_replaced_and_comes_back() {
     // Sentinel waits down_after (2 s) before it even agrees the primary is
     // down; the whole failover should not take more than the fault's 8 s.
     assert!((2000.0..8000.0).contains(&ms), "failover_time {ms} ms");
-    let fault = s["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "fault:fo")
-        .unwrap();
+    let fault = common::phase(&s, "fault:fo");
     assert!(
         fault["ops"]["caller"]["errors"].as_u64().unwrap() > 50,
         "writes and reads failed while no primary was elected"

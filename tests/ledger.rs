@@ -93,12 +93,7 @@ fn sessions_deleted_behind_the_harness_are_exactly_the_lost_writes() {
     let ledger = &s["ledger"];
     assert_eq!(ledger["keys"], 40, "{ledger}");
     assert_eq!(ledger["lost_writes"], 7, "{ledger}");
-    let run = s["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "run")
-        .unwrap();
+    let run = common::phase(&s, "run");
     assert_eq!(run["metrics"]["lost_writes"], 7.0);
     // Each owner noticed on its next read, and logged in again.
     assert_eq!(run["metrics"]["ryw_violations"], 7.0);
@@ -119,12 +114,7 @@ fn a_session_holding_another_users_data_is_caught() {
             .query::<()>(conn)
             .unwrap();
     });
-    let run = s["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "run")
-        .unwrap();
+    let run = common::phase(&s, "run");
     assert!(
         run["metrics"]["wrong_user"].as_f64().unwrap() >= 1.0,
         "{}",
@@ -160,15 +150,9 @@ at = "4s"
 for = "2s"
 "#
     ));
-    let out = scratch.run_cmd().output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let s = scratch.run_ok(&[]);
     scratch.assert_nothing_left();
-    scratch.summary()
+    s
 }
 
 #[test]

@@ -39,22 +39,9 @@ acquire_timeout = "2s"
 
 fn run_metrics(fencing: bool, pause: bool) -> Value {
     let scratch = Scratch::new(&scenario(fencing, pause));
-    let out = scratch.run_cmd().output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let s = scratch.run_ok(&[]);
     scratch.assert_nothing_left();
-    let s = scratch.summary();
-    s["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "run")
-        .unwrap()["metrics"]
-        .clone()
+    common::phase(&s, "run")["metrics"].clone()
 }
 
 #[test]
@@ -94,13 +81,7 @@ fn lock_gc_pause_compares_fencing_off_and_on() {
     )
     .unwrap();
     let scratch = Scratch::new(&text);
-    let out = scratch.run_cmd().output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    scratch.run_ok(&[]);
     let dir = scratch.report();
     let c: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("comparison.json")).unwrap())

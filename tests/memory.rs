@@ -4,7 +4,7 @@
 //! degrades as its policy says.
 
 mod common;
-use common::Scratch;
+use common::{phase, Scratch};
 use serde_json::Value;
 
 fn scenario(policy: &str) -> String {
@@ -43,24 +43,8 @@ for = "6s"
 
 fn run(policy: &str) -> (Scratch, Value) {
     let scratch = Scratch::new(&scenario(policy));
-    let out = scratch.run_cmd().output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s = scratch.summary();
+    let s = scratch.run_ok(&[]);
     (scratch, s)
-}
-
-fn phase<'a>(s: &'a Value, name: &str) -> &'a Value {
-    s["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == name)
-        .unwrap()
 }
 
 /// `maxmemory` by second, from timeseries.csv's server rows.

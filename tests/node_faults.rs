@@ -5,7 +5,7 @@
 //! after it; a restarted replica comes back a replica.
 
 mod common;
-use common::{docker_ready, Scratch};
+use common::{docker_ready, phase, Scratch};
 use gameday::lab::Lab;
 use gameday::scenario::plan::TopologyPlan;
 use gameday::scenario::raw::{Backend, TopologyKind};
@@ -43,24 +43,8 @@ for = "3s"
 
 fn run(scenario: &str, extra: &[&str]) -> (Scratch, serde_json::Value) {
     let scratch = Scratch::new(scenario);
-    let out = scratch.run_cmd().args(extra).output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s = scratch.summary();
+    let s = scratch.run_ok(extra);
     (scratch, s)
-}
-
-fn phase<'a>(s: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    s["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == name)
-        .unwrap_or_else(|| panic!("no phase {name}"))
 }
 
 /// The fault phase of a 3 s stall: every op completes (no errors), the

@@ -65,24 +65,8 @@ fn partitions_work_on_the_docker_backend() {
 
 fn split_brain(backend: &str) {
     let scratch = Scratch::new(SCENARIO);
-    let out = scratch
-        .run_cmd()
-        .args(["--backend", backend])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s = scratch.summary();
-    let fault = s["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "fault:split")
-        .unwrap();
+    let s = scratch.run_ok(&["--backend", backend]);
+    let fault = common::phase(&s, "fault:split");
     // Clients were never cut: every op of the partition succeeded, and all
     // the ops meant for those 8 s are there.
     let caller = &fault["ops"]["caller"];

@@ -41,6 +41,18 @@ impl Scratch {
             .env("TMPDIR", self.tmp());
         cmd
     }
+    /// Runs the scenario with `args`, asserts exit code 0 (showing what the
+    /// run printed otherwise) and returns its summary.
+    pub fn run_ok(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.run_cmd().args(args).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.summary()
+    }
     pub fn summary(&self) -> serde_json::Value {
         let text = std::fs::read_to_string(self.report().join("summary.json")).unwrap();
         serde_json::from_str(&text).unwrap()
@@ -113,4 +125,14 @@ pub fn docker_ready() -> bool {
         );
     }
     set
+}
+
+/// The phase named `name` of a summary.
+pub fn phase<'a>(s: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    s["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no phase {name}"))
 }
