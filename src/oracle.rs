@@ -35,6 +35,35 @@ pub fn phase_metrics(
     let mut m = BTreeMap::new();
     match workload {
         WorkloadPlan::CacheAside(_) => cache_aside(phase, baseline_origin_rate, &mut m),
+        WorkloadPlan::Stampede(_) => {
+            for c in [
+                Counter::CallerError,
+                Counter::RedisError,
+                Counter::Recompute,
+                Counter::ExpiryEvent,
+                Counter::StaleServed,
+                Counter::Fallback,
+            ] {
+                m.insert(c.name().to_string(), phase.counter(c) as f64);
+            }
+            let events = phase.counter(Counter::ExpiryEvent);
+            if events > 0 {
+                m.insert(
+                    "recomputes_per_event".into(),
+                    phase.counter(Counter::Recompute) as f64 / events as f64,
+                );
+            }
+            let reads = phase.ops.get("read").map_or(0, |o| o.count);
+            if reads > 0 {
+                let redis: u64 = phase
+                    .ops
+                    .iter()
+                    .filter(|(op, _)| crate::recorder::is_redis_op(op))
+                    .map(|(_, o)| o.count)
+                    .sum();
+                m.insert("redis_ops_per_read".into(), redis as f64 / reads as f64);
+            }
+        }
         WorkloadPlan::Lock(_) => {
             for c in [
                 Counter::CallerError,

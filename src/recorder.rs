@@ -117,10 +117,13 @@ pub enum Counter {
     StaleWriteAccepted,
     StaleWriteRejected,
     AcquireFailure,
+    Recompute,
+    ExpiryEvent,
+    StaleServed,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 15] = [
+    pub const ALL: [Counter; 18] = [
         Counter::Hit,
         Counter::Miss,
         Counter::Fallback,
@@ -136,6 +139,9 @@ impl Counter {
         Counter::StaleWriteAccepted,
         Counter::StaleWriteRejected,
         Counter::AcquireFailure,
+        Counter::Recompute,
+        Counter::ExpiryEvent,
+        Counter::StaleServed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -155,6 +161,9 @@ impl Counter {
             Counter::StaleWriteAccepted => "stale_writes_accepted",
             Counter::StaleWriteRejected => "stale_writes_rejected",
             Counter::AcquireFailure => "acquire_failures",
+            Counter::Recompute => "recomputes",
+            Counter::ExpiryEvent => "expiry_events",
+            Counter::StaleServed => "stale_served",
         }
     }
 

@@ -22,6 +22,7 @@ use crate::topology::TopologyError;
 use crate::workload::cache_aside::CacheAside;
 use crate::workload::lock::{GcPause, Lock};
 use crate::workload::session::Session;
+use crate::workload::stampede::Stampede;
 use crate::workload::{AnyWorkload, Workload};
 use rand::Rng;
 use std::path::{Path, PathBuf};
@@ -259,6 +260,13 @@ async fn drive(
     let workload = match &plan.workload {
         WorkloadPlan::CacheAside(ca) => AnyWorkload::CacheAside(CacheAside::new(
             ca.clone(),
+            lab.client.clone(),
+            prefix.clone(),
+            t0,
+            seed,
+        )),
+        WorkloadPlan::Stampede(sp) => AnyWorkload::Stampede(Stampede::new(
+            sp.clone(),
             lab.client.clone(),
             prefix.clone(),
             t0,

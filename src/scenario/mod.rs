@@ -494,6 +494,21 @@ impl Validator<'_> {
 
     /// The workload, and its variants when a key lists several values.
     fn workload(&self, w: RawWorkload) -> VResult<(WorkloadPlan, Vec<(String, WorkloadPlan)>)> {
+        if w.kind != WorkloadKindName::Stampede {
+            let stampede_only = [
+                ("hot_keys", w.hot_keys.is_some()),
+                ("strategy", w.strategy.is_some()),
+                ("strategies", w.strategies.is_some()),
+                ("beta", w.beta.is_some()),
+                ("stale_for", w.stale_for.is_some()),
+            ];
+            if let Some((key, _)) = stampede_only.iter().find(|(_, p)| *p) {
+                return Err(self.err(
+                    self.key_span(key),
+                    format!("`{key}` applies to the stampede workload"),
+                ));
+            }
+        }
         if w.kind == WorkloadKindName::Lock {
             if let Some(f) = w.fencing.clone() {
                 if let OneOrMany::Many(values) = f.get_ref() {
@@ -521,7 +536,153 @@ impl Validator<'_> {
                 }
             }
         }
+        if w.kind == WorkloadKindName::Stampede {
+            if let Some(list) = w.strategies.clone() {
+                if w.strategy.is_some() {
+                    return Err(self.err(
+                        list.span(),
+                        "give `strategy` (one) or `strategies` (several to compare), not both",
+                    ));
+                }
+                self.check(&list, !list.get_ref().is_empty(), "`strategies` lists none")?;
+                let mut seen = Vec::new();
+                for st in list.get_ref() {
+                    self.check(
+                        &list,
+                        !seen.contains(st),
+                        format!("`strategies` lists `{}` twice", st.name()),
+                    )?;
+                    seen.push(*st);
+                }
+                let base = self.stampede(w)?;
+                let variants: Vec<(String, WorkloadPlan)> = list
+                    .get_ref()
+                    .iter()
+                    .map(|&strategy| {
+                        (
+                            strategy.name(),
+                            WorkloadPlan::Stampede(StampedePlan {
+                                strategy,
+                                ..base.clone()
+                            }),
+                        )
+                    })
+                    .collect();
+                return Ok((variants[0].1.clone(), variants));
+            }
+        }
         self.single_workload(w).map(|p| (p, Vec::new()))
+    }
+
+    /// stampede: hot_keys, ttl, strategy/strategies, beta, ttl_jitter,
+    /// lock_ttl, retry, stale_for, value_size, op_timeout, origin.
+    fn stampede(&self, w: RawWorkload) -> VResult<StampedePlan> {
+        let foreign = [
+            ("keys", w.keys.is_some()),
+            ("sessions", w.sessions.is_some()),
+            ("read_ratio", w.read_ratio.is_some()),
+            ("zipf_exponent", w.zipf_exponent.is_some()),
+            ("locks", w.locks.is_some()),
+            ("critical_section", w.critical_section.is_some()),
+            ("fencing", w.fencing.is_some()),
+            ("acquire_timeout", w.acquire_timeout.is_some()),
+            ("on_redis_error", w.on_redis_error.is_some()),
+            ("distribution", !self.key_span("distribution").is_empty()),
+            ("write_policy", !self.key_span("write_policy").is_empty()),
+        ];
+        if let Some((key, _)) = foreign.iter().find(|(_, p)| *p) {
+            return Err(self.err(
+                self.key_span(key),
+                format!("`{key}` does not apply to the stampede workload (it takes hot_keys, ttl, strategy or strategies, beta, ttl_jitter, lock_ttl, retry, stale_for, value_size, op_timeout, origin)"),
+            ));
+        }
+        let origin = match &w.origin {
+            Some(o) => OriginPlan {
+                latency: o.latency.map(|d| d.0).unwrap_or(Duration::from_millis(100)),
+                jitter: o
+                    .jitter
+                    .as_ref()
+                    .map(|j| self.fraction(j, "origin.jitter"))
+                    .transpose()?
+                    .unwrap_or(0.1),
+                concurrency: o
+                    .concurrency
+                    .as_ref()
+                    .map(|c| self.positive_int(c, "origin.concurrency"))
+                    .transpose()?
+                    .unwrap_or(64) as usize,
+            },
+            None => OriginPlan {
+                latency: Duration::from_millis(100),
+                jitter: 0.1,
+                concurrency: 64,
+            },
+        };
+        let beta = match &w.beta {
+            Some(b) => {
+                self.check(
+                    b,
+                    *b.get_ref() > 0.0 && b.get_ref().is_finite(),
+                    "`beta` must be above 0",
+                )?;
+                *b.get_ref()
+            }
+            None => 1.0,
+        };
+        let ttl_jitter = match &w.ttl_jitter {
+            Some(j) => {
+                let v = self.fraction(j, "ttl_jitter")?;
+                self.check(j, v < 1.0, "`ttl_jitter` must be below 1")?;
+                v
+            }
+            None => 0.2,
+        };
+        let value_size = match &w.value_size {
+            Some(v) => {
+                let n = self.positive_int(v, "value_size")?;
+                self.check(
+                    v,
+                    (64..=1 << 20).contains(&n),
+                    "`value_size` must be between 64 bytes and 1mb",
+                )?;
+                n as usize
+            }
+            None => 256,
+        };
+        let plan = StampedePlan {
+            hot_keys: w
+                .hot_keys
+                .as_ref()
+                .map(|k| self.positive_int(k, "hot_keys"))
+                .transpose()?
+                .unwrap_or(1),
+            ttl: self.positive_dur(w.ttl.as_ref(), "ttl", Duration::from_secs(2))?,
+            strategy: w.strategy.unwrap_or(StampedeStrategy::None),
+            beta,
+            ttl_jitter,
+            lock_ttl: self.positive_dur(w.lock_ttl.as_ref(), "lock_ttl", Duration::from_secs(1))?,
+            retry: self.positive_dur(w.retry.as_ref(), "retry", Duration::from_millis(10))?,
+            stale_for: self.positive_dur(
+                w.stale_for.as_ref(),
+                "stale_for",
+                Duration::from_secs(10),
+            )?,
+            value_size,
+            op_timeout: self.positive_dur(
+                w.op_timeout.as_ref(),
+                "op_timeout",
+                Duration::from_secs(1),
+            )?,
+            origin,
+        };
+        if let Some(l) = &w.lock_ttl {
+            self.check(
+                l,
+                plan.lock_ttl > plan.origin.latency,
+                "`lock_ttl` must be longer than the origin's latency, or the lock expires before the recomputation ends",
+            )?;
+        }
+        Ok(plan)
     }
 
     fn single_workload(&self, w: RawWorkload) -> VResult<WorkloadPlan> {
@@ -558,6 +719,7 @@ impl Validator<'_> {
             }
             WorkloadKindName::Session => self.session(w).map(WorkloadPlan::Session),
             WorkloadKindName::Lock => self.lock(w).map(WorkloadPlan::Lock),
+            WorkloadKindName::Stampede => self.stampede(w).map(WorkloadPlan::Stampede),
         }
     }
 

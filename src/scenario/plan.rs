@@ -140,6 +140,7 @@ pub enum WorkloadPlan {
     CacheAside(CacheAsidePlan),
     Session(SessionPlan),
     Lock(LockPlan),
+    Stampede(StampedePlan),
 }
 
 impl WorkloadPlan {
@@ -148,8 +149,52 @@ impl WorkloadPlan {
             WorkloadPlan::CacheAside(_) => "cache-aside",
             WorkloadPlan::Session(_) => "session",
             WorkloadPlan::Lock(_) => "lock",
+            WorkloadPlan::Stampede(_) => "stampede",
         }
     }
+}
+
+/// How the stampede workload keeps a hot key's recomputations down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StampedeStrategy {
+    None,
+    Lock,
+    Xfetch,
+    TtlJitter,
+    #[serde(rename = "singleflight")]
+    SingleFlight,
+    StaleWhileRevalidate,
+}
+
+impl StampedeStrategy {
+    pub fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default()
+    }
+}
+
+/// stampede: hot keys with a short TTL in front of a slow origin.
+#[derive(Debug, Clone)]
+pub struct StampedePlan {
+    pub hot_keys: u64,
+    pub ttl: Duration,
+    pub strategy: StampedeStrategy,
+    /// xfetch: how eagerly to recompute early (1.0 = as the paper).
+    pub beta: f64,
+    /// ttl_jitter: TTL × (1 ± this).
+    pub ttl_jitter: f64,
+    /// lock, stale_while_revalidate: the recompute lock's TTL.
+    pub lock_ttl: Duration,
+    /// lock: poll interval of the waiters.
+    pub retry: Duration,
+    /// stale_while_revalidate: how long a key outlives its freshness.
+    pub stale_for: Duration,
+    pub value_size: usize,
+    pub op_timeout: Duration,
+    pub origin: OriginPlan,
 }
 
 /// lock: users contend for `locks` Redis locks around a protected resource.

@@ -124,6 +124,7 @@ pub enum WorkloadKindName {
     CacheAside,
     Session,
     Lock,
+    Stampede,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
@@ -164,6 +165,16 @@ pub struct RawWorkload {
     pub acquire_timeout: Option<Spanned<Dur>>,
     /// lock: poll interval while waiting.
     pub retry: Option<Spanned<Dur>>,
+    /// stampede: how many hot keys.
+    pub hot_keys: Option<Spanned<i64>>,
+    /// stampede: one strategy...
+    pub strategy: Option<crate::scenario::plan::StampedeStrategy>,
+    /// stampede: ...or several, compared side by side.
+    pub strategies: Option<Spanned<Vec<crate::scenario::plan::StampedeStrategy>>>,
+    /// stampede, xfetch: eagerness of early recomputation.
+    pub beta: Option<Spanned<f64>>,
+    /// stampede, stale_while_revalidate: how long a key outlives freshness.
+    pub stale_for: Option<Spanned<Dur>>,
     #[serde(default)]
     pub distribution: Distribution,
     pub zipf_exponent: Option<Spanned<f64>>,

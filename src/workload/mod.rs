@@ -9,6 +9,7 @@ pub mod conn;
 pub mod lock;
 pub mod origin;
 pub mod session;
+pub mod stampede;
 pub mod value;
 
 use crate::expect::Dim;
@@ -48,12 +49,14 @@ pub enum AnyWorkload {
     CacheAside(cache_aside::CacheAside),
     Session(session::Session),
     Lock(lock::Lock),
+    Stampede(stampede::Stampede),
 }
 
 pub enum AnyUser {
     CacheAside(cache_aside::User),
     Session(session::User),
     Lock(lock::User),
+    Stampede(stampede::User),
 }
 
 impl Workload for AnyWorkload {
@@ -64,6 +67,7 @@ impl Workload for AnyWorkload {
             AnyWorkload::CacheAside(w) => AnyUser::CacheAside(w.new_user(index)),
             AnyWorkload::Session(w) => AnyUser::Session(w.new_user(index)),
             AnyWorkload::Lock(w) => AnyUser::Lock(w.new_user(index)),
+            AnyWorkload::Stampede(w) => AnyUser::Stampede(w.new_user(index)),
         }
     }
 
@@ -74,6 +78,7 @@ impl Workload for AnyWorkload {
             }
             (AnyWorkload::Session(w), AnyUser::Session(u)) => w.op(u, intended_us, trace).await,
             (AnyWorkload::Lock(w), AnyUser::Lock(u)) => w.op(u, intended_us, trace).await,
+            (AnyWorkload::Stampede(w), AnyUser::Stampede(u)) => w.op(u, intended_us, trace).await,
             _ => unreachable!("users are made by the same workload"),
         }
     }
@@ -83,6 +88,7 @@ impl Workload for AnyWorkload {
             AnyWorkload::CacheAside(w) => w.caller_ops(),
             AnyWorkload::Session(w) => w.caller_ops(),
             AnyWorkload::Lock(w) => w.caller_ops(),
+            AnyWorkload::Stampede(w) => w.caller_ops(),
         }
     }
 
@@ -91,6 +97,7 @@ impl Workload for AnyWorkload {
             AnyWorkload::CacheAside(w) => w.ledger(),
             AnyWorkload::Session(w) => w.ledger(),
             AnyWorkload::Lock(w) => w.ledger(),
+            AnyWorkload::Stampede(w) => w.ledger(),
         }
     }
 }
@@ -101,6 +108,7 @@ pub fn ops(plan: &WorkloadPlan) -> &'static [&'static str] {
         WorkloadPlan::CacheAside(_) => cache_aside::OPS,
         WorkloadPlan::Session(_) => session::OPS,
         WorkloadPlan::Lock(_) => lock::OPS,
+        WorkloadPlan::Stampede(_) => stampede::OPS,
     }
 }
 
@@ -110,5 +118,6 @@ pub fn metrics(plan: &WorkloadPlan) -> &'static [(&'static str, Dim)] {
         WorkloadPlan::CacheAside(_) => cache_aside::METRICS,
         WorkloadPlan::Session(_) => session::METRICS,
         WorkloadPlan::Lock(_) => lock::METRICS,
+        WorkloadPlan::Stampede(_) => stampede::METRICS,
     }
 }

@@ -42,7 +42,8 @@ impl Scratch {
         cmd
     }
     /// Runs the scenario with `args`, asserts exit code 0 (showing what the
-    /// run printed otherwise) and returns its summary.
+    /// run printed otherwise) and returns its summary (its comparison, for
+    /// a scenario with variants).
     pub fn run_ok(&self, args: &[&str]) -> serde_json::Value {
         let out = self.run_cmd().args(args).output().unwrap();
         assert_eq!(
@@ -51,6 +52,10 @@ impl Scratch {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let comparison = self.report().join("comparison.json");
+        if comparison.is_file() {
+            return serde_json::from_str(&std::fs::read_to_string(comparison).unwrap()).unwrap();
+        }
         self.summary()
     }
     pub fn summary(&self) -> serde_json::Value {

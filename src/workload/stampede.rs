@@ -1,0 +1,442 @@
+//! stampede: many users read a few hot keys with a short TTL in front of a
+//! slow origin. When a key expires, every reader that misses may recompute
+//! it at once — the stampede — unless a strategy prevents it:
+//!
+//! - `none`: every miss recomputes and fills;
+//! - `ttl_jitter`: the same, with the TTL spread by ± `ttl_jitter` so that
+//!   keys written together do not expire together;
+//! - `lock`: the first to miss takes `SET lock NX PX`, recomputes, fills
+//!   and releases (compare-and-delete); the others poll the key, and
+//!   recompute themselves only if the lock's TTL passes first;
+//! - `singleflight`: misses of one key in this process wait for one
+//!   recomputation (in-process coalescing, per instance of an app);
+//! - `xfetch`: probabilistic early recomputation (Vattani et al. 2015): a
+//!   reader recomputes before expiry with a probability that grows as the
+//!   expiry nears, scaled by `beta` and by how long a recomputation took;
+//! - `stale_while_revalidate`: the key outlives its freshness; a reader
+//!   past it is served the stale value at once while one refresh (under a
+//!   lock) runs in the background.
+//!
+//! Oracle, counted by the origin itself: every recomputation of a hot key,
+//! grouped into expiry events (recomputations of one key within half a TTL
+//! of the event's first belong to it). `recomputes_per_event` is 1 at
+//! best; under `none` it approaches the number of concurrent readers.
+
+use super::conn::RedisConn;
+use super::origin::Origin;
+use super::Workload;
+use crate::expect::Dim;
+use crate::recorder::{Counter, Outcome, Sample, Trace};
+use crate::scenario::plan::{StampedePlan, StampedeStrategy};
+use crate::topology::ClientSpec;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+pub const OPS: &[&str] = &["read", "redis_get", "redis_set", "redis_eval", "origin"];
+const CALLER_OPS: &[&str] = &["read"];
+
+pub const METRICS: &[(&str, Dim)] = &[
+    ("caller_errors", Dim::Count),
+    ("redis_errors", Dim::Count),
+    ("recomputes", Dim::Count),
+    ("expiry_events", Dim::Count),
+    ("recomputes_per_event", Dim::Factor),
+    ("redis_ops_per_read", Dim::Factor),
+    ("stale_served", Dim::Count),
+    ("fallbacks", Dim::Count),
+];
+
+const RELEASE: &str =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+
+/// `gx1:<version>:<recompute ms>:<fresh until, ms since t0>:` then padding.
+const HEADER: usize = 4 + 16 + 1 + 8 + 1 + 16 + 1;
+
+fn encode(version: u64, delta_ms: u64, fresh_until_ms: u64, size: usize) -> Vec<u8> {
+    let mut v = format!("gx1:{version:016x}:{delta_ms:08x}:{fresh_until_ms:016x}:").into_bytes();
+    v.resize(size.max(HEADER), b'.');
+    v
+}
+
+/// `(version, recompute ms, fresh until ms)`.
+fn decode(v: &[u8]) -> Option<(u64, u64, u64)> {
+    let h = std::str::from_utf8(v.get(..HEADER)?).ok()?;
+    if !h.starts_with("gx1:") {
+        return None;
+    }
+    Some((
+        u64::from_str_radix(&h[4..20], 16).ok()?,
+        u64::from_str_radix(&h[21..29], 16).ok()?,
+        u64::from_str_radix(&h[30..46], 16).ok()?,
+    ))
+}
+
+/// Groups recomputations into expiry events, per key.
+#[derive(Default)]
+struct Events {
+    /// Key → start of its current event (µs since t0).
+    current: Mutex<HashMap<u64, u64>>,
+}
+
+impl Events {
+    /// A recomputation of `key` starts at `at_us`: is it a new event?
+    fn record(&self, key: u64, at_us: u64, window_us: u64) -> bool {
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        match current.get(&key) {
+            Some(&start) if at_us < start + window_us => false,
+            _ => {
+                current.insert(key, at_us);
+                true
+            }
+        }
+    }
+}
+
+struct Shared {
+    plan: StampedePlan,
+    client: ClientSpec,
+    prefix: String,
+    t0: Instant,
+    seed: u64,
+    origin: Origin,
+    events: Events,
+    versions: AtomicU64,
+    tokens: AtomicU64,
+    /// singleflight: key → the flight in progress.
+    flights: Mutex<HashMap<u64, watch::Receiver<bool>>>,
+}
+
+pub struct Stampede(Arc<Shared>);
+
+pub struct User {
+    conn: RedisConn,
+    rng: SmallRng,
+    index: u32,
+}
+
+impl Stampede {
+    pub fn new(
+        plan: StampedePlan,
+        client: ClientSpec,
+        prefix: String,
+        t0: Instant,
+        seed: u64,
+    ) -> Self {
+        let origin = Origin::new(plan.origin.clone(), plan.hot_keys);
+        Stampede(Arc::new(Shared {
+            plan,
+            client,
+            prefix,
+            t0,
+            seed,
+            origin,
+            events: Events::default(),
+            versions: AtomicU64::new(0),
+            tokens: AtomicU64::new(0),
+            flights: Mutex::new(HashMap::new()),
+        }))
+    }
+}
+
+impl Shared {
+    fn now_us(&self) -> u64 {
+        self.t0.elapsed().as_micros() as u64
+    }
+
+    fn key(&self, k: u64) -> String {
+        format!("{}{{hot:{k}}}", self.prefix)
+    }
+
+    fn lock_key(&self, k: u64) -> String {
+        format!("{}{{hot:{k}}}:lock", self.prefix)
+    }
+
+    /// Counts a recomputation of `key` starting now (and a new expiry event
+    /// if it is the first of one).
+    fn count_recompute(&self, key: u64, trace: &mut Trace) {
+        let window = self.plan.ttl.as_micros() as u64 / 2;
+        trace.counters.push(Counter::Recompute);
+        trace.counters.push(Counter::OriginCall);
+        if self.events.record(key, self.now_us(), window) {
+            trace.counters.push(Counter::ExpiryEvent);
+        }
+    }
+
+    /// The value to store for a fresh recomputation that took `delta_ms`.
+    fn fresh_value(&self, delta_ms: u64, rng: &mut SmallRng) -> (Vec<u8>, u64) {
+        let version = self.versions.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut ttl = self.plan.ttl.as_millis() as u64;
+        if self.plan.strategy == StampedeStrategy::TtlJitter && self.plan.ttl_jitter > 0.0 {
+            let j = rng.gen_range(-self.plan.ttl_jitter..=self.plan.ttl_jitter);
+            ttl = ((ttl as f64) * (1.0 + j)).max(1.0) as u64;
+        }
+        let fresh_until = self.now_us() / 1000 + ttl;
+        // Past its freshness the key stays `stale_for` more, for
+        // stale-while-revalidate to serve.
+        let px = if self.plan.strategy == StampedeStrategy::StaleWhileRevalidate {
+            ttl + self.plan.stale_for.as_millis() as u64
+        } else {
+            ttl
+        };
+        (
+            encode(version, delta_ms, fresh_until, self.plan.value_size),
+            px,
+        )
+    }
+
+    /// Recomputes `key` at the origin and writes it, as the reader.
+    async fn refill(&self, user: &mut User, key: u64, trace: &mut Trace) {
+        self.count_recompute(key, trace);
+        let start = self.now_us();
+        self.origin.read(key, &mut user.rng).await;
+        let end = self.now_us();
+        trace.samples.push(Sample {
+            op: "origin",
+            intended_us: start,
+            start_us: start,
+            end_us: end,
+            outcome: Outcome::Ok,
+        });
+        let (value, px) = self.fresh_value((end - start) / 1000, &mut user.rng);
+        let mut set = redis::cmd("SET");
+        set.arg(self.key(key)).arg(value).arg("PX").arg(px);
+        if user
+            .conn
+            .query::<()>("redis_set", &set, trace)
+            .await
+            .is_err()
+        {
+            trace.counters.push(Counter::RedisError);
+        }
+    }
+
+    async fn try_lock(&self, user: &mut User, key: u64, trace: &mut Trace) -> Option<String> {
+        let token = format!(
+            "{}:{}",
+            user.index,
+            self.tokens.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut set = redis::cmd("SET");
+        set.arg(self.lock_key(key))
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(self.plan.lock_ttl.as_millis() as u64);
+        match user
+            .conn
+            .query::<Option<String>>("redis_set", &set, trace)
+            .await
+        {
+            Ok(Some(_)) => Some(token),
+            Ok(None) => None,
+            Err(_) => {
+                trace.counters.push(Counter::RedisError);
+                None
+            }
+        }
+    }
+
+    async fn unlock(&self, user: &mut User, key: u64, token: &str, trace: &mut Trace) {
+        let mut eval = redis::cmd("EVAL");
+        eval.arg(RELEASE).arg(1).arg(self.lock_key(key)).arg(token);
+        if user
+            .conn
+            .query::<i64>("redis_eval", &eval, trace)
+            .await
+            .is_err()
+        {
+            trace.counters.push(Counter::RedisError);
+        }
+    }
+
+    async fn get(
+        &self,
+        user: &mut User,
+        key: u64,
+        trace: &mut Trace,
+    ) -> Result<Option<Vec<u8>>, ()> {
+        let mut get = redis::cmd("GET");
+        get.arg(self.key(key));
+        user.conn
+            .query::<Option<Vec<u8>>>("redis_get", &get, trace)
+            .await
+            .map_err(|_| trace.counters.push(Counter::RedisError))
+    }
+
+    /// `lock`: one recomputes under the lock, the others poll the key.
+    async fn miss_with_lock(&self, user: &mut User, key: u64, trace: &mut Trace) {
+        if let Some(token) = self.try_lock(user, key, trace).await {
+            self.refill(user, key, trace).await;
+            self.unlock(user, key, &token, trace).await;
+            return;
+        }
+        let give_up = Instant::now() + self.plan.lock_ttl;
+        while Instant::now() < give_up {
+            let wait = self.plan.retry.as_micros() as u64;
+            tokio::time::sleep(Duration::from_micros(
+                wait / 2 + user.rng.gen_range(0..=wait),
+            ))
+            .await;
+            if let Ok(Some(_)) = self.get(user, key, trace).await {
+                return;
+            }
+        }
+        // The holder is gone or too slow: recompute anyway.
+        self.refill(user, key, trace).await;
+    }
+
+    /// `singleflight`: one flight per key in this process.
+    async fn miss_single_flight(&self, user: &mut User, key: u64, trace: &mut Trace) {
+        let joined = {
+            let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+            match flights.get(&key) {
+                Some(rx) => Err(rx.clone()),
+                None => {
+                    let (tx, rx) = watch::channel(false);
+                    flights.insert(key, rx);
+                    Ok(tx)
+                }
+            }
+        };
+        match joined {
+            Ok(tx) => {
+                self.refill(user, key, trace).await;
+                self.flights
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&key);
+                let _ = tx.send(true);
+            }
+            Err(mut rx) => {
+                let _ = rx.wait_for(|done| *done).await;
+            }
+        }
+    }
+}
+
+/// `stale_while_revalidate`: the reader that takes the refresh lock counts
+/// the recomputation; the refresh itself runs in the background.
+fn revalidate(shared: &Arc<Shared>, key: u64, token: String, seed: u64) {
+    let s = shared.clone();
+    tokio::spawn(async move {
+        let mut user = User {
+            conn: RedisConn::new(&s.client, s.plan.op_timeout, s.t0),
+            rng: SmallRng::seed_from_u64(seed),
+            index: u32::MAX,
+        };
+        let mut trace = Trace::default();
+        let start = s.now_us();
+        s.origin.read(key, &mut user.rng).await;
+        let (value, px) = s.fresh_value((s.now_us() - start) / 1000, &mut user.rng);
+        let mut set = redis::cmd("SET");
+        set.arg(s.key(key)).arg(value).arg("PX").arg(px);
+        let _ = user.conn.query::<()>("redis_set", &set, &mut trace).await;
+        s.unlock(&mut user, key, &token, &mut trace).await;
+    });
+}
+
+impl Stampede {
+    async fn read(&self, user: &mut User, key: u64, trace: &mut Trace) -> Outcome {
+        let s = &self.0;
+        let found = match s.get(user, key, trace).await {
+            Ok(v) => v,
+            Err(()) => {
+                // Redis failed: serve from the origin, as cache-aside would.
+                trace.counters.push(Counter::Fallback);
+                s.count_recompute(key, trace);
+                s.origin.read(key, &mut user.rng).await;
+                return Outcome::Ok;
+            }
+        };
+        let now_ms = s.now_us() / 1000;
+        match (found.as_deref().and_then(decode), s.plan.strategy) {
+            (Some((_, delta_ms, fresh_until)), StampedeStrategy::Xfetch) => {
+                // Recompute early with probability growing near expiry:
+                // now - delta * beta * ln(rand) >= expiry.
+                let r: f64 = user.rng.gen_range(f64::MIN_POSITIVE..1.0);
+                let early = -(delta_ms.max(1) as f64) * s.plan.beta * r.ln();
+                if now_ms as f64 + early >= fresh_until as f64 {
+                    s.refill(user, key, trace).await;
+                }
+            }
+            (Some((_, _, fresh_until)), StampedeStrategy::StaleWhileRevalidate)
+                if now_ms >= fresh_until =>
+            {
+                trace.counters.push(Counter::StaleServed);
+                if let Some(token) = s.try_lock(user, key, trace).await {
+                    s.count_recompute(key, trace);
+                    revalidate(s, key, token, user.rng.gen());
+                }
+            }
+            (Some(_), _) => {}
+            (None, StampedeStrategy::Lock) => s.miss_with_lock(user, key, trace).await,
+            (None, StampedeStrategy::SingleFlight) => s.miss_single_flight(user, key, trace).await,
+            (None, _) => s.refill(user, key, trace).await,
+        }
+        Outcome::Ok
+    }
+}
+
+impl Workload for Stampede {
+    type User = User;
+
+    fn new_user(&self, index: usize) -> User {
+        User {
+            conn: RedisConn::new(&self.0.client, self.0.plan.op_timeout, self.0.t0),
+            rng: SmallRng::seed_from_u64(
+                self.0
+                    .seed
+                    .wrapping_mul(0x5851_f42d_4c95_7f2d)
+                    .wrapping_add(index as u64),
+            ),
+            index: index as u32,
+        }
+    }
+
+    async fn op(&self, user: &mut User, intended_us: u64, trace: &mut Trace) {
+        let key = user.rng.gen_range(0..self.0.plan.hot_keys);
+        trace.samples.push(Sample {
+            op: "read",
+            intended_us,
+            start_us: self.0.now_us(),
+            end_us: 0,
+            outcome: Outcome::Ok,
+        });
+        let outcome = self.read(user, key, trace).await;
+        let end = self.0.now_us();
+        trace.samples[0].end_us = end;
+        trace.samples[0].outcome = outcome;
+    }
+
+    fn caller_ops(&self) -> &'static [&'static str] {
+        CALLER_OPS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_round_trip() {
+        let v = encode(7, 120, 99_000, 64);
+        assert_eq!(v.len(), 64);
+        assert_eq!(decode(&v), Some((7, 120, 99_000)));
+        assert_eq!(decode(b"nope"), None);
+    }
+
+    #[test]
+    fn recomputations_group_into_events() {
+        let e = Events::default();
+        assert!(e.record(0, 1_000, 500));
+        assert!(!e.record(0, 1_400, 500), "within the window");
+        assert!(e.record(1, 1_400, 500), "another key");
+        assert!(e.record(0, 1_600, 500), "past the window");
+    }
+}
