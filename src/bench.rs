@@ -159,7 +159,7 @@ async fn engine_throughput(
         goose_report: None,
         goose_metrics,
     };
-    load::drive(workload, &spec, recorder.clone(), t0).await?;
+    load::drive(std::sync::Arc::new(workload), &spec, recorder.clone(), t0).await?;
     let rec = recorder.lock().expect("recorder lock");
     let get = rec.phases()[0]
         .ops

@@ -43,7 +43,7 @@ struct Slot<U> {
 }
 
 struct Engine<W: Workload> {
-    workload: W,
+    workload: Arc<W>,
     users: Vec<tokio::sync::Mutex<Slot<W::User>>>,
     recorder: Arc<Mutex<Recorder>>,
     t0: Instant,
@@ -147,7 +147,7 @@ fn goose_config(spec: &LoadSpec) -> GooseConfiguration {
 
 /// Runs the load to completion (or until goose's killswitch is pulled).
 pub async fn drive<W: Workload>(
-    workload: W,
+    workload: Arc<W>,
     spec: &LoadSpec,
     recorder: Arc<Mutex<Recorder>>,
     t0: Instant,

@@ -35,6 +35,11 @@ pub fn phase_metrics(
     let mut m = BTreeMap::new();
     match workload {
         WorkloadPlan::CacheAside(_) => cache_aside(phase, baseline_origin_rate, &mut m),
+        WorkloadPlan::RateLimit(_) => {
+            for c in [Counter::CallerError, Counter::RedisError] {
+                m.insert(c.name().to_string(), phase.counter(c) as f64);
+            }
+        }
         WorkloadPlan::Stampede(_) => {
             for c in [
                 Counter::CallerError,

@@ -120,10 +120,14 @@ pub enum Counter {
     Recompute,
     ExpiryEvent,
     StaleServed,
+    Admitted,
+    Denied,
+    DegradedAdmitted,
+    DegradedDenied,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 18] = [
+    pub const ALL: [Counter; 22] = [
         Counter::Hit,
         Counter::Miss,
         Counter::Fallback,
@@ -142,6 +146,10 @@ impl Counter {
         Counter::Recompute,
         Counter::ExpiryEvent,
         Counter::StaleServed,
+        Counter::Admitted,
+        Counter::Denied,
+        Counter::DegradedAdmitted,
+        Counter::DegradedDenied,
     ];
 
     pub fn name(self) -> &'static str {
@@ -164,6 +172,10 @@ impl Counter {
             Counter::Recompute => "recomputes",
             Counter::ExpiryEvent => "expiry_events",
             Counter::StaleServed => "stale_served",
+            Counter::Admitted => "admitted",
+            Counter::Denied => "denied",
+            Counter::DegradedAdmitted => "degraded_admitted",
+            Counter::DegradedDenied => "degraded_denied",
         }
     }
 

@@ -21,6 +21,7 @@ use crate::telemetry::{self, NodeSample, ServerEvent};
 use crate::topology::TopologyError;
 use crate::workload::cache_aside::CacheAside;
 use crate::workload::lock::{GcPause, Lock};
+use crate::workload::ratelimit::RateLimit;
 use crate::workload::session::Session;
 use crate::workload::stampede::Stampede;
 use crate::workload::{AnyWorkload, Workload};
@@ -265,6 +266,13 @@ async fn drive(
             t0,
             seed,
         )),
+        WorkloadPlan::RateLimit(rp) => AnyWorkload::RateLimit(RateLimit::new(
+            rp.clone(),
+            lab.client.clone(),
+            prefix.clone(),
+            t0,
+            seed,
+        )),
         WorkloadPlan::Stampede(sp) => AnyWorkload::Stampede(Stampede::new(
             sp.clone(),
             lab.client.clone(),
@@ -289,6 +297,7 @@ async fn drive(
             seed,
         )),
     };
+    let workload = Arc::new(workload);
     let ledger = workload.ledger();
     let recorder = Arc::new(Mutex::new(Recorder::new(t0, workload.caller_ops())));
     let spec = LoadSpec {
@@ -364,7 +373,7 @@ async fn drive(
         .then(|| tokio::spawn(progress(recorder.clone(), t0, plan.duration)));
 
     let load_result = tokio::select! {
-        r = load::drive(workload, &spec, recorder.clone(), t0) => r,
+        r = load::drive(workload.clone(), &spec, recorder.clone(), t0) => r,
         Some(c) = failed.recv() => {
             // A fault that cannot be applied invalidates the run.
             goose::trigger_killswitch("gameday: a fault could not be applied");
@@ -412,6 +421,7 @@ async fn drive(
         &rec,
         &fault_records,
         lost.as_ref().map(|(_, (_, _, at))| at.as_slice()),
+        &|from, to| workload.phase_metrics(from, to),
     );
     let expectations = summary::evaluate(&plan.expectations, &phases);
     let ledger = lost.map(|(keys, (listed, total, _))| LedgerSummary {

@@ -134,6 +134,8 @@ fn the_failure_scenarios_pass_on_the_process_backend() {
         "memory-pressure-lru",
         "memory-pressure-noeviction",
         "split-brain",
+        "rate-limit-outage-fail-open",
+        "rate-limit-memory-pressure",
     ] {
         run_shipped(name, "process");
     }

@@ -183,6 +183,7 @@ pub fn phases(
     rec: &Recorder,
     faults: &[FaultRecord],
     lost_acked_us: Option<&[u64]>,
+    workload_metrics: &dyn Fn(u64, u64) -> BTreeMap<String, f64>,
 ) -> Vec<PhaseSummary> {
     let stats = rec.phases();
     let baseline = stats.iter().find(|p| p.name == "baseline");
@@ -207,6 +208,13 @@ pub fn phases(
                     .collect(),
                 metrics: {
                     let mut m = oracle::phase_metrics(&plan.workload, p, base_rate);
+                    let to = if p.name == "run" {
+                        u64::MAX
+                    } else {
+                        p.end_us.unwrap_or(u64::MAX)
+                    };
+                    let from = if p.name == "run" { 0 } else { p.start_us };
+                    m.extend(workload_metrics(from, to));
                     let record = p
                         .name
                         .strip_prefix("fault:")

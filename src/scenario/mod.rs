@@ -494,6 +494,22 @@ impl Validator<'_> {
 
     /// The workload, and its variants when a key lists several values.
     fn workload(&self, w: RawWorkload) -> VResult<(WorkloadPlan, Vec<(String, WorkloadPlan)>)> {
+        if w.kind != WorkloadKindName::RateLimit {
+            let rate_limit_only = [
+                ("algorithm", w.algorithm.is_some()),
+                ("algorithms", w.algorithms.is_some()),
+                ("limit", w.limit.is_some()),
+                ("window", w.window.is_some()),
+                ("clients", w.clients.is_some()),
+                ("skew", w.skew.is_some()),
+            ];
+            if let Some((key, _)) = rate_limit_only.iter().find(|(_, p)| *p) {
+                return Err(self.err(
+                    self.key_span(key),
+                    format!("`{key}` applies to the rate-limit workload"),
+                ));
+            }
+        }
         if w.kind != WorkloadKindName::Stampede {
             let stampede_only = [
                 ("hot_keys", w.hot_keys.is_some()),
@@ -536,6 +552,41 @@ impl Validator<'_> {
                 }
             }
         }
+        if w.kind == WorkloadKindName::RateLimit {
+            if let Some(list) = w.algorithms.clone() {
+                if w.algorithm.is_some() {
+                    return Err(self.err(
+                        list.span(),
+                        "give `algorithm` (one) or `algorithms` (several to compare), not both",
+                    ));
+                }
+                self.check(&list, !list.get_ref().is_empty(), "`algorithms` lists none")?;
+                let mut seen = Vec::new();
+                for a in list.get_ref() {
+                    self.check(
+                        &list,
+                        !seen.contains(a),
+                        format!("`algorithms` lists `{}` twice", a.name()),
+                    )?;
+                    seen.push(*a);
+                }
+                let base = self.rate_limit(w)?;
+                let variants: Vec<(String, WorkloadPlan)> = list
+                    .get_ref()
+                    .iter()
+                    .map(|&algorithm| {
+                        (
+                            algorithm.name(),
+                            WorkloadPlan::RateLimit(RateLimitPlan {
+                                algorithm,
+                                ..base.clone()
+                            }),
+                        )
+                    })
+                    .collect();
+                return Ok((variants[0].1.clone(), variants));
+            }
+        }
         if w.kind == WorkloadKindName::Stampede {
             if let Some(list) = w.strategies.clone() {
                 if w.strategy.is_some() {
@@ -572,6 +623,91 @@ impl Validator<'_> {
             }
         }
         self.single_workload(w).map(|p| (p, Vec::new()))
+    }
+
+    /// rate-limit: algorithm/algorithms, limit, window, clients, skew,
+    /// op_timeout, on_redis_error (fail_open | fail_closed).
+    fn rate_limit(&self, w: RawWorkload) -> VResult<RateLimitPlan> {
+        let foreign = [
+            ("keys", w.keys.is_some()),
+            ("sessions", w.sessions.is_some()),
+            ("read_ratio", w.read_ratio.is_some()),
+            ("value_size", w.value_size.is_some()),
+            ("ttl", w.ttl.is_some()),
+            ("ttl_jitter", w.ttl_jitter.is_some()),
+            ("zipf_exponent", w.zipf_exponent.is_some()),
+            ("origin", w.origin.is_some()),
+            ("locks", w.locks.is_some()),
+            ("lock_ttl", w.lock_ttl.is_some()),
+            ("critical_section", w.critical_section.is_some()),
+            ("fencing", w.fencing.is_some()),
+            ("acquire_timeout", w.acquire_timeout.is_some()),
+            ("retry", w.retry.is_some()),
+            ("distribution", !self.key_span("distribution").is_empty()),
+            ("write_policy", !self.key_span("write_policy").is_empty()),
+        ];
+        if let Some((key, _)) = foreign.iter().find(|(_, p)| *p) {
+            return Err(self.err(
+                self.key_span(key),
+                format!("`{key}` does not apply to the rate-limit workload (it takes algorithm or algorithms, limit, window, clients, skew, op_timeout, on_redis_error)"),
+            ));
+        }
+        let on_error = match &w.on_redis_error {
+            None => RedisDownPolicy::FailOpen,
+            Some(e) => match e.policy {
+                ErrorPolicy::FailOpen if e.breaker_failures.is_none() => RedisDownPolicy::FailOpen,
+                ErrorPolicy::FailClosed if e.breaker_failures.is_none() => RedisDownPolicy::FailClosed,
+                _ => {
+                    return Err(self.err(
+                        self.key_span("on_redis_error"),
+                        "a rate limiter's policy is `fail_open` (admit, marked degraded) or `fail_closed` (deny), with no breaker",
+                    ))
+                }
+            },
+        };
+        let skew = match &w.skew {
+            Some(k) => {
+                self.check(
+                    k,
+                    *k.get_ref() >= 0.0 && k.get_ref().is_finite(),
+                    "`skew` must be 0 (even) or above",
+                )?;
+                *k.get_ref()
+            }
+            None => 1.0,
+        };
+        let limit = w
+            .limit
+            .as_ref()
+            .map(|l| self.positive_int(l, "limit"))
+            .transpose()?
+            .unwrap_or(100);
+        let window = self.positive_dur(w.window.as_ref(), "window", Duration::from_secs(1))?;
+        if let Some(wd) = &w.window {
+            self.check(
+                wd,
+                window >= Duration::from_millis(10) && window.as_micros() as u64 >= limit,
+                "`window` must be at least 10ms and at least 1 µs per allowed request",
+            )?;
+        }
+        Ok(RateLimitPlan {
+            algorithm: w.algorithm.unwrap_or(RateLimitAlgorithm::FixedWindow),
+            limit,
+            window,
+            clients: w
+                .clients
+                .as_ref()
+                .map(|c| self.positive_int(c, "clients"))
+                .transpose()?
+                .unwrap_or(10),
+            skew,
+            on_error,
+            op_timeout: self.positive_dur(
+                w.op_timeout.as_ref(),
+                "op_timeout",
+                Duration::from_millis(50),
+            )?,
+        })
     }
 
     /// stampede: hot_keys, ttl, strategy/strategies, beta, ttl_jitter,
@@ -720,6 +856,7 @@ impl Validator<'_> {
             WorkloadKindName::Session => self.session(w).map(WorkloadPlan::Session),
             WorkloadKindName::Lock => self.lock(w).map(WorkloadPlan::Lock),
             WorkloadKindName::Stampede => self.stampede(w).map(WorkloadPlan::Stampede),
+            WorkloadKindName::RateLimit => self.rate_limit(w).map(WorkloadPlan::RateLimit),
         }
     }
 
@@ -943,6 +1080,14 @@ impl Validator<'_> {
                 concurrency: 64,
             },
         };
+        if let Some(e) = &w.on_redis_error {
+            if matches!(e.policy, ErrorPolicy::FailOpen | ErrorPolicy::FailClosed) {
+                return Err(self.err(
+                    self.key_span("on_redis_error"),
+                    "cache-aside's policies are `fallback` and `fail` (fail_open and fail_closed are the rate limiter's)",
+                ));
+            }
+        }
         let on_error = match w.on_redis_error {
             Some(e) => ErrorPlan {
                 policy: e.policy,

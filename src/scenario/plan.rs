@@ -141,6 +141,7 @@ pub enum WorkloadPlan {
     Session(SessionPlan),
     Lock(LockPlan),
     Stampede(StampedePlan),
+    RateLimit(RateLimitPlan),
 }
 
 impl WorkloadPlan {
@@ -150,8 +151,51 @@ impl WorkloadPlan {
             WorkloadPlan::Session(_) => "session",
             WorkloadPlan::Lock(_) => "lock",
             WorkloadPlan::Stampede(_) => "stampede",
+            WorkloadPlan::RateLimit(_) => "rate-limit",
         }
     }
+}
+
+/// A rate limiter's algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateLimitAlgorithm {
+    FixedWindow,
+    SlidingLog,
+    SlidingCounter,
+    TokenBucket,
+    Gcra,
+}
+
+impl RateLimitAlgorithm {
+    pub fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default()
+    }
+}
+
+/// What a rate limiter decides when Redis fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisDownPolicy {
+    /// Admit, and mark the decision degraded.
+    FailOpen,
+    /// Deny.
+    FailClosed,
+}
+
+/// rate-limit: `clients` identities, `limit` requests per `window` each.
+#[derive(Debug, Clone)]
+pub struct RateLimitPlan {
+    pub algorithm: RateLimitAlgorithm,
+    pub limit: u64,
+    pub window: Duration,
+    pub clients: u64,
+    /// Zipf exponent of the clients' shares of the requests (0 = even).
+    pub skew: f64,
+    pub on_error: RedisDownPolicy,
+    pub op_timeout: Duration,
 }
 
 /// How the stampede workload keeps a hot key's recomputations down.

@@ -125,6 +125,7 @@ pub enum WorkloadKindName {
     Session,
     Lock,
     Stampede,
+    RateLimit,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
@@ -175,6 +176,18 @@ pub struct RawWorkload {
     pub beta: Option<Spanned<f64>>,
     /// stampede, stale_while_revalidate: how long a key outlives freshness.
     pub stale_for: Option<Spanned<Dur>>,
+    /// rate-limit: one algorithm...
+    pub algorithm: Option<crate::scenario::plan::RateLimitAlgorithm>,
+    /// rate-limit: ...or several, compared side by side.
+    pub algorithms: Option<Spanned<Vec<crate::scenario::plan::RateLimitAlgorithm>>>,
+    /// rate-limit: requests allowed per window and client.
+    pub limit: Option<Spanned<i64>>,
+    /// rate-limit: the window.
+    pub window: Option<Spanned<Dur>>,
+    /// rate-limit: how many clients (limited identities).
+    pub clients: Option<Spanned<i64>>,
+    /// rate-limit: zipf exponent of the clients' request shares.
+    pub skew: Option<Spanned<f64>>,
     #[serde(default)]
     pub distribution: Distribution,
     pub zipf_exponent: Option<Spanned<f64>>,
@@ -204,6 +217,10 @@ pub enum ErrorPolicy {
     Fallback,
     /// Hand the Redis error to the caller.
     Fail,
+    /// rate-limit: admit, marked degraded.
+    FailOpen,
+    /// rate-limit: deny.
+    FailClosed,
 }
 
 #[derive(Debug, Deserialize)]

@@ -207,7 +207,8 @@ impl CacheAside {
                     .await;
                 Outcome::Ok
             }
-            ErrorPolicy::Fail => {
+            // Validation allows only fallback and fail here.
+            _ => {
                 trace.counters.push(Counter::CallerError);
                 Outcome::Err(failure)
             }
@@ -278,7 +279,7 @@ impl CacheAside {
                     // The write reached the system of record; the cache entry
                     // expires within its TTL.
                     ErrorPolicy::Fallback => Outcome::Ok,
-                    ErrorPolicy::Fail => {
+                    _ => {
                         trace.counters.push(Counter::CallerError);
                         Outcome::Err(class)
                     }

@@ -113,6 +113,29 @@ impl RedisConn {
         }
     }
 
+    async fn run_pipe<T: FromRedisValue>(&mut self, pipe: &redis::Pipeline) -> RedisResult<T> {
+        if self.conn.is_none() {
+            self.conn = Some(self.open().await?);
+        }
+        match self.conn.as_mut().expect("connected above") {
+            Live::Single(c) => pipe.query_async(c).await,
+            Live::Cluster(c) => pipe.query_async(c).await,
+        }
+    }
+
+    /// Runs `pipe` (a MULTI/EXEC when atomic) as one command: within the op
+    /// timeout, recorded as `op` in `trace`.
+    pub async fn query_pipe<T: FromRedisValue>(
+        &mut self,
+        op: &'static str,
+        pipe: &redis::Pipeline,
+        trace: &mut Trace,
+    ) -> Result<T, ErrorClass> {
+        let start_us = self.now_us();
+        let result = tokio::time::timeout(self.timeout, self.run_pipe::<T>(pipe)).await;
+        self.settle(op, start_us, result, trace)
+    }
+
     /// Runs `cmd` within the op timeout and records it as `op` in `trace`.
     pub async fn query<T: FromRedisValue>(
         &mut self,
@@ -121,7 +144,20 @@ impl RedisConn {
         trace: &mut Trace,
     ) -> Result<T, ErrorClass> {
         let start_us = self.now_us();
-        let result = match tokio::time::timeout(self.timeout, self.run::<T>(cmd)).await {
+        let result = tokio::time::timeout(self.timeout, self.run::<T>(cmd)).await;
+        self.settle(op, start_us, result, trace)
+    }
+
+    /// Classifies the outcome of one command (dropping a connection that
+    /// cannot be trusted any more) and records its sample.
+    fn settle<T>(
+        &mut self,
+        op: &'static str,
+        start_us: u64,
+        result: Result<RedisResult<T>, tokio::time::error::Elapsed>,
+        trace: &mut Trace,
+    ) -> Result<T, ErrorClass> {
+        let result = match result {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 let class = ErrorClass::of(&e);

@@ -8,6 +8,7 @@ pub mod cache_aside;
 pub mod conn;
 pub mod lock;
 pub mod origin;
+pub mod ratelimit;
 pub mod session;
 pub mod stampede;
 pub mod value;
@@ -16,6 +17,7 @@ use crate::expect::Dim;
 use crate::ledger::Tracked;
 use crate::recorder::Trace;
 use crate::scenario::plan::WorkloadPlan;
+use std::collections::BTreeMap;
 use std::future::Future;
 
 /// What the load engine needs of a workload.
@@ -42,6 +44,12 @@ pub trait Workload: Send + Sync + 'static {
     fn ledger(&self) -> Option<Tracked> {
         None
     }
+
+    /// Workload metrics that need more than the recorder's counts, for the
+    /// ops whose intended start lies in `[from_us, to_us)`.
+    fn phase_metrics(&self, _from_us: u64, _to_us: u64) -> BTreeMap<String, f64> {
+        BTreeMap::new()
+    }
 }
 
 /// Any workload, for the run to drive one type.
@@ -50,6 +58,7 @@ pub enum AnyWorkload {
     Session(session::Session),
     Lock(lock::Lock),
     Stampede(stampede::Stampede),
+    RateLimit(ratelimit::RateLimit),
 }
 
 pub enum AnyUser {
@@ -57,6 +66,7 @@ pub enum AnyUser {
     Session(session::User),
     Lock(lock::User),
     Stampede(stampede::User),
+    RateLimit(ratelimit::User),
 }
 
 impl Workload for AnyWorkload {
@@ -68,6 +78,7 @@ impl Workload for AnyWorkload {
             AnyWorkload::Session(w) => AnyUser::Session(w.new_user(index)),
             AnyWorkload::Lock(w) => AnyUser::Lock(w.new_user(index)),
             AnyWorkload::Stampede(w) => AnyUser::Stampede(w.new_user(index)),
+            AnyWorkload::RateLimit(w) => AnyUser::RateLimit(w.new_user(index)),
         }
     }
 
@@ -79,6 +90,7 @@ impl Workload for AnyWorkload {
             (AnyWorkload::Session(w), AnyUser::Session(u)) => w.op(u, intended_us, trace).await,
             (AnyWorkload::Lock(w), AnyUser::Lock(u)) => w.op(u, intended_us, trace).await,
             (AnyWorkload::Stampede(w), AnyUser::Stampede(u)) => w.op(u, intended_us, trace).await,
+            (AnyWorkload::RateLimit(w), AnyUser::RateLimit(u)) => w.op(u, intended_us, trace).await,
             _ => unreachable!("users are made by the same workload"),
         }
     }
@@ -89,6 +101,7 @@ impl Workload for AnyWorkload {
             AnyWorkload::Session(w) => w.caller_ops(),
             AnyWorkload::Lock(w) => w.caller_ops(),
             AnyWorkload::Stampede(w) => w.caller_ops(),
+            AnyWorkload::RateLimit(w) => w.caller_ops(),
         }
     }
 
@@ -98,6 +111,14 @@ impl Workload for AnyWorkload {
             AnyWorkload::Session(w) => w.ledger(),
             AnyWorkload::Lock(w) => w.ledger(),
             AnyWorkload::Stampede(w) => w.ledger(),
+            AnyWorkload::RateLimit(w) => w.ledger(),
+        }
+    }
+
+    fn phase_metrics(&self, from_us: u64, to_us: u64) -> BTreeMap<String, f64> {
+        match self {
+            AnyWorkload::RateLimit(w) => w.phase_metrics(from_us, to_us),
+            _ => BTreeMap::new(),
         }
     }
 }
@@ -109,6 +130,7 @@ pub fn ops(plan: &WorkloadPlan) -> &'static [&'static str] {
         WorkloadPlan::Session(_) => session::OPS,
         WorkloadPlan::Lock(_) => lock::OPS,
         WorkloadPlan::Stampede(_) => stampede::OPS,
+        WorkloadPlan::RateLimit(_) => ratelimit::OPS,
     }
 }
 
@@ -119,5 +141,6 @@ pub fn metrics(plan: &WorkloadPlan) -> &'static [(&'static str, Dim)] {
         WorkloadPlan::Session(_) => session::METRICS,
         WorkloadPlan::Lock(_) => lock::METRICS,
         WorkloadPlan::Stampede(_) => stampede::METRICS,
+        WorkloadPlan::RateLimit(_) => ratelimit::METRICS,
     }
 }
