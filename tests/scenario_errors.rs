@@ -188,6 +188,21 @@ fn workload_keys_are_checked_against_the_workload() {
         )
     );
     assert_points_at(&text, "nope/", "names no variant");
+    let rl = GOOD.replace(
+        "kind = \"cache-aside\"\nread_ratio = 0.9",
+        "kind = \"rate-limit\"\non_redis_error = { policy = \"fallback\" }",
+    );
+    assert_points_at(&rl, "on_redis_error", "`fail_open`");
+    assert_points_at(
+        &GOOD.replace("read_ratio = 0.9", "read_ratio = 0.9\nlimit = 5"),
+        "limit = 5",
+        "applies to the rate-limit workload",
+    );
+    let st = GOOD.replace(
+        "kind = \"cache-aside\"\nread_ratio = 0.9",
+        "kind = \"stampede\"\nstrategy = \"lock\"\nstrategies = [\"none\"]",
+    );
+    assert_points_at(&st, "strategies", "not both");
     let lock = GOOD.replace(
         "kind = \"cache-aside\"\nread_ratio = 0.9",
         "kind = \"lock\"\nlock_ttl = \"10ms\"\ncritical_section = \"20ms\"",
