@@ -123,6 +123,10 @@ where
 }
 
 fn chart(report: &RunReport, title: &str, y_desc: &str, series: Vec<Series>, log: bool) -> String {
+    // Nothing to draw (an op this workload does not have): no chart.
+    if series.iter().all(|s| s.points.is_empty()) {
+        return String::new();
+    }
     let windows: Vec<(f64, f64)> = report
         .summary
         .faults
@@ -309,6 +313,42 @@ fn phase_table(phases: &[PhaseSummary]) -> String {
         );
     }
     t + "</table>"
+}
+
+/// Every metric of every phase, one row per metric: the workload's oracle
+/// (sessions, locks, stampedes, rate limits, ...) and the fault metrics.
+fn metrics_table(phases: &[PhaseSummary]) -> String {
+    let mut names: Vec<&String> = Vec::new();
+    for p in phases {
+        for k in p.metrics.keys() {
+            if !names.contains(&k) {
+                names.push(k);
+            }
+        }
+    }
+    if names.is_empty() {
+        return String::new();
+    }
+    let mut t = String::from("<table><tr><th>metric</th>");
+    for p in phases {
+        let _ = write!(t, "<th>{}</th>", esc(&p.name));
+    }
+    t.push_str("</tr>\n");
+    for name in names {
+        let _ = write!(t, "<tr><td>{}</td>", esc(name));
+        for p in phases {
+            let cell = p.metrics.get(name).map_or("–".into(), |v| {
+                if v.fract() == 0.0 {
+                    format!("{v:.0}")
+                } else {
+                    format!("{v:.3}")
+                }
+            });
+            let _ = write!(t, "<td>{cell}</td>");
+        }
+        t.push_str("</tr>\n");
+    }
+    format!("<h3>All metrics</h3>\n{t}</table>")
 }
 
 fn verdict_table(s: &Summary) -> String {
@@ -624,7 +664,7 @@ pub fn render(report: &RunReport) -> String {
         nodes = esc(&nodes.join("; ")),
         verdicts = verdict_table(s),
         faults = fault_table(s),
-        phases = phase_table(&s.phases),
+        phases = phase_table(&s.phases) + &metrics_table(&s.phases),
         charts = charts(report),
         servers = if report.telemetry.is_empty() {
             String::new()
