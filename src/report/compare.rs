@@ -124,7 +124,13 @@ fn html(c: &Comparison) -> String {
         );
     }
     t.push_str("</table>");
-    let bars = bar_chart(c);
+    let mut bars = bar_chart(c);
+    for (metric, what) in KEY_METRICS {
+        if c.variants.iter().any(|r| r.metrics.contains_key(*metric)) {
+            bars.push_str(&format!("<h2>{}</h2>\n", esc(what)));
+            bars.push_str(&metric_bars(c, metric));
+        }
+    }
     format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>gameday: {name} (variants)</title><style>\
 body{{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1000px}}\
@@ -132,11 +138,71 @@ table{{border-collapse:collapse;margin:8px 0 20px}}td,th{{border:1px solid #ccc;
 th{{background:#f3f3f3}}td:first-child{{text-align:left}}.pass{{color:#1a7f37;font-weight:600}}.fail{{color:#c62828;font-weight:700}}\
 </style></head><body>\n<h1>gameday: {name}: {n} variants, <span class=\"{v}\">{v}</span></h1>\n\
 <p>Each variant ran the same scenario against the same topology, one after the other; each has its full report in its own directory.</p>\n\
-<h2>Side by side</h2>\n{t}\n<h2>Caller latency</h2>\n{bars}\n</body></html>\n",
+<h2>Side by side</h2>\n{t}\n<h2>Caller latency (waiters included)</h2>\n{bars}\n</body></html>\n",
         name = esc(&c.scenario),
         n = c.variants.len(),
         v = esc(&c.verdict),
     )
+}
+
+/// The metrics that tell variants apart, charted when present.
+const KEY_METRICS: &[(&str, &str)] = &[
+    (
+        "recomputes_per_event",
+        "Origin recomputations per expiry (ideal 1)",
+    ),
+    ("redis_ops_per_read", "Redis commands per read"),
+    (
+        "burst_ratio",
+        "Most admitted in one window's span, over the limit",
+    ),
+    (
+        "reference_error",
+        "Admitted vs the exact reference (relative error)",
+    ),
+    (
+        "over_admission",
+        "Over-admission (share of what was allowed)",
+    ),
+    (
+        "stale_writes_accepted",
+        "Stale writes the resource accepted",
+    ),
+    (
+        "stale_writes_rejected",
+        "Stale writes the fencing check refused",
+    ),
+];
+
+/// One horizontal bar per variant for `metric` (inline SVG).
+fn metric_bars(c: &Comparison, metric: &str) -> String {
+    let value = |r: &VariantRow| r.metrics.get(metric).copied().unwrap_or(0.0);
+    let max = c
+        .variants
+        .iter()
+        .map(value)
+        .fold(f64::MIN_POSITIVE, f64::max);
+    let (left, width, row) = (180.0, 640.0, 24.0);
+    let height = row * c.variants.len() as f64 + 8.0;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"960\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">"
+    );
+    for (i, r) in c.variants.iter().enumerate() {
+        let y = i as f64 * row + 4.0;
+        let v = value(r);
+        let w = width * v / max;
+        let _ = write!(
+            svg,
+            "<text x=\"4\" y=\"{}\">{}</text><rect x=\"{left}\" y=\"{y}\" width=\"{w:.1}\" height=\"16\" fill=\"#2ca02c\"/><text x=\"{:.1}\" y=\"{}\">{}</text>",
+            y + 13.0,
+            esc(&r.variant),
+            left + w + 4.0,
+            y + 13.0,
+            (v * 1000.0).round() / 1000.0
+        );
+    }
+    svg.push_str("</svg>");
+    svg
 }
 
 /// Caller p50 and p99 per variant, as horizontal bars (inline SVG).
