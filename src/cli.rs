@@ -365,6 +365,16 @@ fn external_snippet(lab: &crate::lab::Lab) -> String {
     out
 }
 
+/// Prints a line of `gameday up`'s output. A reader that went away (a
+/// closed pipe) must not take the lab down with a panic: the lab serves
+/// until Ctrl-C either way.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 async fn up(
     kind: crate::scenario::raw::TopologyKind,
     backend: Backend,
@@ -387,24 +397,27 @@ async fn up(
                 return Ok(e.exit_code());
             }
         };
-    println!(
+    say!(
         "{} topology ready in {:.1}s",
         scenario::topology_name(kind),
         started.elapsed().as_secs_f64()
     );
-    println!(
+    say!(
         "Toxiproxy API: {} ({} {})",
         lab.control.url(),
         lab.proxy_kind,
         lab.proxy_version
     );
-    println!(
+    say!(
         "{:<16} {:<8} {:<22} {:<22} proxy",
-        "endpoint", "role", "real address", "clients use"
+        "endpoint",
+        "role",
+        "real address",
+        "clients use"
     );
     for w in &lab.wired {
         let role = format!("{:?}", w.endpoint.role).to_lowercase();
-        println!(
+        say!(
             "{:<16} {:<8} {:<22} {:<22} {}",
             w.endpoint.name,
             role,
@@ -415,20 +428,20 @@ async fn up(
     }
     match &lab.client {
         crate::topology::ClientSpec::Direct(a) => {
-            println!("\nredis-cli -h {} -p {}", a.ip(), a.port())
+            say!("\nredis-cli -h {} -p {}", a.ip(), a.port())
         }
-        crate::topology::ClientSpec::Sentinel { sentinels, master } => println!(
+        crate::topology::ClientSpec::Sentinel { sentinels, master } => say!(
             "\nredis-cli -h {} -p {} SENTINEL get-master-addr-by-name {master}",
             sentinels[0].ip(),
             sentinels[0].port()
         ),
         crate::topology::ClientSpec::Cluster { nodes } => {
-            println!("\nredis-cli -c -h {} -p {}", nodes[0].ip(), nodes[0].port())
+            say!("\nredis-cli -c -h {} -p {}", nodes[0].ip(), nodes[0].port())
         }
     }
-    print!("{}", external_snippet(&lab));
-    println!("faults: e.g. curl -X POST {}/proxies/<proxy>/toxics -d '{{\"type\":\"latency\",\"attributes\":{{\"latency\":100}}}}'", lab.control.url());
-    println!("Ctrl-C stops everything.");
+    say!("{}", external_snippet(&lab).trim_end());
+    say!("faults: e.g. curl -X POST {}/proxies/<proxy>/toxics -d '{{\"type\":\"latency\",\"attributes\":{{\"latency\":100}}}}'", lab.control.url());
+    say!("Ctrl-C stops everything.");
     let _ = shutdown.wait_for(|s| *s).await;
     lab.stop().await;
     eprintln!("gameday up: stopped, nothing left running");
