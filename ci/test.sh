@@ -10,4 +10,5 @@ GAMEDAY_REDIS_IMAGE="$(ci/docker.sh)"
 export GAMEDAY_REDIS_IMAGE
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
-cargo test --locked
+# Every test binary runs, so that one failure does not hide another.
+cargo test --locked --no-fail-fast
