@@ -554,72 +554,42 @@ impl Validator<'_> {
         }
         if w.kind == WorkloadKindName::RateLimit {
             if let Some(list) = w.algorithms.clone() {
-                if w.algorithm.is_some() {
-                    return Err(self.err(
-                        list.span(),
-                        "give `algorithm` (one) or `algorithms` (several to compare), not both",
-                    ));
-                }
-                self.check(&list, !list.get_ref().is_empty(), "`algorithms` lists none")?;
-                let mut seen = Vec::new();
-                for a in list.get_ref() {
-                    self.check(
-                        &list,
-                        !seen.contains(a),
-                        format!("`algorithms` lists `{}` twice", a.name()),
-                    )?;
-                    seen.push(*a);
-                }
+                self.variant_list(
+                    &list,
+                    w.algorithm.is_some(),
+                    "algorithm",
+                    "algorithms",
+                    |a| a.name(),
+                )?;
                 let base = self.rate_limit(w)?;
-                let variants: Vec<(String, WorkloadPlan)> = list
-                    .get_ref()
-                    .iter()
-                    .map(|&algorithm| {
-                        (
-                            algorithm.name(),
-                            WorkloadPlan::RateLimit(RateLimitPlan {
-                                algorithm,
-                                ..base.clone()
-                            }),
-                        )
-                    })
-                    .collect();
-                return Ok((variants[0].1.clone(), variants));
+                return Ok(variants_of(
+                    &list,
+                    |a| a.name(),
+                    |algorithm| {
+                        WorkloadPlan::RateLimit(RateLimitPlan {
+                            algorithm,
+                            ..base.clone()
+                        })
+                    },
+                ));
             }
         }
         if w.kind == WorkloadKindName::Stampede {
             if let Some(list) = w.strategies.clone() {
-                if w.strategy.is_some() {
-                    return Err(self.err(
-                        list.span(),
-                        "give `strategy` (one) or `strategies` (several to compare), not both",
-                    ));
-                }
-                self.check(&list, !list.get_ref().is_empty(), "`strategies` lists none")?;
-                let mut seen = Vec::new();
-                for st in list.get_ref() {
-                    self.check(
-                        &list,
-                        !seen.contains(st),
-                        format!("`strategies` lists `{}` twice", st.name()),
-                    )?;
-                    seen.push(*st);
-                }
+                self.variant_list(&list, w.strategy.is_some(), "strategy", "strategies", |s| {
+                    s.name()
+                })?;
                 let base = self.stampede(w)?;
-                let variants: Vec<(String, WorkloadPlan)> = list
-                    .get_ref()
-                    .iter()
-                    .map(|&strategy| {
-                        (
-                            strategy.name(),
-                            WorkloadPlan::Stampede(StampedePlan {
-                                strategy,
-                                ..base.clone()
-                            }),
-                        )
-                    })
-                    .collect();
-                return Ok((variants[0].1.clone(), variants));
+                return Ok(variants_of(
+                    &list,
+                    |s| s.name(),
+                    |strategy| {
+                        WorkloadPlan::Stampede(StampedePlan {
+                            strategy,
+                            ..base.clone()
+                        })
+                    },
+                ));
             }
         }
         self.single_workload(w).map(|p| (p, Vec::new()))
@@ -819,6 +789,39 @@ impl Validator<'_> {
             )?;
         }
         Ok(plan)
+    }
+
+    /// A list of values to compare (`many`): not given with its single
+    /// form (`one`), not empty, no value twice.
+    fn variant_list<T: Copy + PartialEq>(
+        &self,
+        list: &Spanned<Vec<T>>,
+        single_given: bool,
+        one: &str,
+        many: &str,
+        name: impl Fn(T) -> String,
+    ) -> VResult<()> {
+        if single_given {
+            return Err(self.err(
+                list.span(),
+                format!("give `{one}` (one) or `{many}` (several to compare), not both"),
+            ));
+        }
+        self.check(
+            list,
+            !list.get_ref().is_empty(),
+            format!("`{many}` lists none"),
+        )?;
+        let mut seen = Vec::new();
+        for &v in list.get_ref() {
+            self.check(
+                list,
+                !seen.contains(&v),
+                format!("`{many}` lists `{}` twice", name(v)),
+            )?;
+            seen.push(v);
+        }
+        Ok(())
     }
 
     fn single_workload(&self, w: RawWorkload) -> VResult<WorkloadPlan> {
@@ -1550,4 +1553,16 @@ fn policy_name(p: MaxmemoryPolicy) -> String {
         .ok()
         .and_then(|v| v.as_str().map(String::from))
         .unwrap_or_default()
+}
+
+/// One variant per value of a checked, non-empty list; the first is the
+/// plan's own workload.
+fn variants_of<T: Copy>(
+    list: &Spanned<Vec<T>>,
+    name: impl Fn(T) -> String,
+    make: impl Fn(T) -> WorkloadPlan,
+) -> (WorkloadPlan, Vec<(String, WorkloadPlan)>) {
+    let variants: Vec<(String, WorkloadPlan)> =
+        list.get_ref().iter().map(|&v| (name(v), make(v))).collect();
+    (variants[0].1.clone(), variants)
 }

@@ -44,10 +44,6 @@ pub const METRICS: &[(&str, Dim)] = &[
     ("acquire_failures", Dim::Count),
 ];
 
-/// Deletes the lock only if it still holds our token.
-const RELEASE: &str =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
-
 /// A pause armed by a `gc_pause` fault: the next holder takes it and stalls
 /// until the fault's end; the conductor waits for that holder to have left
 /// before it starts the recovery phase.
@@ -308,7 +304,7 @@ impl Lock {
 
     async fn release(&self, user: &mut User, key: &str, token: &str, trace: &mut Trace) {
         let mut eval = redis::cmd("EVAL");
-        eval.arg(RELEASE).arg(1).arg(key).arg(token);
+        eval.arg(super::RELEASE_IF_OWNER).arg(1).arg(key).arg(token);
         if user
             .conn
             .query::<i64>("redis_eval", &eval, trace)

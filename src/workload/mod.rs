@@ -20,6 +20,11 @@ use crate::scenario::plan::WorkloadPlan;
 use std::collections::BTreeMap;
 use std::future::Future;
 
+/// Deletes KEYS[1] only if it still holds ARGV[1] (the owner's token): the
+/// release of a lock that may have expired and been taken by someone else.
+pub(crate) const RELEASE_IF_OWNER: &str =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+
 /// What the load engine needs of a workload.
 pub trait Workload: Send + Sync + 'static {
     /// Per-virtual-user state (connection, RNG).

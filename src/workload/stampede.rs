@@ -52,9 +52,6 @@ pub const METRICS: &[(&str, Dim)] = &[
     ("fallbacks", Dim::Count),
 ];
 
-const RELEASE: &str =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
-
 /// `gx1:<version>:<recompute ms>:<fresh until, ms since t0>:` then padding.
 const HEADER: usize = 4 + 16 + 1 + 8 + 1 + 16 + 1;
 
@@ -244,7 +241,10 @@ impl Shared {
 
     async fn unlock(&self, user: &mut User, key: u64, token: &str, trace: &mut Trace) {
         let mut eval = redis::cmd("EVAL");
-        eval.arg(RELEASE).arg(1).arg(self.lock_key(key)).arg(token);
+        eval.arg(super::RELEASE_IF_OWNER)
+            .arg(1)
+            .arg(self.lock_key(key))
+            .arg(token);
         if user
             .conn
             .query::<i64>("redis_eval", &eval, trace)
