@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs what gameday needs at run time and for its tests, if missing:
 # redis-server (the process backend's nodes) and redis-tools
-# (redis-benchmark, the peer in `gameday bench`). Debian packages only.
+# (redis-benchmark, the peer in `gameday bench load`) and wrk (the peer in
+# `gameday bench http`). Debian packages only.
 set -euo pipefail
 
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-benchmark >/dev/null 2>&1 || need+=(redis-tools)
+# wrk: the peer of `gameday bench http`.
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
 if [ ${#need[@]} -gt 0 ]; then
   echo "ci/deps.sh: installing ${need[*]}"
   sudo=""

@@ -7,5 +7,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ci/deps.sh
-cargo build --release --locked --quiet
+# The examples too: the reference shop the shop-* scenarios start.
+cargo build --release --locked --quiet --bins --examples
 exec target/release/gameday run scenarios/quickstart.toml "$@"

@@ -11,14 +11,18 @@
 use crate::load::{self, LoadSpec};
 use crate::proxy::control::ProxyControl;
 use crate::proxy::EmbeddedProxy;
-use crate::recorder::{Outcome, Recorder, Sample, Trace};
-use crate::scenario::plan::TopologyPlan;
+use crate::recorder::PhaseStats;
+use crate::recorder::Recorder;
+use crate::topology::plan::TopologyPlan;
 use crate::topology::process::RedisProcess;
-use crate::topology::{ClientSpec, Role};
+use crate::topology::ClientSpec;
+use crate::vocab::outcome::{Outcome, Trace};
+use crate::vocab::topo::Role;
 use crate::workload::conn::RedisConn;
-use crate::workload::Workload;
+use crate::workload::{Done, Oracle, Workload};
 use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -37,10 +41,17 @@ pub enum Which {
     /// Time until each topology is ready (assembled through its proxies).
     Ready {
         #[arg(long, value_enum, default_value = "process")]
-        backend: crate::scenario::raw::Backend,
+        backend: crate::vocab::topo::Backend,
         /// Starts per topology; the median is reported.
         #[arg(long, default_value_t = 3)]
         repeat: usize,
+    },
+    /// Max requests/s at the reference shop's /healthz: gameday vs wrk.
+    Http {
+        #[arg(long, default_value_t = 50)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
     },
     /// Latency and throughput added by the embedded proxy.
     Proxy {
@@ -59,6 +70,10 @@ pub async fn run(which: Which) -> anyhow::Result<u8> {
         } => bench_load(connections, seconds).await,
         Which::Proxy { pings, connections } => bench_proxy(pings, connections).await,
         Which::Ready { backend, repeat } => bench_ready(backend, repeat).await,
+        Which::Http {
+            connections,
+            seconds,
+        } => crate::bench_http::bench_http(connections, seconds).await,
     }
 }
 
@@ -112,7 +127,7 @@ impl Workload for GetOnly {
         )
     }
 
-    async fn op(&self, user: &mut Self::User, intended_us: u64, trace: &mut Trace) {
+    async fn op(&self, user: &mut Self::User, _intended_us: u64, _trace: &mut Trace) -> Done {
         let scratch = &mut user.1;
         scratch.clear();
         let r = user
@@ -123,22 +138,21 @@ impl Workload for GetOnly {
                 scratch,
             )
             .await;
-        let end_us = self.t0.elapsed().as_micros() as u64;
         let outcome = match r {
             Ok(_) => Outcome::Ok,
             Err(c) => Outcome::Err(c),
         };
-        trace.samples.push(Sample {
-            op: "get",
-            intended_us,
-            start_us: intended_us,
-            end_us,
-            outcome,
-        });
+        Done::new("get", outcome)
     }
+}
 
+impl Oracle for GetOnly {
     fn caller_ops(&self) -> &'static [&'static str] {
         &["get"]
+    }
+
+    fn phase_metrics(&self, _phase: &PhaseStats, _baseline: &PhaseStats) -> BTreeMap<String, f64> {
+        BTreeMap::new()
     }
 }
 
@@ -196,8 +210,7 @@ async fn bench_load(connections: usize, seconds: u64) -> anyhow::Result<u8> {
 }
 
 async fn ping_p50(addr: SocketAddr, pings: usize) -> anyhow::Result<(u64, u64)> {
-    let client = redis::Client::open(format!("redis://{addr}/"))?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut conn = crate::redis_admin::connect(addr).await?;
     let mut hist = Histogram::<u64>::new(3)?;
     for _ in 0..pings {
         let start = std::time::Instant::now();
@@ -235,8 +248,8 @@ async fn bench_proxy(pings: usize, connections: usize) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-async fn bench_ready(backend: crate::scenario::raw::Backend, repeat: usize) -> anyhow::Result<u8> {
-    use crate::scenario::raw::TopologyKind::*;
+async fn bench_ready(backend: crate::vocab::topo::Backend, repeat: usize) -> anyhow::Result<u8> {
+    use crate::vocab::topo::TopologyKind::*;
     println!("bench ready: {backend:?} backend, median of {repeat} starts (provision + proxies + assembly)");
     // The targets the project set for the docker backend (none for replicated).
     let targets = [
@@ -250,8 +263,11 @@ async fn bench_ready(backend: crate::scenario::raw::Backend, repeat: usize) -> a
         for _ in 0..repeat.max(1) {
             let (_tx, rx) = tokio::sync::watch::channel(false);
             let started = std::time::Instant::now();
-            let plan = TopologyPlan::of_kind(kind);
-            let lab = crate::lab::Lab::start(&plan, backend, None, "bench", rx).await?;
+            let plan = TopologyPlan {
+                backend,
+                ..TopologyPlan::of_kind(kind)
+            };
+            let lab = crate::lab::Lab::start(&plan, "bench", rx).await?;
             times.push(started.elapsed().as_secs_f64());
             lab.stop().await;
         }
@@ -263,10 +279,7 @@ async fn bench_ready(backend: crate::scenario::raw::Backend, repeat: usize) -> a
                 median / t
             )
         });
-        println!(
-            "  {:<11} {median:>6.2}s{versus}",
-            crate::scenario::topology_name(kind)
-        );
+        println!("  {:<11} {median:>6.2}s{versus}", kind.as_str());
     }
     Ok(0)
 }

@@ -2,7 +2,9 @@
 //! into plans and options; the work happens in `run`, `proxy` and `bench`.
 
 use crate::run::{self, RunOptions};
-use crate::scenario::{self, raw::Backend};
+use crate::scenario;
+use crate::scenario::plan::{Overrides, RunPlan};
+use crate::vocab::topo::Backend;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -25,31 +27,7 @@ pub enum Command {
     /// Exit codes: 0 every expectation held, 1 an expectation failed,
     /// 2 bad usage or scenario, 3 the infrastructure could not be
     /// provisioned, 130 interrupted.
-    Run {
-        /// Scenario files (TOML).
-        #[arg(required = true)]
-        scenarios: Vec<PathBuf>,
-        /// Report directory (default reports/<UTC time>-<name>/; with several
-        /// scenarios, one subdirectory each).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Who provisions Redis; overrides the scenario's `backend`.
-        #[arg(long, value_enum)]
-        backend: Option<Backend>,
-        /// Seed for every random choice; overrides the scenario's `seed`.
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Drive this Toxiproxy API (loopback only) instead of the embedded one.
-        #[arg(long, value_name = "URL")]
-        toxiproxy_url: Option<String>,
-        /// No progress lines, no tables: only errors and the report path.
-        #[arg(long, short)]
-        quiet: bool,
-        /// Confirm the scenario's `allow_destructive`: node, memory and
-        /// failover faults on an external topology.
-        #[arg(long)]
-        allow_destructive: bool,
-    },
+    Run(RunArgs),
     /// Check scenario files without running anything.
     Validate {
         #[arg(required = true)]
@@ -64,25 +42,11 @@ pub enum Command {
     ///
     /// Takes Toxiproxy's own `--host`, `--port` and `--config` too, so that
     /// it can stand in for the Toxiproxy image (see docker-compose.yml).
-    Proxy {
-        /// Loopback address for the HTTP API.
-        #[arg(long, default_value = "127.0.0.1:8474", conflicts_with_all = ["host", "port"])]
-        listen: SocketAddr,
-        /// The API's host, as toxiproxy-server takes it (loopback only).
-        #[arg(long)]
-        host: Option<std::net::IpAddr>,
-        /// The API's port, as toxiproxy-server takes it.
-        #[arg(long)]
-        port: Option<u16>,
-        /// A Toxiproxy config file (a JSON list of {name, listen, upstream,
-        /// enabled}) whose proxies are created at start.
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
-    },
+    Proxy(ProxyArgs),
     /// Start a topology with a proxy on every path and print its addresses,
     /// for exploring by hand during a game day; Ctrl-C tears it down.
     Up {
-        topology: crate::scenario::raw::TopologyKind,
+        topology: crate::vocab::topo::TopologyKind,
         #[arg(long, value_enum, default_value = "process")]
         backend: Backend,
         /// Drive this Toxiproxy API (loopback only) instead of the embedded one.
@@ -94,6 +58,63 @@ pub enum Command {
         #[command(subcommand)]
         which: crate::bench::Which,
     },
+}
+
+/// `gameday run`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Scenario files (TOML).
+    #[arg(required = true)]
+    pub scenarios: Vec<PathBuf>,
+    /// Report directory (default reports/<UTC time>-<name>/; with several
+    /// scenarios, one subdirectory each).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Who provisions Redis; overrides the scenario's `backend`.
+    #[arg(long, value_enum)]
+    pub backend: Option<Backend>,
+    /// Seed for every random choice; overrides the scenario's `seed`.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Drive this Toxiproxy API (loopback only) instead of the embedded one.
+    #[arg(long, value_name = "URL")]
+    pub toxiproxy_url: Option<String>,
+    /// No progress lines, no tables: only errors and the report path.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Confirm the scenario's `allow_destructive`: node, memory and
+    /// failover faults on an external topology.
+    #[arg(long)]
+    pub allow_destructive: bool,
+    /// KEY=VALUE in the environment of the target service gameday starts,
+    /// over the scenario's `env` (repeatable), e.g. SHOP_MODE=naive.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = key_value)]
+    pub target_env: Vec<(String, String)>,
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not KEY=VALUE")),
+    }
+}
+
+/// `gameday proxy`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct ProxyArgs {
+    /// Loopback address for the HTTP API.
+    #[arg(long, default_value = "127.0.0.1:8474", conflicts_with_all = ["host", "port"])]
+    pub listen: SocketAddr,
+    /// The API's host, as toxiproxy-server takes it (loopback only).
+    #[arg(long)]
+    pub host: Option<std::net::IpAddr>,
+    /// The API's port, as toxiproxy-server takes it.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// A Toxiproxy config file (a JSON list of {name, listen, upstream,
+    /// enabled}) whose proxies are created at start.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// The process's logger: errors only, as `gameday: [target] message`. It
@@ -174,136 +195,10 @@ fn shutdown_signal() -> anyhow::Result<watch::Receiver<bool>> {
 
 async fn dispatch(command: Command) -> anyhow::Result<u8> {
     match command {
-        Command::Run {
-            scenarios,
-            out,
-            backend,
-            seed,
-            toxiproxy_url,
-            quiet,
-            allow_destructive,
-        } => {
-            // Validate everything before starting anything.
-            let mut plans = Vec::new();
-            for path in &scenarios {
-                match scenario::load(path) {
-                    Ok(p) => plans.push(p),
-                    Err(e) => {
-                        eprintln!("gameday: {e}");
-                        return Ok(2);
-                    }
-                }
-            }
-            if let Some(url) = &toxiproxy_url {
-                if let Err(e) = crate::proxy::control::check_url(url) {
-                    eprintln!("gameday: --toxiproxy-url: {e}");
-                    return Ok(2);
-                }
-            }
-            let shutdown = shutdown_signal()?;
-            let several = plans.len() > 1;
-            let mut worst = 0u8;
-            for plan in &plans {
-                if *shutdown.borrow() {
-                    break;
-                }
-                let opts = RunOptions {
-                    out_dir: out.as_ref().map(|o| {
-                        if several {
-                            o.join(&plan.name)
-                        } else {
-                            o.clone()
-                        }
-                    }),
-                    backend,
-                    seed,
-                    toxiproxy_url: toxiproxy_url.clone(),
-                    progress: !quiet,
-                    allow_destructive,
-                };
-                if !quiet {
-                    eprintln!(
-                        "gameday: running {} ({}): {}",
-                        plan.name,
-                        plan.source.display(),
-                        plan.description
-                    );
-                }
-                let code = match run::run(plan, &opts, shutdown.clone()).await {
-                    Ok(o) => {
-                        if quiet {
-                            println!("{} {} {}", plan.name, o.summary.verdict, o.dir.display());
-                        }
-                        if o.interrupted {
-                            130
-                        } else if o.passed {
-                            0
-                        } else {
-                            1
-                        }
-                    }
-                    Err(e) => {
-                        eprintln!("gameday: {}: {e}", plan.name);
-                        e.exit_code()
-                    }
-                };
-                worst = worst.max(code);
-            }
-            Ok(worst)
-        }
-        Command::Validate { scenarios } => {
-            let mut code = 0;
-            for path in &scenarios {
-                match scenario::load(path) {
-                    Ok(p) => println!(
-                        "ok: {} ({}, {} faults, {} expectations)",
-                        path.display(),
-                        p.name,
-                        p.faults.len(),
-                        p.expectations.len()
-                    ),
-                    Err(e) => {
-                        eprintln!("{e}");
-                        code = 2;
-                    }
-                }
-            }
-            Ok(code)
-        }
+        Command::Run(args) => run_scenarios(args).await,
+        Command::Validate { scenarios } => Ok(validate(&scenarios)),
         Command::List { dir } => list(&dir),
-        Command::Proxy {
-            listen,
-            host,
-            port,
-            config,
-        } => {
-            let listen =
-                SocketAddr::new(host.unwrap_or(listen.ip()), port.unwrap_or(listen.port()));
-            let proxy = crate::proxy::EmbeddedProxy::start(listen)
-                .await
-                .with_context(|| format!("cannot serve the proxy API on {listen}"))?;
-            if let Some(path) = &config {
-                let created = crate::proxy::populate_from_file(&proxy, path).await?;
-                for p in &created {
-                    eprintln!(
-                        "gameday proxy: {} listens on {} for {}{}",
-                        p.name,
-                        p.listen,
-                        p.upstream,
-                        if p.enabled { "" } else { " (disabled)" }
-                    );
-                }
-            }
-            eprintln!(
-                "gameday proxy: Toxiproxy API {} on {} (Ctrl-C to stop)",
-                crate::proxy::api::VERSION,
-                proxy.url()
-            );
-            let mut shutdown = shutdown_signal()?;
-            let _ = shutdown.wait_for(|s| *s).await;
-            drop(proxy);
-            Ok(0)
-        }
+        Command::Proxy(args) => serve_proxy(args).await,
         Command::Up {
             topology,
             backend,
@@ -311,6 +206,178 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         } => up(topology, backend, toxiproxy_url).await,
         Command::Bench { which } => crate::bench::run(which).await,
     }
+}
+
+/// Every scenario validated (and resolved) before any starts; `None`
+/// after printing why one is refused.
+fn plans_of(scenarios: &[PathBuf], overrides: &Overrides) -> Option<Vec<RunPlan>> {
+    let mut plans = Vec::new();
+    for path in scenarios {
+        match scenario::load(path) {
+            Ok(p) if !overrides.target_env.is_empty() && !p.workload.starts_a_service() => {
+                eprintln!(
+                    "gameday: {}: --target-env is for a [target] with a `command` (a service gameday starts)",
+                    path.display()
+                );
+                return None;
+            }
+            Ok(p) => plans.push(p.resolve(overrides)),
+            Err(e) => {
+                eprintln!("gameday: {e}");
+                return None;
+            }
+        }
+    }
+    Some(plans)
+}
+
+/// `gameday run`: every scenario validated before any starts, then each in
+/// turn; the exit code is the worst one.
+async fn run_scenarios(args: RunArgs) -> anyhow::Result<u8> {
+    let RunArgs {
+        scenarios,
+        out,
+        backend,
+        seed,
+        toxiproxy_url,
+        quiet,
+        allow_destructive,
+        target_env,
+    } = args;
+    let overrides = Overrides {
+        backend,
+        seed,
+        toxiproxy_url: toxiproxy_url.clone(),
+        allow_destructive,
+        target_env,
+    };
+    let Some(plans) = plans_of(&scenarios, &overrides) else {
+        return Ok(2);
+    };
+    if let Some(url) = &toxiproxy_url {
+        if let Err(e) = crate::proxy::control::check_url(url) {
+            eprintln!("gameday: --toxiproxy-url: {e}");
+            return Ok(2);
+        }
+    }
+    let shutdown = shutdown_signal()?;
+    let several = plans.len() > 1;
+    let mut worst = 0u8;
+    for plan in &plans {
+        if *shutdown.borrow() {
+            break;
+        }
+        let opts = RunOptions {
+            out_dir: out.as_ref().map(|o| {
+                if several {
+                    o.join(&plan.name)
+                } else {
+                    o.clone()
+                }
+            }),
+            progress: !quiet,
+        };
+        if !quiet {
+            eprintln!(
+                "gameday: running {} ({}): {}",
+                plan.name,
+                plan.source.display(),
+                plan.description
+            );
+        }
+        let code = match with_test_panic(run::run(plan, &opts, shutdown.clone())).await {
+            Ok(o) => {
+                if quiet {
+                    println!("{} {} {}", plan.name, o.summary.verdict, o.dir.display());
+                }
+                if o.interrupted {
+                    130
+                } else if o.passed {
+                    0
+                } else {
+                    1
+                }
+            }
+            Err(e) => {
+                eprintln!("gameday: {}: {e}", plan.name);
+                e.exit_code()
+            }
+        };
+        worst = worst.max(code);
+    }
+    Ok(worst)
+}
+
+/// The run, unless `GAMEDAY_TEST_PANIC_AFTER=<duration>` asks for a panic
+/// on the main thread that long into it: the tests' way to check that a
+/// crashing gameday leaves no service, node or proxy behind.
+async fn with_test_panic<T>(run: impl std::future::Future<Output = T>) -> T {
+    let after = std::env::var("GAMEDAY_TEST_PANIC_AFTER")
+        .ok()
+        .and_then(|v| humantime::parse_duration(&v).ok());
+    let Some(after) = after else {
+        return run.await;
+    };
+    tokio::select! {
+        r = run => r,
+        _ = tokio::time::sleep(after) => panic!("GAMEDAY_TEST_PANIC_AFTER={after:?}: panicking as asked"),
+    }
+}
+
+/// `gameday validate`.
+fn validate(scenarios: &[PathBuf]) -> u8 {
+    let mut code = 0;
+    for path in scenarios {
+        match scenario::load(path) {
+            Ok(p) => println!(
+                "ok: {} ({}, {} faults, {} expectations)",
+                path.display(),
+                p.name,
+                p.faults.len(),
+                p.expectations.len()
+            ),
+            Err(e) => {
+                eprintln!("{e}");
+                code = 2;
+            }
+        }
+    }
+    code
+}
+
+/// `gameday proxy`: the Toxiproxy-compatible API alone, until Ctrl-C.
+async fn serve_proxy(args: ProxyArgs) -> anyhow::Result<u8> {
+    let ProxyArgs {
+        listen,
+        host,
+        port,
+        config,
+    } = args;
+    let listen = SocketAddr::new(host.unwrap_or(listen.ip()), port.unwrap_or(listen.port()));
+    let proxy = crate::proxy::EmbeddedProxy::start(listen)
+        .await
+        .with_context(|| format!("cannot serve the proxy API on {listen}"))?;
+    if let Some(path) = &config {
+        let created = crate::proxy::populate_from_file(&proxy, path).await?;
+        for p in &created {
+            eprintln!(
+                "gameday proxy: {} listens on {} for {}{}",
+                p.name,
+                p.listen,
+                p.upstream,
+                if p.enabled { "" } else { " (disabled)" }
+            );
+        }
+    }
+    eprintln!(
+        "gameday proxy: Toxiproxy API {} on {} (Ctrl-C to stop)",
+        crate::proxy::api::VERSION,
+        proxy.url()
+    );
+    let mut shutdown = shutdown_signal()?;
+    let _ = shutdown.wait_for(|s| *s).await;
+    drop(proxy);
+    Ok(0)
 }
 
 fn list(dir: &Path) -> anyhow::Result<u8> {
@@ -339,11 +406,7 @@ fn external_snippet(lab: &crate::lab::Lab) -> String {
     use std::fmt::Write;
     let mut out = String::from("\n# a scenario drives this lab with:\n");
     let _ = writeln!(out, "[topology]");
-    let _ = writeln!(
-        out,
-        "kind = \"{}\"",
-        scenario::topology_name(lab.topology.kind)
-    );
+    let _ = writeln!(out, "kind = \"{}\"", lab.topology.kind.as_str());
     let _ = writeln!(out, "backend = \"external\"");
     let _ = writeln!(out, "toxiproxy_url = \"{}\"", lab.control.url());
     if let crate::topology::ClientSpec::Sentinel { master, .. } = &lab.client {
@@ -353,7 +416,7 @@ fn external_snippet(lab: &crate::lab::Lab) -> String {
         if w.endpoint.port != crate::topology::Port::Client {
             continue;
         }
-        let role = format!("{:?}", w.endpoint.role).to_lowercase();
+        let role = w.endpoint.role.as_str();
         let _ = writeln!(out, "[[topology.endpoint]]");
         let _ = writeln!(
             out,
@@ -376,7 +439,7 @@ macro_rules! say {
 }
 
 async fn up(
-    kind: crate::scenario::raw::TopologyKind,
+    kind: crate::vocab::topo::TopologyKind,
     backend: Backend,
     url: Option<String>,
 ) -> anyhow::Result<u8> {
@@ -384,22 +447,23 @@ async fn up(
         crate::proxy::control::check_url(url).context("--toxiproxy-url")?;
     }
     let mut shutdown = shutdown_signal()?;
-    let plan = crate::scenario::plan::TopologyPlan::of_kind(kind);
+    let plan = crate::topology::plan::TopologyPlan {
+        backend,
+        toxiproxy_url: url,
+        ..crate::topology::plan::TopologyPlan::of_kind(kind)
+    };
     let started = std::time::Instant::now();
     let run_id = format!("up-{:06x}", rand::random::<u32>() & 0xff_ffff);
-    let lab =
-        match crate::lab::Lab::start(&plan, backend, url.as_deref(), &run_id, shutdown.clone())
-            .await
-        {
-            Ok(lab) => lab,
-            Err(e) => {
-                eprintln!("gameday up: {e}");
-                return Ok(e.exit_code());
-            }
-        };
+    let lab = match crate::lab::Lab::start(&plan, &run_id, shutdown.clone()).await {
+        Ok(lab) => lab,
+        Err(e) => {
+            eprintln!("gameday up: {e}");
+            return Ok(e.exit_code());
+        }
+    };
     say!(
         "{} topology ready in {:.1}s",
-        scenario::topology_name(kind),
+        kind.as_str(),
         started.elapsed().as_secs_f64()
     );
     say!(
@@ -416,7 +480,7 @@ async fn up(
         "clients use"
     );
     for w in &lab.wired {
-        let role = format!("{:?}", w.endpoint.role).to_lowercase();
+        let role = w.endpoint.role.as_str();
         say!(
             "{:<16} {:<8} {:<22} {:<22} {}",
             w.endpoint.name,
@@ -438,6 +502,10 @@ async fn up(
         crate::topology::ClientSpec::Cluster { nodes } => {
             say!("\nredis-cli -c -h {} -p {}", nodes[0].ip(), nodes[0].port())
         }
+    }
+    say!("\nA service under test reads (the proxied endpoints only):");
+    for (k, v) in lab.client.env() {
+        say!("export {k}={v}");
     }
     say!("{}", external_snippet(&lab).trim_end());
     say!("faults: e.g. curl -X POST {}/proxies/<proxy>/toxics -d '{{\"type\":\"latency\",\"attributes\":{{\"latency\":100}}}}'", lab.control.url());

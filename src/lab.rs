@@ -3,17 +3,82 @@
 //! hand. Stopping it deletes its proxies (which matters on an external
 //! Toxiproxy) and stops every process.
 
-use crate::failover::FailoverCtx;
+use crate::fault::failover::FailoverCtx;
+use crate::fault::Target;
+use crate::proxy::control::ControlError;
 use crate::proxy::control::{ProxyControl, ProxyState};
-use crate::proxy::server::loopback_addr;
+use crate::proxy::server::{loopback_addr, ApiError};
 use crate::proxy::EmbeddedProxy;
-use crate::run::RunError;
-use crate::scenario::plan::{ExternalEndpoint, Target, TopologyPlan};
-use crate::scenario::raw::{Backend, TopologyKind};
-use crate::topology::process::NodeHandle;
-use crate::topology::{external, ClientSpec, Endpoint, Port, ProxyMap, Role, Topology};
+use crate::topology::handle::NodeHandle;
+use crate::topology::plan::{ExternalEndpoint, TopologyPlan};
+use crate::topology::TopologyError;
+use crate::topology::{external, ClientSpec, Endpoint, Port, ProxyMap, Topology};
+use crate::vocab::topo::Role;
+use crate::vocab::topo::{Backend, TopologyKind};
 use std::net::SocketAddr;
 use tokio::sync::watch;
+
+/// Why a lab could not be made ready. Whatever had started is released
+/// before this is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("the external backend needs the scenario to list the topology's endpoints ([[topology.endpoint]] with node, role and addr)")]
+    NoEndpoints,
+    #[error("the endpoints name Toxiproxy proxies (`proxy = ...`): say where its API is with `toxiproxy_url` in [topology] or --toxiproxy-url")]
+    NoToxiproxyUrl,
+    #[error("cannot provision the topology: cannot start the embedded proxy: {0}")]
+    EmbeddedProxy(#[source] std::io::Error),
+    #[error("cannot provision the topology: endpoint {node}: proxy `{proxy}` {problem}")]
+    Borrowed {
+        node: String,
+        proxy: String,
+        problem: BorrowProblem,
+    },
+    #[error("{}", describe(.0))]
+    Topology(#[from] TopologyError),
+    #[error("fault proxy: {0}")]
+    Proxy(#[from] ControlError),
+    #[error("interrupted before the load started; nothing was left running")]
+    Interrupted,
+}
+
+impl LabError {
+    /// The exit code: 2 for what the scenario or command line must change,
+    /// 130 when interrupted, 3 when the infrastructure failed.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            LabError::NoEndpoints
+            | LabError::NoToxiproxyUrl
+            | LabError::Topology(TopologyError::NotRun { .. }) => 2,
+            LabError::Interrupted => 130,
+            _ => 3,
+        }
+    }
+}
+
+fn describe(e: &TopologyError) -> String {
+    match e {
+        TopologyError::NotRun { .. } => e.to_string(),
+        other => format!("cannot provision the topology: {other}"),
+    }
+}
+
+/// What is wrong with a proxy an external endpoint names.
+#[derive(Debug, thiserror::Error)]
+pub enum BorrowProblem {
+    #[error("listens on {listen}, not on {want} as the scenario says")]
+    ListensElsewhere { listen: String, want: SocketAddr },
+    #[error("forwards to {upstream}, where gameday will not send traffic: {source}")]
+    Upstream {
+        upstream: String,
+        #[source]
+        source: ApiError,
+    },
+    #[error("is disabled; enable it before the run (the baseline would be an outage)")]
+    Disabled,
+    #[error("already has {0} toxic(s); remove them before the run (gameday clears a proxy's toxics when its faults end)")]
+    HasToxics(usize),
+}
 
 /// One endpoint with the proxy in front of it.
 #[derive(Debug, Clone)]
@@ -44,36 +109,29 @@ impl Lab {
     /// had started. `run_id` prefixes the proxy names.
     pub async fn start(
         plan: &TopologyPlan,
-        backend: Backend,
-        toxiproxy_url: Option<&str>,
         run_id: &str,
         mut shutdown: watch::Receiver<bool>,
-    ) -> Result<Lab, RunError> {
+    ) -> Result<Lab, LabError> {
+        let backend = plan.backend;
         let topology = tokio::select! {
             t = Topology::provision(plan, backend, run_id) => t?,
-            _ = shutdown.wait_for(|s| *s) => return Err(RunError::Interrupted),
+            _ = shutdown.wait_for(|s| *s) => return Err(LabError::Interrupted),
         };
-        let toxiproxy_url = toxiproxy_url.or(plan.toxiproxy_url.as_deref());
+        let toxiproxy_url = plan.toxiproxy_url.as_deref();
         let borrows_proxies = backend == Backend::External
             && plan.external.endpoints.iter().any(|e| e.proxy.is_some());
         if backend == Backend::External && plan.external.endpoints.is_empty() {
-            return Err(RunError::Unsupported(
-                "the external backend needs the scenario to list the topology's endpoints ([[topology.endpoint]] with node, role and addr)".into(),
-            ));
+            return Err(LabError::NoEndpoints);
         }
         if borrows_proxies && toxiproxy_url.is_none() {
-            return Err(RunError::Unsupported(
-                "the endpoints name Toxiproxy proxies (`proxy = ...`): say where its API is with `toxiproxy_url` in [topology] or --toxiproxy-url".into(),
-            ));
+            return Err(LabError::NoToxiproxyUrl);
         }
         let (embedded, control, proxy_kind) = match toxiproxy_url {
             Some(url) => (None, ProxyControl::connect_async(url).await?, "external"),
             None => {
                 let e = EmbeddedProxy::start(SocketAddr::from(([127, 0, 0, 1], 0)))
                     .await
-                    .map_err(|e| {
-                        RunError::Provision(format!("cannot start the embedded proxy: {e}"))
-                    })?;
+                    .map_err(LabError::EmbeddedProxy)?;
                 let c = ProxyControl::connect_async(&e.url()).await?;
                 (Some(e), c, "embedded")
             }
@@ -93,7 +151,7 @@ impl Lab {
         let wired = if backend == Backend::External {
             tokio::select! {
                 r = lab.attach() => r,
-                _ = shutdown.wait_for(|s| *s) => Err(RunError::Interrupted),
+                _ = shutdown.wait_for(|s| *s) => Err(LabError::Interrupted),
             }
         } else {
             lab.wire(run_id, &mut shutdown).await
@@ -109,7 +167,7 @@ impl Lab {
         &mut self,
         run_id: &str,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<(), RunError> {
+    ) -> Result<(), LabError> {
         for endpoint in self.topology.endpoints() {
             let name = format!("gameday-{run_id}-{}", endpoint.name);
             let (n, upstream) = (name.clone(), endpoint.addr);
@@ -127,7 +185,7 @@ impl Lab {
         let map = self.proxy_map();
         tokio::select! {
             r = self.topology.assemble(&map) => r?,
-            _ = shutdown.wait_for(|s| *s) => return Err(RunError::Interrupted),
+            _ = shutdown.wait_for(|s| *s) => return Err(LabError::Interrupted),
         }
         self.client = self.topology.client_spec(&map);
         Ok(())
@@ -136,7 +194,7 @@ impl Lab {
     /// Attaches to an external topology: borrows the proxies its endpoints
     /// name (which must be idle: enabled, no toxics) or puts gameday's own in
     /// front, then checks the topology through them (`external::verify`).
-    async fn attach(&mut self) -> Result<(), RunError> {
+    async fn attach(&mut self) -> Result<(), LabError> {
         let plan = self.topology.plan.clone();
         for e in &plan.external.endpoints {
             let (proxy, proxy_addr, upstream, owned) = match &e.proxy {
@@ -355,36 +413,34 @@ fn borrowed_upstream(
     e: &ExternalEndpoint,
     name: &str,
     state: &ProxyState,
-) -> Result<SocketAddr, RunError> {
-    let fail =
-        |what: String| RunError::Provision(format!("endpoint {}: proxy `{name}` {what}", e.node));
+) -> Result<SocketAddr, LabError> {
+    let fail = |problem: BorrowProblem| LabError::Borrowed {
+        node: e.node.clone(),
+        proxy: name.to_string(),
+        problem,
+    };
     let listen_port = state
         .listen
         .rsplit(':')
         .next()
         .and_then(|p| p.parse::<u16>().ok());
     if listen_port != Some(e.addr.port()) {
-        return Err(fail(format!(
-            "listens on {}, not on {} as the scenario says",
-            state.listen, e.addr
-        )));
+        return Err(fail(BorrowProblem::ListensElsewhere {
+            listen: state.listen.clone(),
+            want: e.addr,
+        }));
     }
-    let upstream = loopback_addr(&state.upstream, "upstream").map_err(|err| {
-        fail(format!(
-            "forwards to a place gameday will not send traffic to: {}",
-            err.message
-        ))
+    let upstream = loopback_addr(&state.upstream, "upstream").map_err(|source| {
+        fail(BorrowProblem::Upstream {
+            upstream: state.upstream.clone(),
+            source,
+        })
     })?;
     if !state.enabled {
-        return Err(fail(
-            "is disabled; enable it before the run (the baseline would be an outage)".into(),
-        ));
+        return Err(fail(BorrowProblem::Disabled));
     }
     if state.toxics > 0 {
-        return Err(fail(format!(
-            "already has {} toxic(s); remove them before the run (gameday clears a proxy's toxics when its faults end)",
-            state.toxics
-        )));
+        return Err(fail(BorrowProblem::HasToxics(state.toxics)));
     }
     Ok(upstream)
 }

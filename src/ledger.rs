@@ -9,8 +9,8 @@
 //! Versions only grow (one counter per run), so a concurrent newer write
 //! can never be mistaken for a loss.
 
-use crate::recorder::Trace;
 use crate::topology::ClientSpec;
+use crate::vocab::outcome::Trace;
 use crate::workload::conn::RedisConn;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -23,6 +23,19 @@ pub type VersionOf = fn(&[u8]) -> Option<u64>;
 
 /// A workload's ledger with the way to read its values.
 pub type Tracked = (std::sync::Arc<Ledger>, VersionOf);
+
+/// What the ledger found by the end of a run.
+#[derive(Debug, Clone, Default)]
+pub struct Losses {
+    /// Keys whose last acknowledged write was tracked.
+    pub keys: usize,
+    /// The first `LISTED` lost writes, one by one.
+    pub listed: Vec<LostWrite>,
+    /// Every lost write, counted.
+    pub total: u64,
+    /// When each lost write had been acknowledged (µs since t0).
+    pub acked_us: Vec<u64>,
+}
 
 /// How many lost writes the report lists one by one (all are counted).
 pub const LISTED: usize = 100;
@@ -171,18 +184,14 @@ impl Ledger {
 
     /// Every loss so far: the first `LISTED`, the total, and each one's ack
     /// time (µs) for per-phase counts.
-    pub fn lost(&self) -> (Vec<LostWrite>, u64, Vec<u64>) {
+    pub fn lost(&self) -> Losses {
         let inner = self.lock();
-        (inner.lost.clone(), inner.total, inner.lost_acked_us.clone())
-    }
-
-    /// How many keys the ledger holds.
-    pub fn len(&self) -> usize {
-        self.lock().acked.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        Losses {
+            keys: inner.acked.len(),
+            listed: inner.lost.clone(),
+            total: inner.total,
+            acked_us: inner.lost_acked_us.clone(),
+        }
     }
 }
 
@@ -205,7 +214,7 @@ mod tests {
             l.observe("a", None, 700, 700, "check"),
             "a new version can be lost again"
         );
-        assert_eq!(l.lost().1, 2);
+        assert_eq!(l.lost().total, 2);
     }
 
     #[test]
@@ -218,6 +227,6 @@ mod tests {
         );
         assert!(!l.observe("a", None, 1000, 1000, "read"), "expired by then");
         assert!(!l.observe("b", None, 10, 10, "read"), "never acknowledged");
-        assert_eq!(l.lost().1, 0);
+        assert_eq!(l.lost().total, 0);
     }
 }

@@ -1,38 +1,56 @@
 //! gameday: a chaos and load testing harness for systems that depend on Redis.
 //!
-//! The data flow of one run, module by module:
+//! The modules are layered; an import only ever points down a layer (see
+//! ARCHITECTURE.md, and `tests/layers.rs`, which checks it):
 //!
-//! - [`scenario`]: a TOML scenario, validated into one [`scenario::plan::RunPlan`].
-//! - [`topology`]: provisions the Redis nodes (process backend today) and
-//!   assembles them through their proxies.
-//! - [`lab`]: a topology with a proxy on every path, ready for load.
-//! - [`proxy`]: a Toxiproxy-compatible server and the client that drives it;
-//!   one proxy per node, and clients only ever see proxy addresses.
-//! - [`load`]: goose virtual users running one [`workload`] op per transaction
-//!   on a schedule.
-//! - [`conductor`]: applies and removes faults on the timeline, marks phases.
-//! - [`recorder`]: every op's samples into histograms per op × phase/second.
-//! - [`oracle`]: each workload's metrics of correctness per phase.
-//! - [`expect`]: the scenario's rules, judged against the phase summaries.
-//! - [`report`]: summary.json, timeseries.csv, latency.hlog, report.html, junit.xml.
-//! - [`run`]: the seam that ties them together: `run(plan, options, shutdown)`.
-//! - [`cli`]: the `gameday` command line; [`bench`]: the benchmarks.
+//! - L6 [`cli`]: the `gameday` command line; resolves flags and scenario
+//!   into the final plan once.
+//! - L5 [`run`] (the seam: `run(plan, options, shutdown)`), [`lab`] (a
+//!   topology with a proxy on every path), [`bench`] (same-run ratios).
+//! - L4 [`report`]: `Summary::assemble` and the renderers of the report
+//!   directory.
+//! - L3 [`scenario`]: a TOML file, validated with file:line:col, into one
+//!   [`scenario::plan::RunPlan`] of engine-owned configurations.
+//! - L2 the engine: [`fault`] (one file per fault kind), [`conductor`]
+//!   (the timeline), [`load`] (goose users), [`workload`] (one file per
+//!   workload kind), [`recorder`], [`telemetry`], [`ledger`].
+//! - L1 infrastructure: [`topology`] (process, docker and external
+//!   backends), [`proxy`] (the Toxiproxy-compatible proxy and its client),
+//!   [`redis_admin`] (the harness's own path to a node).
+//! - L0 [`vocab`]: outcomes, counters, topology words, units, the
+//!   expectation grammar, span-carrying checks.
 
-pub mod bench;
+//!
+//! The public surface is narrow: the command line ([`cli`]), the run seam
+//! ([`run`], [`RunOptions`]), reading a scenario ([`load_scenario`],
+//! [`parse_scenario`]), the report's contract ([`Summary`]) and the
+//! embedded Toxiproxy-compatible proxy ([`EmbeddedProxy`]). The integration
+//! tests reach the internals they drive through [`testing`], behind the
+//! `testing` feature (the crate's own dev-dependency turns it on).
+
+mod bench;
+mod bench_http;
 pub mod cli;
-pub mod conductor;
-pub mod expect;
-pub mod failover;
-pub mod lab;
-pub mod ledger;
-pub mod load;
-pub mod memory;
-pub mod oracle;
-pub mod proxy;
-pub mod recorder;
-pub mod report;
-pub mod run;
-pub mod scenario;
-pub mod telemetry;
-pub mod topology;
-pub mod workload;
+mod conductor;
+mod fault;
+mod lab;
+mod ledger;
+mod load;
+mod proxy;
+mod recorder;
+mod redis_admin;
+mod report;
+mod run;
+mod scenario;
+mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod topology;
+mod vocab;
+mod workload;
+
+pub use proxy::EmbeddedProxy;
+pub use report::summary::{Summary, SCHEMA};
+pub use run::{default_dir, run, RunError, RunOptions, RunOutcome};
+pub use scenario::plan::{Overrides, RunPlan};
+pub use scenario::{load as load_scenario, parse as parse_scenario, ScenarioError};

@@ -8,8 +8,9 @@
 //! caller op is also handed to goose, whose own report lands in the report
 //! dir.
 
-use crate::recorder::{Outcome, Recorder, Trace};
-use crate::workload::Workload;
+use crate::recorder::Recorder;
+use crate::vocab::outcome::{Outcome, Sample, Trace};
+use crate::workload::{AnyWorkload, Workload};
 use goose::config::GooseConfiguration;
 use goose::metrics::GooseCoordinatedOmissionMitigation;
 use goose::prelude::*;
@@ -17,6 +18,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct LoadPlan {
+    pub users: usize,
+    /// Target ops/s over all users; `None` = as fast as possible.
+    pub rate: Option<f64>,
+    pub ramp: Duration,
+}
 
 /// How much load, for how long.
 #[derive(Debug, Clone)]
@@ -34,7 +43,7 @@ pub struct LoadSpec {
 
 #[derive(Debug, thiserror::Error)]
 #[error("the load engine (goose) failed: {0}")]
-pub struct LoadError(String);
+pub struct LoadError(#[from] Box<goose::GooseError>);
 
 struct Slot<U> {
     state: U,
@@ -96,7 +105,23 @@ impl<W: Workload> Engine<W> {
         };
         let Slot { state, trace, .. } = &mut *slot;
         trace.clear();
-        self.workload.op(state, intended, trace).await;
+        let start_us = self.now_us();
+        // The caller's sample goes first (its slot is kept, and filled in
+        // when the op returns): the recorder files the op's counters under
+        // the phase of its intended start.
+        let mut caller = Sample {
+            op: "",
+            intended_us: intended,
+            start_us,
+            end_us: start_us,
+            outcome: Outcome::Ok,
+        };
+        trace.samples.push(caller);
+        let done = self.workload.op(state, intended, trace).await;
+        caller.op = done.op;
+        caller.end_us = done.end_us.unwrap_or_else(|| self.now_us());
+        caller.outcome = done.outcome;
+        trace.samples[0] = caller;
         self.recorder
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -106,7 +131,7 @@ impl<W: Workload> Engine<W> {
             for s in trace.samples.iter().filter(|s| callers.contains(&s.op)) {
                 let (ok, err) = match s.outcome {
                     Outcome::Ok => (true, None),
-                    Outcome::Err(class) => (false, Some(class.name())),
+                    Outcome::Err(class) => (false, Some(class.as_str())),
                 };
                 let latency = Duration::from_micros(s.latency_us());
                 user.record_custom_request_duration("REDIS", s.op, latency, ok, None, err)
@@ -176,10 +201,28 @@ pub async fn drive<W: Workload>(
     });
     let scenario = scenario!("gameday").register_transaction(Transaction::new(step).set_name("op"));
     GooseAttack::initialize_with_config(goose_config(spec))
-        .map_err(|e| LoadError(e.to_string()))?
+        .map_err(|e| LoadError(Box::new(e)))?
         .register_scenario(scenario)
         .execute()
         .await
-        .map_err(|e| LoadError(e.to_string()))?;
+        .map_err(|e| LoadError(Box::new(e)))?;
     Ok(())
+}
+
+/// Drives whichever workload the run made: the one place the engine is
+/// instantiated per workload kind.
+pub async fn drive_any(
+    workload: &AnyWorkload,
+    spec: &LoadSpec,
+    recorder: Arc<Mutex<Recorder>>,
+    t0: Instant,
+) -> Result<(), LoadError> {
+    match workload {
+        AnyWorkload::CacheAside(w) => drive(w.clone(), spec, recorder, t0).await,
+        AnyWorkload::Session(w) => drive(w.clone(), spec, recorder, t0).await,
+        AnyWorkload::Lock(w) => drive(w.clone(), spec, recorder, t0).await,
+        AnyWorkload::Stampede(w) => drive(w.clone(), spec, recorder, t0).await,
+        AnyWorkload::RateLimit(w) => drive(w.clone(), spec, recorder, t0).await,
+        AnyWorkload::Http(w) => drive(w.clone(), spec, recorder, t0).await,
+    }
 }

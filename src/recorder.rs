@@ -8,196 +8,10 @@
 //! intended start, so a stalled Redis shows up as latency, not as missing
 //! requests (no coordinated omission).
 
+use crate::vocab::outcome::{is_redis_op, Counter, ErrorClass, Outcome, Sample, Trace, CALLER_OP};
 use hdrhistogram::Histogram;
-use serde::Serialize;
 use std::collections::BTreeMap;
 use tokio::time::Instant;
-
-/// Why an op failed, in the stable names reports use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorClass {
-    Timeout,
-    Refused,
-    Reset,
-    Oom,
-    Readonly,
-    Moved,
-    Loading,
-    Masterdown,
-    Clusterdown,
-    Tryagain,
-    /// The simulated origin failed or was overloaded.
-    Origin,
-    Other,
-}
-
-impl ErrorClass {
-    pub fn name(self) -> &'static str {
-        match self {
-            ErrorClass::Timeout => "timeout",
-            ErrorClass::Refused => "refused",
-            ErrorClass::Reset => "reset",
-            ErrorClass::Oom => "oom",
-            ErrorClass::Readonly => "readonly",
-            ErrorClass::Moved => "moved",
-            ErrorClass::Loading => "loading",
-            ErrorClass::Masterdown => "masterdown",
-            ErrorClass::Clusterdown => "clusterdown",
-            ErrorClass::Tryagain => "tryagain",
-            ErrorClass::Origin => "origin",
-            ErrorClass::Other => "other",
-        }
-    }
-
-    /// Classifies a redis-rs error once, for every report.
-    pub fn of(err: &redis::RedisError) -> ErrorClass {
-        if err.is_timeout() {
-            return ErrorClass::Timeout;
-        }
-        if err.is_connection_refusal() {
-            return ErrorClass::Refused;
-        }
-        match err.code() {
-            Some("OOM") => return ErrorClass::Oom,
-            Some("READONLY") => return ErrorClass::Readonly,
-            Some("MOVED") | Some("ASK") => return ErrorClass::Moved,
-            Some("LOADING") => return ErrorClass::Loading,
-            Some("MASTERDOWN") => return ErrorClass::Masterdown,
-            Some("CLUSTERDOWN") => return ErrorClass::Clusterdown,
-            Some("TRYAGAIN") => return ErrorClass::Tryagain,
-            _ => {}
-        }
-        if err.is_connection_dropped() || err.is_io_error() {
-            return ErrorClass::Reset;
-        }
-        ErrorClass::Other
-    }
-}
-
-/// How one op ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Ok,
-    Err(ErrorClass),
-}
-
-/// One op, timed in µs since `t0`.
-#[derive(Debug, Clone, Copy)]
-pub struct Sample {
-    pub op: &'static str,
-    pub intended_us: u64,
-    pub start_us: u64,
-    pub end_us: u64,
-    pub outcome: Outcome,
-}
-
-impl Sample {
-    /// Latency as the caller saw it: from the intended start to the end.
-    pub fn latency_us(&self) -> u64 {
-        self.end_us.saturating_sub(self.intended_us).max(1)
-    }
-}
-
-/// Workload events counted per phase and per second.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Counter {
-    Hit,
-    Miss,
-    Fallback,
-    CallerError,
-    RedisError,
-    OriginCall,
-    StaleRead,
-    BreakerOpen,
-    BreakerSkip,
-    RywViolation,
-    WrongUser,
-    LockOverlap,
-    StaleWriteAccepted,
-    StaleWriteRejected,
-    AcquireFailure,
-    Recompute,
-    ExpiryEvent,
-    StaleServed,
-    Admitted,
-    Denied,
-    DegradedAdmitted,
-    DegradedDenied,
-}
-
-impl Counter {
-    pub const ALL: [Counter; 22] = [
-        Counter::Hit,
-        Counter::Miss,
-        Counter::Fallback,
-        Counter::CallerError,
-        Counter::RedisError,
-        Counter::OriginCall,
-        Counter::StaleRead,
-        Counter::BreakerOpen,
-        Counter::BreakerSkip,
-        Counter::RywViolation,
-        Counter::WrongUser,
-        Counter::LockOverlap,
-        Counter::StaleWriteAccepted,
-        Counter::StaleWriteRejected,
-        Counter::AcquireFailure,
-        Counter::Recompute,
-        Counter::ExpiryEvent,
-        Counter::StaleServed,
-        Counter::Admitted,
-        Counter::Denied,
-        Counter::DegradedAdmitted,
-        Counter::DegradedDenied,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Counter::Hit => "hits",
-            Counter::Miss => "misses",
-            Counter::Fallback => "fallbacks",
-            Counter::CallerError => "caller_errors",
-            Counter::RedisError => "redis_errors",
-            Counter::OriginCall => "origin_calls",
-            Counter::StaleRead => "stale_reads",
-            Counter::BreakerOpen => "breaker_opens",
-            Counter::BreakerSkip => "breaker_skips",
-            Counter::RywViolation => "ryw_violations",
-            Counter::WrongUser => "wrong_user",
-            Counter::LockOverlap => "overlaps",
-            Counter::StaleWriteAccepted => "stale_writes_accepted",
-            Counter::StaleWriteRejected => "stale_writes_rejected",
-            Counter::AcquireFailure => "acquire_failures",
-            Counter::Recompute => "recomputes",
-            Counter::ExpiryEvent => "expiry_events",
-            Counter::StaleServed => "stale_served",
-            Counter::Admitted => "admitted",
-            Counter::Denied => "denied",
-            Counter::DegradedAdmitted => "degraded_admitted",
-            Counter::DegradedDenied => "degraded_denied",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
-
-/// What one op produced: its samples (the caller op and the Redis commands
-/// it issued) and the counters it bumped.
-#[derive(Debug, Default)]
-pub struct Trace {
-    pub samples: Vec<Sample>,
-    pub counters: Vec<Counter>,
-}
-
-impl Trace {
-    pub fn clear(&mut self) {
-        self.samples.clear();
-        self.counters.clear();
-    }
-}
 
 /// Counts of one op in one phase or second.
 #[derive(Debug, Clone)]
@@ -232,6 +46,9 @@ impl OpStats {
         if let Outcome::Err(class) = s.outcome {
             self.errors += 1;
             *self.by_class.entry(class).or_default() += 1;
+            if let Some(family) = class.family() {
+                *self.by_class.entry(family).or_default() += 1;
+            }
             self.first_error_us.get_or_insert(s.intended_us);
             self.last_error_us = Some(s.intended_us);
         }
@@ -245,7 +62,7 @@ pub struct PhaseStats {
     pub start_us: u64,
     pub end_us: Option<u64>,
     pub ops: BTreeMap<&'static str, OpStats>,
-    pub counters: [u64; Counter::ALL.len()],
+    pub counters: BTreeMap<Counter, u64>,
     /// End of the first successful Redis command that started in this phase.
     pub first_redis_ok_us: Option<u64>,
 }
@@ -257,13 +74,32 @@ impl PhaseStats {
             start_us,
             end_us: None,
             ops: BTreeMap::new(),
-            counters: [0; Counter::ALL.len()],
+            counters: BTreeMap::new(),
             first_redis_ok_us: None,
         }
     }
 
     pub fn counter(&self, c: Counter) -> u64 {
-        self.counters[c.index()]
+        self.counters.get(&c).copied().unwrap_or(0)
+    }
+
+    /// Seconds the phase lasted.
+    pub fn secs(&self) -> f64 {
+        (self
+            .end_us
+            .unwrap_or(self.start_us)
+            .saturating_sub(self.start_us)) as f64
+            / 1e6
+    }
+
+    /// The intended starts `[from, to)` (µs) of the ops in this phase: all
+    /// of them for `run`.
+    pub fn window_us(&self) -> (u64, u64) {
+        if self.name == "run" {
+            (0, u64::MAX)
+        } else {
+            (self.start_us, self.end_us.unwrap_or(u64::MAX))
+        }
     }
 }
 
@@ -271,13 +107,13 @@ impl PhaseStats {
 #[derive(Debug, Clone, Default)]
 pub struct SecondStats {
     pub ops: BTreeMap<&'static str, OpStats>,
-    pub counters: [u64; Counter::ALL.len()],
+    pub counters: BTreeMap<Counter, u64>,
 }
 
-/// The op name of a caller-visible op vs a Redis command: Redis commands are
-/// recorded as `redis_<command>`.
-pub fn is_redis_op(op: &str) -> bool {
-    op.starts_with("redis_")
+impl SecondStats {
+    pub fn counter(&self, c: Counter) -> u64 {
+        self.counters.get(&c).copied().unwrap_or(0)
+    }
 }
 
 /// Counts `s` under its op and, for a caller op, under `caller` too.
@@ -286,7 +122,7 @@ fn add_sample(ops: &mut BTreeMap<&'static str, OpStats>, s: &Sample, is_caller: 
         .or_insert_with(|| OpStats::new(sigfig))
         .add(s);
     if is_caller {
-        ops.entry(crate::expect::CALLER_OP)
+        ops.entry(CALLER_OP)
             .or_insert_with(|| OpStats::new(sigfig))
             .add(s);
     }
@@ -311,6 +147,11 @@ const PHASE_SIGFIG: u8 = 3;
 const SECOND_SIGFIG: u8 = 2;
 
 impl Recorder {
+    /// The caller-visible ops, as the workload named them.
+    pub fn caller_ops(&self) -> &'static [&'static str] {
+        self.caller_ops
+    }
+
     pub fn new(t0: Instant, caller_ops: &'static [&'static str]) -> Self {
         Recorder {
             t0,
@@ -399,10 +240,10 @@ impl Recorder {
             }
             add_sample(&mut self.seconds[sec].ops, s, is_caller, SECOND_SIGFIG);
         }
-        for c in &trace.counters {
-            self.phases[0].counters[c.index()] += 1;
-            self.phases[phase].counters[c.index()] += 1;
-            self.seconds[second].counters[c.index()] += 1;
+        for &c in &trace.counters {
+            *self.phases[0].counters.entry(c).or_default() += 1;
+            *self.phases[phase].counters.entry(c).or_default() += 1;
+            *self.seconds[second].counters.entry(c).or_default() += 1;
         }
     }
 
@@ -428,6 +269,8 @@ impl Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const FALLBACKS: Counter = Counter("fallbacks");
 
     fn sample(op: &'static str, intended: u64, end: u64, outcome: Outcome) -> Sample {
         Sample {
@@ -455,7 +298,7 @@ mod tests {
             1_300,
             Outcome::Err(ErrorClass::Timeout),
         ));
-        t.counters.push(Counter::Fallback);
+        t.counters.push(FALLBACKS);
         rec.record(&t);
         rec.finish(2_000);
         let ph = rec.phases();
@@ -464,7 +307,7 @@ mod tests {
         assert_eq!(ph[2].ops["redis_get"].errors, 1);
         assert_eq!(ph[2].ops["redis_get"].by_class[&ErrorClass::Timeout], 1);
         assert_eq!(
-            ph[1].counter(Counter::Fallback),
+            ph[1].counter(FALLBACKS),
             1,
             "counters follow the op's first sample"
         );

@@ -1,87 +1,89 @@
-//! `run(plan, options, shutdown)`: one game day, start to finish. Provision
-//! the topology, put a proxy in front of every node, drive the load while the
-//! conductor plays the faults, then judge and write the report. Whatever
-//! happens — pass, fail, error, Ctrl-C — the proxies are deleted and every
-//! node stopped before this returns.
+//! `run(plan, options, shutdown)` (L5): one game day, start to finish.
+//! Provision the topology with a proxy on every path, drive the load while
+//! the conductor plays the faults, then judge and write the report.
+//! Whatever happens — pass, fail, error, Ctrl-C — the proxies are deleted
+//! and every node stopped before this returns.
 
-use crate::conductor::{self, FaultError, FaultRecord, LedgerCheck, Scheduled};
-use crate::lab::Lab;
+use crate::conductor::{self, LedgerCheck, Scheduled, Stage};
+use crate::fault::{Env, FaultError, FaultRecord};
+use crate::lab::{Lab, LabError};
 use crate::load::{self, LoadSpec};
-use crate::proxy::control::{ControlError, NetFault};
-use crate::proxy::toxic::ToxicKind;
+use crate::proxy::control::ControlError;
 use crate::recorder::Recorder;
-use crate::report::summary::{
-    self, LedgerSummary, LoadSummary, NodeSummary, ProxySummary, Summary, TopologySummary,
-};
+use crate::report::summary::{NodeSummary, ProxySummary, RunFacts, Summary, TopologySummary};
 use crate::report::{console, RunReport};
-use crate::scenario::plan::{Fault, NodeFault, RunPlan, WorkloadPlan};
-use crate::scenario::raw::Backend;
-use crate::scenario::topology_name;
+use crate::scenario::plan::RunPlan;
 use crate::telemetry::{self, NodeSample, ServerEvent};
-use crate::topology::TopologyError;
-use crate::workload::cache_aside::CacheAside;
-use crate::workload::lock::{GcPause, Lock};
-use crate::workload::ratelimit::RateLimit;
-use crate::workload::session::Session;
-use crate::workload::stampede::Stampede;
-use crate::workload::{AnyWorkload, Workload};
+use crate::vocab::topo::Backend;
+use crate::workload::lock::GcPause;
+use crate::workload::{AnyWorkload, Oracle, Setup, WorkloadError, WorkloadPlan};
 use rand::Rng;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-/// Choices made on the command line rather than in the scenario.
+/// How a run reports, chosen on the command line (what it changes of the
+/// scenario itself is already in the resolved plan).
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// Report directory; default `reports/<UTC time>-<scenario>/`.
     pub out_dir: Option<PathBuf>,
-    pub backend: Option<Backend>,
-    pub seed: Option<u64>,
-    /// Use this Toxiproxy API instead of the embedded one.
-    pub toxiproxy_url: Option<String>,
     /// Print a progress line per second and the tables at the end.
     pub progress: bool,
-    /// The command line confirms the scenario's `allow_destructive`.
-    pub allow_destructive: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("{0}")]
-    Unsupported(String),
-    #[error("cannot provision the topology: {0}")]
-    Provision(String),
+    /// A fault the lab cannot take (exit 2: the scenario must change).
+    #[error("fault `{fault}` ({kind}): {problem}")]
+    Unfit {
+        fault: String,
+        kind: &'static str,
+        problem: String,
+    },
     #[error("fault proxy: {0}")]
     Proxy(#[from] ControlError),
     #[error("{0}")]
-    Fault(#[from] FaultError),
+    Fault(Box<FaultError>),
     #[error("load: {0}")]
     Load(#[from] load::LoadError),
-    #[error("cannot write the report to {dir}: {err}")]
-    Report { dir: PathBuf, err: std::io::Error },
+    #[error("cannot write the report to {}: {source}", dir.display())]
+    Report {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("interrupted before the load started; nothing was left running")]
     Interrupted,
+    #[error(transparent)]
+    Lab(#[from] LabError),
+    #[error(transparent)]
+    Workload(#[from] WorkloadError),
 }
 
 impl RunError {
-    /// The process exit code DESIGN.md assigns to this failure.
+    /// The process exit code: 2 for what the scenario or command line must
+    /// change, 130 when interrupted, 3 when the infrastructure failed.
     pub fn exit_code(&self) -> u8 {
         match self {
-            RunError::Unsupported(_) => 2,
+            RunError::Unfit { .. } => 2,
             RunError::Interrupted => 130,
-            _ => 3,
+            RunError::Lab(e) => e.exit_code(),
+            RunError::Workload(e) => e.exit_code(),
+            RunError::Proxy(_)
+            | RunError::Fault(_)
+            | RunError::Load(_)
+            | RunError::Report { .. } => 3,
         }
     }
 }
 
-impl From<TopologyError> for RunError {
-    fn from(e: TopologyError) -> Self {
-        match e {
-            TopologyError::Unsupported(m) => RunError::Unsupported(m),
-            other => RunError::Provision(other.to_string()),
-        }
+impl From<FaultError> for RunError {
+    fn from(e: FaultError) -> Self {
+        RunError::Fault(Box::new(e))
     }
 }
 
@@ -102,74 +104,38 @@ pub fn default_dir(plan: &RunPlan) -> PathBuf {
     Path::new("reports").join(format!("{stamp}-{}", plan.name))
 }
 
+/// What one run is, once its lab is up.
+struct Ctx<'a> {
+    opts: &'a RunOptions,
+    backend: Backend,
+    lab: &'a Lab,
+    shutdown: watch::Receiver<bool>,
+}
+
 /// Runs one scenario; see the module docs.
 pub async fn run(
     plan: &RunPlan,
     opts: &RunOptions,
     shutdown: watch::Receiver<bool>,
 ) -> Result<RunOutcome, RunError> {
-    let backend = opts.backend.unwrap_or(plan.topology.backend);
+    let backend = plan.topology.backend;
     let run_id = format!("{:08x}", rand::thread_rng().gen::<u32>());
     let dir = opts.out_dir.clone().unwrap_or_else(|| default_dir(plan));
-    if backend == Backend::External {
-        if let Some(f) = plan.faults.iter().find(|f| f.destructive()) {
-            if !(plan.topology.external.allow_destructive && opts.allow_destructive) {
-                return Err(RunError::Unsupported(format!(
-                    "fault `{}` ({}) acts on the nodes of an external topology: it needs `allow_destructive = true` in [topology] and --allow-destructive on the command line",
-                    f.name, f.kind_name
-                )));
-            }
-        }
-    }
-    let lab = Lab::start(
-        &plan.topology,
+    gate_destructive(plan)?;
+    plan.workload.preflight()?;
+    let lab = Lab::start(&plan.topology, &run_id, shutdown.clone()).await?;
+    let ctx = Ctx {
+        opts,
         backend,
-        opts.toxiproxy_url.as_deref(),
-        &run_id,
-        shutdown.clone(),
-    )
-    .await?;
-    // Every target must resolve to at least one node, and a node fault to
-    // nodes it can act on, before anything runs.
-    for f in &plan.faults {
-        let partition = matches!(
-            &f.fault,
-            Fault::Net(NetFault::Toxic {
-                kind: ToxicKind::Partition { .. },
-                ..
-            })
-        );
-        let problem = match &f.fault {
-            _ if partition && lab.topology.peer_source.is_none() => Some(
-                "cannot be partitioned: a partition needs nodes gameday runs, more than one of them, on Redis 7.0 or later (bind-source-addr)",
-            ),
-            Fault::Net(_) if lab.targets(&f.target).is_empty() => Some("matches no node of this topology"),
-            Fault::Node(_) if lab.target_nodes(&f.target).is_empty() => Some("matches no node of this topology"),
-            Fault::Node(NodeFault::Failover(_)) if lab.failover_ctx("").is_none() => {
-                Some("cannot fail over: a failover needs a sentinel or cluster topology gameday runs")
-            }
-            Fault::Node(NodeFault::Kill | NodeFault::Restart | NodeFault::Pause)
-                if lab.target_nodes(&f.target).iter().any(|n| !n.owned()) =>
-            {
-                Some("names nodes gameday does not run: kill, restart and pause need the process or docker backend")
-            }
-            _ => None,
-        };
-        if let Some(problem) = problem {
-            lab.stop().await;
-            return Err(RunError::Unsupported(format!(
-                "fault `{}` ({}): target {} {problem}",
-                f.name, f.kind_name, f.target
-            )));
-        }
-    }
-    let result = if plan.variants.is_empty() {
-        drive(plan, opts, backend, &run_id, &dir, &lab, shutdown).await
-    } else {
-        variants(plan, opts, backend, &run_id, &dir, &lab, shutdown).await
+        lab: &lab,
+        shutdown,
     };
-    let failed = !matches!(&result, Ok(o) if o.passed);
-    if failed && dir.is_dir() {
+    let result = match check_targets(plan, &lab, &run_id) {
+        Err(e) => Err(e),
+        Ok(()) if plan.variants.is_empty() => drive(plan, &ctx, &run_id, &dir).await,
+        Ok(()) => variants(plan, &ctx, &run_id, &dir).await,
+    };
+    if !matches!(&result, Ok(o) if o.passed) && dir.is_dir() {
         for node in &lab.topology.nodes {
             let _ = std::fs::copy(node.log_path(), dir.join(format!("redis-{}.log", node.id)));
         }
@@ -178,57 +144,97 @@ pub async fn run(
     result
 }
 
+/// On an external topology, a fault that acts on the nodes needs the
+/// scenario's `allow_destructive` and the command line's agreement.
+fn gate_destructive(plan: &RunPlan) -> Result<(), RunError> {
+    if plan.topology.backend != Backend::External {
+        return Ok(());
+    }
+    match plan.faults.iter().find(|f| f.destructive()) {
+        Some(f) if !plan.topology.external.allow_destructive => {
+            Err(RunError::Unfit {
+                fault: f.name.clone(),
+                kind: f.kind.as_str(),
+                problem: "acts on the nodes of an external topology: it needs `allow_destructive = true` in [topology] and --allow-destructive on the command line".into(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Every target must resolve to something its fault can act on, before
+/// anything runs.
+fn check_targets(plan: &RunPlan, lab: &Lab, run_id: &str) -> Result<(), RunError> {
+    let gc = Arc::new(GcPause::default());
+    for f in &plan.faults {
+        if let Some(problem) = f.unfit(&fault_env(f, lab, run_id, &plan.workload, &gc)) {
+            return Err(RunError::Unfit {
+                fault: f.name.clone(),
+                kind: f.kind.as_str(),
+                problem: format!("target {} {problem}", f.target),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What a fault's target resolves to in this lab.
+fn fault_env(
+    f: &crate::fault::FaultPlan,
+    lab: &Lab,
+    run_id: &str,
+    workload: &WorkloadPlan,
+    gc: &Arc<GcPause>,
+) -> Env {
+    let prefix = format!("gameday:{run_id}:");
+    Env {
+        control: lab.control.clone(),
+        proxies: if f.on_peer_paths() {
+            lab.peer_targets(&f.target)
+        } else {
+            lab.targets(&f.target)
+        },
+        nodes: lab.target_nodes(&f.target),
+        failover: lab.failover_ctx(&prefix),
+        prefix,
+        gc: matches!(workload, WorkloadPlan::Lock(_)).then(|| gc.clone()),
+        peer_source: lab.topology.peer_source.is_some(),
+    }
+}
+
 /// Runs each variant after the other against the same lab, each into
 /// `<dir>/<variant>/`, then writes the comparison into `dir`.
-#[allow(clippy::too_many_arguments)]
 async fn variants(
     plan: &RunPlan,
-    opts: &RunOptions,
-    backend: Backend,
+    ctx: &Ctx<'_>,
     run_id: &str,
     dir: &Path,
-    lab: &Lab,
-    shutdown: watch::Receiver<bool>,
 ) -> Result<RunOutcome, RunError> {
     let mut done: Vec<(String, RunOutcome)> = Vec::new();
     for (name, workload) in &plan.variants {
-        if *shutdown.borrow() {
+        if *ctx.shutdown.borrow() {
             break;
         }
-        if opts.progress {
+        if ctx.opts.progress {
             eprintln!("gameday: variant {name}");
         }
         let vplan = plan.variant(name, workload);
-        let id = format!("{run_id}-{name}");
-        let o = drive(
-            &vplan,
-            opts,
-            backend,
-            &id,
-            &dir.join(name),
-            lab,
-            shutdown.clone(),
-        )
-        .await?;
+        let o = drive(&vplan, ctx, &format!("{run_id}-{name}"), &dir.join(name)).await?;
         done.push((name.clone(), o));
     }
     let summaries: Vec<(String, Summary)> = done
         .iter()
         .map(|(n, o)| (n.clone(), o.summary.clone()))
         .collect();
-    let all_passed = crate::report::compare::write(dir, &plan.name, &summaries).map_err(|err| {
-        RunError::Report {
-            dir: dir.to_path_buf(),
-            err,
-        }
-    })?;
-    let interrupted = done.iter().any(|(_, o)| o.interrupted) || *shutdown.borrow();
+    let all_passed = crate::report::compare::write(dir, &plan.name, &summaries)
+        .map_err(|source| report_err(dir, source))?;
+    let interrupted = done.iter().any(|(_, o)| o.interrupted) || *ctx.shutdown.borrow();
     let passed = all_passed && !interrupted && done.len() == plan.variants.len();
     let Some(mut summary) = done.first().map(|(_, o)| o.summary.clone()) else {
         return Err(RunError::Interrupted);
     };
     summary.verdict = if passed { "pass" } else { "fail" }.into();
-    if opts.progress {
+    if ctx.opts.progress {
         println!("comparison: {}", dir.join("report.html").display());
     }
     Ok(RunOutcome {
@@ -239,67 +245,68 @@ async fn variants(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
+fn report_err(dir: &Path, source: std::io::Error) -> RunError {
+    RunError::Report {
+        dir: dir.to_path_buf(),
+        source,
+    }
+}
+
+/// The tasks that run beside the load.
+struct Beside {
+    stop: watch::Sender<bool>,
+    conductor: JoinHandle<()>,
+    failed: tokio::sync::mpsc::Receiver<FaultError>,
+    records: Arc<Mutex<Vec<FaultRecord>>>,
+    telemetry: (JoinHandle<()>, Arc<Mutex<Vec<NodeSample>>>),
+    events: (JoinHandle<()>, Arc<Mutex<Vec<ServerEvent>>>),
+    watchdog: JoinHandle<()>,
+    ticker: Option<JoinHandle<()>>,
+}
+
+/// One run against the lab: a target service up (if the scenario has
+/// one), the load measured, the service down again.
 async fn drive(
     plan: &RunPlan,
-    opts: &RunOptions,
-    backend: Backend,
+    ctx: &Ctx<'_>,
     run_id: &str,
     dir: &Path,
-    lab: &Lab,
-    shutdown: watch::Receiver<bool>,
 ) -> Result<RunOutcome, RunError> {
-    std::fs::create_dir_all(dir).map_err(|err| RunError::Report {
-        dir: dir.to_path_buf(),
-        err,
-    })?;
-    let seed = opts.seed.unwrap_or(plan.seed);
-    let t0 = Instant::now();
-    let started = SystemTime::now();
-    let prefix = format!("gameday:{run_id}:");
+    std::fs::create_dir_all(dir).map_err(|source| report_err(dir, source))?;
+    let target = plan
+        .workload
+        .start(&ctx.lab.client, dir, &ctx.shutdown)
+        .await?;
+    let result = measure(plan, ctx, run_id, dir).await;
+    target.stop().await;
+    result
+}
+
+/// The load against the lab, with the faults beside it: the table of
+/// contents.
+async fn measure(
+    plan: &RunPlan,
+    ctx: &Ctx<'_>,
+    run_id: &str,
+    dir: &Path,
+) -> Result<RunOutcome, RunError> {
+    let seed = plan.seed;
+    let (t0, started) = (Instant::now(), SystemTime::now());
     let gc = Arc::new(GcPause::default());
-    let workload = match &plan.workload {
-        WorkloadPlan::CacheAside(ca) => AnyWorkload::CacheAside(CacheAside::new(
-            ca.clone(),
-            lab.client.clone(),
-            prefix.clone(),
+    let any = AnyWorkload::new(
+        &plan.workload,
+        Setup {
+            client: ctx.lab.client.clone(),
+            prefix: format!("gameday:{run_id}:"),
             t0,
             seed,
-        )),
-        WorkloadPlan::RateLimit(rp) => AnyWorkload::RateLimit(RateLimit::new(
-            rp.clone(),
-            lab.client.clone(),
-            prefix.clone(),
-            t0,
-            seed,
-        )),
-        WorkloadPlan::Stampede(sp) => AnyWorkload::Stampede(Stampede::new(
-            sp.clone(),
-            lab.client.clone(),
-            prefix.clone(),
-            t0,
-            seed,
-        )),
-        WorkloadPlan::Lock(lp) => AnyWorkload::Lock(Lock::new(
-            lp.clone(),
-            lab.client.clone(),
-            prefix.clone(),
-            t0,
-            seed,
-            gc.clone(),
-        )),
-        WorkloadPlan::Session(sp) => AnyWorkload::Session(Session::new(
-            sp.clone(),
-            lab.client.clone(),
-            prefix.clone(),
-            plan.load.users,
-            t0,
-            seed,
-        )),
-    };
-    let workload = Arc::new(workload);
-    let ledger = workload.ledger();
+            users: plan.load.users,
+            gc: gc.clone(),
+        },
+    );
+    let workload = any.oracle();
     let recorder = Arc::new(Mutex::new(Recorder::new(t0, workload.caller_ops())));
+    let mut beside = start_beside(plan, ctx, run_id, workload, &recorder, &gc, t0);
     let spec = LoadSpec {
         users: plan.load.users,
         rate: plan.load.rate,
@@ -308,101 +315,154 @@ async fn drive(
         goose_report: Some(dir.join("goose.html")),
         goose_metrics: true,
     };
+    let loaded = tokio::select! {
+        r = load::drive_any(&any, &spec, recorder.clone(), t0) => r,
+        Some(e) = beside.failed.recv() => {
+            // A fault that cannot be applied invalidates the run.
+            goose::trigger_killswitch("gameday: a fault could not be applied");
+            beside.abort();
+            return Err(e.into());
+        }
+    };
+    let (records, telemetry, events) = beside.finish().await?;
+    loaded?;
+    let ledger = workload.ledger();
+    // The final read-back: every acknowledged write must still be there.
+    if let Some((l, decode)) = &ledger {
+        if !*ctx.shutdown.borrow() {
+            l.check(&ctx.lab.client, t0, *decode).await;
+        }
+    }
+    let interrupted = *ctx.shutdown.borrow();
+    let rec = finished(recorder, interrupted, plan.duration);
+    let facts = RunFacts {
+        run_id: run_id.to_string(),
+        seed,
+        started,
+        end_us: rec.phases()[0].end_us.unwrap_or(0),
+        interrupted,
+        backend: ctx.backend.as_str().into(),
+        topology: topology_summary(plan, ctx.lab),
+        proxy: ProxySummary {
+            kind: ctx.lab.proxy_kind.into(),
+            url: ctx.lab.control.url().into(),
+            version: ctx.lab.proxy_version.clone(),
+        },
+        faults: records,
+        events,
+        ledger: ledger.as_ref().map(|(l, _)| l.lost()),
+    };
+    let summary = Summary::assemble(plan, &rec, facts, &|phase, baseline| {
+        workload.phase_metrics(phase, baseline)
+    });
+    write_report(summary, rec, started, telemetry, dir, ctx.opts.progress)
+}
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stop_rx_telemetry = stop_rx.clone();
-    let stop_rx_events = stop_rx.clone();
+/// Starts the conductor, telemetry, the sentinels' event watch, the
+/// Ctrl-C watchdog and the progress ticker.
+fn start_beside(
+    plan: &RunPlan,
+    ctx: &Ctx<'_>,
+    run_id: &str,
+    workload: &dyn Oracle,
+    recorder: &Arc<Mutex<Recorder>>,
+    gc: &Arc<GcPause>,
+    t0: Instant,
+) -> Beside {
+    let (stop, stop_rx) = watch::channel(false);
     let records = Arc::new(Mutex::new(Vec::<FaultRecord>::new()));
-    let schedule = plan
+    let schedule: Vec<Scheduled> = plan
         .faults
         .iter()
         .map(|f| Scheduled {
             plan: f.clone(),
-            proxies: match &f.fault {
-                Fault::Net(NetFault::Toxic {
-                    kind: ToxicKind::Partition { .. },
-                    ..
-                }) => lab.peer_targets(&f.target),
-                _ => lab.targets(&f.target),
-            },
-            nodes: lab.target_nodes(&f.target),
-            failover: lab.failover_ctx(&format!("gameday:{run_id}:")),
-            prefix: format!("gameday:{run_id}:"),
-            gc: matches!(plan.workload, WorkloadPlan::Lock(_)).then(|| gc.clone()),
+            env: fault_env(f, ctx.lab, run_id, &plan.workload, gc),
         })
         .collect();
-    let (fail_tx, mut failed) = tokio::sync::mpsc::channel::<FaultError>(1);
-    let conductor = {
-        let (control, recorder, records) = (lab.control.clone(), recorder.clone(), records.clone());
-        let check = ledger.as_ref().map(|(l, decode)| LedgerCheck {
-            ledger: l.clone(),
-            decode: *decode,
-            client: lab.client.clone(),
-        });
-        tokio::spawn(async move {
-            if let Err(e) =
-                conductor::conduct(schedule, control, recorder, t0, stop_rx, records, check).await
-            {
-                let _ = fail_tx.send(e).await;
-            }
-        })
+    let stage = Stage {
+        recorder: recorder.clone(),
+        records: records.clone(),
+        t0,
+        stop: stop_rx.clone(),
+        ledger: workload.ledger().map(|(ledger, decode)| LedgerCheck {
+            ledger,
+            decode,
+            client: ctx.lab.client.clone(),
+        }),
     };
+    let (fail_tx, failed) = tokio::sync::mpsc::channel::<FaultError>(1);
+    let conductor = tokio::spawn(async move {
+        if let Err(e) = conductor::conduct(schedule, stage).await {
+            let _ = fail_tx.send(e).await;
+        }
+    });
     let samples = Arc::new(Mutex::new(Vec::<NodeSample>::new()));
-    let telemetry = tokio::spawn(telemetry::watch_nodes(
-        lab.telemetry_targets(),
+    let watch_nodes = telemetry::watch_nodes(
+        ctx.lab.telemetry_targets(),
         t0,
         samples.clone(),
-        stop_rx_telemetry,
-    ));
+        stop_rx.clone(),
+    );
     let events = Arc::new(Mutex::new(Vec::<ServerEvent>::new()));
-    let sentinel_events = tokio::spawn(telemetry::watch_sentinels(
-        lab.sentinels(),
-        t0,
-        events.clone(),
-        stop_rx_events,
-    ));
-    let watchdog = {
-        let mut shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-            goose::trigger_killswitch("gameday: interrupted");
-        })
-    };
-    let ticker = opts
+    let watch_sentinels =
+        telemetry::watch_sentinels(ctx.lab.sentinels(), t0, events.clone(), stop_rx);
+    let mut shutdown = ctx.shutdown.clone();
+    let watchdog = tokio::spawn(async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+        goose::trigger_killswitch("gameday: interrupted");
+    });
+    let ticker = ctx
+        .opts
         .progress
         .then(|| tokio::spawn(progress(recorder.clone(), t0, plan.duration)));
-
-    let load_result = tokio::select! {
-        r = load::drive(workload.clone(), &spec, recorder.clone(), t0) => r,
-        Some(c) = failed.recv() => {
-            // A fault that cannot be applied invalidates the run.
-            goose::trigger_killswitch("gameday: a fault could not be applied");
-            let _ = stop_tx.send(true);
-            watchdog.abort();
-            if let Some(t) = ticker { t.abort(); }
-            return Err(c.into());
-        }
-    };
-    let _ = stop_tx.send(true);
-    watchdog.abort();
-    if let Some(t) = ticker {
-        t.abort();
+    Beside {
+        stop,
+        conductor,
+        failed,
+        records,
+        telemetry: (tokio::spawn(watch_nodes), samples),
+        events: (tokio::spawn(watch_sentinels), events),
+        watchdog,
+        ticker,
     }
-    let _ = conductor.await;
-    let _ = telemetry.await;
-    let _ = sentinel_events.await;
-    load_result?;
-    // The final read-back: every acknowledged write must still be there.
-    if let Some((l, decode)) = &ledger {
-        if !*shutdown.borrow() {
-            l.check(&lab.client, t0, *decode).await;
+}
+
+type Gathered = (Vec<FaultRecord>, Vec<NodeSample>, Vec<ServerEvent>);
+
+impl Beside {
+    fn abort(&self) {
+        let _ = self.stop.send(true);
+        self.watchdog.abort();
+        if let Some(t) = &self.ticker {
+            t.abort();
         }
     }
-    if let Ok(e) = failed.try_recv() {
-        return Err(e.into());
-    }
 
-    let interrupted = *shutdown.borrow();
+    /// Stops every task, waits for it, and hands over what they gathered;
+    /// a fault that failed meanwhile voids the run.
+    async fn finish(mut self) -> Result<Gathered, RunError> {
+        self.abort();
+        let _ = (&mut self.conductor).await;
+        let _ = (&mut self.telemetry.0).await;
+        let _ = (&mut self.events.0).await;
+        if let Ok(e) = self.failed.try_recv() {
+            return Err(e.into());
+        }
+        Ok((
+            self.records.lock().expect("records lock").clone(),
+            take(&self.telemetry.1),
+            take(&self.events.1),
+        ))
+    }
+}
+
+fn take<T>(m: &Mutex<Vec<T>>) -> Vec<T> {
+    std::mem::take(&mut *m.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// The recorder, closed at the run's end (its planned end unless
+/// interrupted).
+fn finished(recorder: Arc<Mutex<Recorder>>, interrupted: bool, duration: Duration) -> Recorder {
     let mut rec = Arc::try_unwrap(recorder)
         .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
         // A finished task may not have dropped its handle yet: copy instead.
@@ -410,101 +470,54 @@ async fn drive(
     let end_us = if interrupted {
         rec.now_us()
     } else {
-        rec.now_us().min(plan.duration.as_micros() as u64)
+        rec.now_us().min(duration.as_micros() as u64)
     };
     rec.finish(end_us);
+    rec
+}
 
-    let fault_records = records.lock().expect("records lock").clone();
-    let lost = ledger.as_ref().map(|(l, _)| (l.len(), l.lost()));
-    let phases = summary::phases(
-        plan,
-        &rec,
-        &fault_records,
-        lost.as_ref().map(|(_, (_, _, at))| at.as_slice()),
-        &|from, to| workload.phase_metrics(from, to),
-    );
-    let expectations = summary::evaluate(&plan.expectations, &phases);
-    let ledger = lost.map(|(keys, (listed, total, _))| LedgerSummary {
-        keys: keys as u64,
-        lost_writes: total,
-        lost: listed
-            .into_iter()
-            .map(|mut w| {
-                w.phase = phases
-                    .iter()
-                    .rfind(|p| p.name != "run" && p.start_s <= w.acked_at_s)
-                    .map_or("baseline".into(), |p| p.name.clone());
-                w
+fn topology_summary(plan: &RunPlan, lab: &Lab) -> TopologySummary {
+    TopologySummary {
+        kind: plan.topology.kind.as_str().into(),
+        image: lab.topology.image().map(String::from),
+        nodes: lab
+            .wired
+            .iter()
+            .map(|w| NodeSummary {
+                id: w.endpoint.name.clone(),
+                role: w.endpoint.role.as_str().into(),
+                addr: w.endpoint.addr.to_string(),
+                proxy: w.proxy.clone(),
+                proxy_addr: w.proxy_addr.to_string(),
             })
             .collect(),
-    });
-    let passed = !interrupted && expectations.iter().all(|e| e.passed);
-    let summary = Summary {
-        schema: summary::SCHEMA.into(),
-        scenario: plan.name.clone(),
-        variant: plan.variant.clone(),
-        description: plan.description.clone(),
-        verdict: if passed { "pass" } else { "fail" }.into(),
-        interrupted,
-        seed,
-        run_id: run_id.to_string(),
-        started_at: humantime::format_rfc3339_millis(started).to_string(),
-        duration_s: end_us as f64 / 1e6,
-        backend: format!("{backend:?}").to_lowercase(),
-        topology: TopologySummary {
-            kind: topology_name(plan.topology.kind).into(),
-            image: lab.topology.image().map(String::from),
-            nodes: lab
-                .wired
-                .iter()
-                .map(|w| NodeSummary {
-                    id: w.endpoint.name.clone(),
-                    role: format!("{:?}", w.endpoint.role).to_lowercase(),
-                    addr: w.endpoint.addr.to_string(),
-                    proxy: w.proxy.clone(),
-                    proxy_addr: w.proxy_addr.to_string(),
-                })
-                .collect(),
-        },
-        proxy: ProxySummary {
-            kind: lab.proxy_kind.into(),
-            url: lab.control.url().into(),
-            version: lab.proxy_version.clone(),
-        },
-        load: LoadSummary {
-            users: plan.load.users,
-            rate: plan.load.rate,
-            ramp_s: plan.load.ramp.as_secs_f64(),
-        },
-        workload: plan.workload.kind_name().into(),
-        phases,
-        faults: fault_records,
-        ledger,
-        // Teardown is not part of the run.
-        events: std::mem::take(&mut *events.lock().expect("events lock"))
-            .into_iter()
-            .filter(|e| e.t_s <= end_us as f64 / 1e6)
-            .collect(),
-        expectations,
-    };
-    let telemetry = std::mem::take(&mut *samples.lock().expect("telemetry lock"));
+    }
+}
+
+fn write_report(
+    summary: Summary,
+    recorder: Recorder,
+    started: SystemTime,
+    telemetry: Vec<NodeSample>,
+    dir: &Path,
+    progress: bool,
+) -> Result<RunOutcome, RunError> {
     let report = RunReport {
         summary,
-        recorder: rec,
+        recorder,
         started,
         telemetry,
     };
-    report.write(dir).map_err(|err| RunError::Report {
-        dir: dir.to_path_buf(),
-        err,
-    })?;
-    if opts.progress {
+    report
+        .write(dir)
+        .map_err(|source| report_err(dir, source))?;
+    if progress {
         let _ = console::print_summary(&report.summary, &mut std::io::stdout());
         println!("report: {}", dir.display());
     }
     Ok(RunOutcome {
-        passed,
-        interrupted,
+        passed: report.summary.passed(),
+        interrupted: report.summary.interrupted,
         dir: dir.to_path_buf(),
         summary: report.summary,
     })

@@ -90,8 +90,7 @@ async fn sample(node: &str, addr: SocketAddr, t_s: u64) -> NodeSample {
         ..NodeSample::default()
     };
     let ask = async {
-        let client = redis::Client::open(format!("redis://{addr}/")).ok()?;
-        let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+        let mut conn = crate::redis_admin::connect(addr).await.ok()?;
         let info = redis::cmd("INFO")
             .arg("all")
             .query_async::<String>(&mut conn)

@@ -2,8 +2,7 @@
 //! hot key or lock in one hash slot, so they run on a cluster as they do on
 //! one node: no cross-slot errors, and the same oracle results.
 
-mod common;
-use common::{phase, Scratch};
+use crate::common::{phase, Scratch};
 
 fn run(workload: &str) -> serde_json::Value {
     let scratch = Scratch::new(&format!(
@@ -26,6 +25,7 @@ fn variant(c: &serde_json::Value, name: &str) -> serde_json::Value {
 
 #[test]
 fn rate_limit_stampede_and_lock_run_on_a_cluster() {
+    let _gate = crate::common::gate(module_path!());
     let c = run("kind = \"rate-limit\"\nalgorithms = [\"fixed_window\", \"sliding_log\", \"token_bucket\"]\nlimit = 20\nwindow = \"1s\"\nclients = 5");
     for name in ["fixed_window", "sliding_log", "token_bucket"] {
         let m = variant(&c, name);

@@ -5,11 +5,11 @@
 //! and nodes they borrowed as they found them, and delete exactly the keys
 //! they wrote.
 
-mod common;
-use common::{phase, ChildGuard, Scratch};
-use gameday::scenario::plan::TopologyPlan;
-use gameday::topology::process::RedisProcess;
-use gameday::topology::Role;
+use crate::common;
+use crate::common::{phase, ChildGuard, Scratch};
+use gameday::testing::RedisProcess;
+use gameday::testing::Role;
+use gameday::testing::TopologyPlan;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -73,6 +73,7 @@ fn value_of(snippet: &str, key: &str, after: &str) -> String {
 
 #[test]
 fn an_external_sentinel_lab_is_driven_through_its_own_proxies_and_left_as_found() {
+    let _gate = crate::common::gate(module_path!());
     let (mut lab, snippet) = sentinel_lab();
     let api = value_of(&snippet, "toxiproxy_url", "[topology]");
     let primary: SocketAddr = value_of(&snippet, "addr", "role = \"primary\"")
@@ -141,6 +142,7 @@ for = "2s"
 
 #[test]
 fn a_bare_external_server_gets_gameday_s_proxy_and_keeps_running() {
+    let _gate = crate::common::gate(module_path!());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let node = rt
         .block_on(RedisProcess::start(
@@ -200,6 +202,7 @@ expect = ["fault:outage.caller_errors == 0", "fault:outage.redis_get.errors > 10
 
 #[test]
 fn external_endpoints_are_checked_before_any_traffic() {
+    let _gate = crate::common::gate(module_path!());
     let cases = [
         (
             r#"kind = "standalone"
@@ -259,7 +262,7 @@ backend = "external""#,
     }
 
     // An endpoint nobody listens on: exit 3, with the endpoint named.
-    let port = gameday::topology::process::free_port().unwrap();
+    let port = gameday::testing::free_port().unwrap();
     let scratch = Scratch::new(&format!(
         "name = \"gone\"\nduration = \"2s\"\n[topology]\nkind = \"standalone\"\nbackend = \"external\"\n[[topology.endpoint]]\nnode = \"gone\"\nrole = \"primary\"\naddr = \"127.0.0.1:{port}\"\n{LOAD}"
     ));

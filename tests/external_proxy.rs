@@ -2,8 +2,8 @@
 //! here `gameday proxy` in its own process. The faults must go through it,
 //! and the run must delete the proxies it created there.
 
-mod common;
-use common::{ChildGuard, Scratch};
+use crate::common;
+use crate::common::{ChildGuard, Scratch};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -34,7 +34,8 @@ expect = ["fault:outage.caller_errors == 0", "fault:outage.redis_get.errors > 10
 
 #[test]
 fn a_run_drives_an_external_toxiproxy_api_and_cleans_up_after_itself() {
-    let port = gameday::topology::process::free_port().unwrap();
+    let _gate = crate::common::gate(module_path!());
+    let port = gameday::testing::free_port().unwrap();
     let listen = format!("127.0.0.1:{port}");
     let mut proxy = ChildGuard(
         common::gameday()
@@ -86,6 +87,7 @@ fn a_run_drives_an_external_toxiproxy_api_and_cleans_up_after_itself() {
 
 #[test]
 fn a_non_loopback_toxiproxy_url_is_refused() {
+    let _gate = crate::common::gate(module_path!());
     let scratch = Scratch::new(SCENARIO);
     let out = scratch
         .run_cmd()

@@ -3,8 +3,8 @@
 //! (the sentinels' `+switch-master`), the primary must really change, and no
 //! address the servers hand out afterwards may bypass the proxies.
 
-mod common;
-use common::{docker_ready, Scratch};
+use crate::common;
+use crate::common::{docker_ready, Scratch};
 use serde_json::Value;
 
 fn scenario(topology: &str, mode: &str) -> String {
@@ -90,6 +90,7 @@ fn events_name_only_proxies(s: &Value) {
 
 #[test]
 fn a_manual_sentinel_failover_is_timed_as_the_sentinels_report_it() {
+    let _gate = crate::common::gate(module_path!());
     let (scratch, s) = run("sentinel", "manual");
     let (applied, ms) = failover(&s, "sentinel manual");
     let first_switch = s["events"]
@@ -115,6 +116,7 @@ fn a_manual_sentinel_failover_is_timed_as_the_sentinels_report_it() {
 
 #[test]
 fn a_killed_sentinel_primary_is_replaced_and_comes_back() {
+    let _gate = crate::common::gate(module_path!());
     let (scratch, s) = run("sentinel", "kill_primary");
     let (_, ms) = failover(&s, "sentinel kill_primary");
     // Sentinel waits down_after (2 s) before it even agrees the primary is
@@ -131,6 +133,7 @@ fn a_killed_sentinel_primary_is_replaced_and_comes_back() {
 
 #[test]
 fn cluster_failovers_promote_a_replica_of_the_lost_master() {
+    let _gate = crate::common::gate(module_path!());
     for mode in ["manual", "kill_primary"] {
         let (scratch, s) = run("cluster", mode);
         let (_, ms) = failover(&s, mode);
@@ -142,6 +145,7 @@ fn cluster_failovers_promote_a_replica_of_the_lost_master() {
 
 #[test]
 fn a_killed_sentinel_primary_is_replaced_on_the_docker_backend() {
+    let _gate = crate::common::gate(module_path!());
     if !docker_ready() {
         return;
     }

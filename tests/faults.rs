@@ -2,12 +2,12 @@
 //! uses, does to a real redis-server connection what it says, within the
 //! stated tolerance.
 
-use gameday::proxy::control::{NetFault, ProxyControl};
-use gameday::proxy::toxic::{Stream, ToxicKind};
-use gameday::proxy::EmbeddedProxy;
-use gameday::scenario::plan::TopologyPlan;
-use gameday::topology::process::RedisProcess;
-use gameday::topology::Role;
+use gameday::testing::RedisProcess;
+use gameday::testing::Role;
+use gameday::testing::TopologyPlan;
+use gameday::testing::{NetFault, ProxyControl};
+use gameday::testing::{Stream, ToxicKind};
+use gameday::EmbeddedProxy;
 use redis::aio::MultiplexedConnection;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -80,6 +80,7 @@ async fn ping(conn: &mut MultiplexedConnection) -> redis::RedisResult<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn latency_toxic_delays_ping_by_50ms_within_5ms() {
+    let _gate = crate::common::gate(module_path!());
     let rig = rig().await;
     let mut conn = connect(rig.addr).await.unwrap();
     ping(&mut conn).await.unwrap();
@@ -115,6 +116,7 @@ async fn latency_toxic_delays_ping_by_50ms_within_5ms() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn down_refuses_new_connections_and_cuts_open_ones() {
+    let _gate = crate::common::gate(module_path!());
     let rig = rig().await;
     let mut open = connect(rig.addr).await.unwrap();
     ping(&mut open).await.unwrap();
@@ -129,6 +131,7 @@ async fn down_refuses_new_connections_and_cuts_open_ones() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn timeout_toxic_stalls_and_then_closes() {
+    let _gate = crate::common::gate(module_path!());
     let rig = rig().await;
     let mut conn = connect(rig.addr).await.unwrap();
     ping(&mut conn).await.unwrap();
@@ -156,6 +159,7 @@ async fn timeout_toxic_stalls_and_then_closes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reset_peer_resets_the_connection() {
+    let _gate = crate::common::gate(module_path!());
     let rig = rig().await;
     let mut raw = TcpStream::connect(rig.addr).await.unwrap();
     raw.write_all(b"PING\r\n").await.unwrap();
@@ -172,6 +176,7 @@ async fn reset_peer_resets_the_connection() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bandwidth_limits_throughput_within_20_percent() {
+    let _gate = crate::common::gate(module_path!());
     let rig = rig().await;
     let size = 400_000usize;
     let mut direct = connect(rig.redis.addr).await.unwrap();
@@ -200,6 +205,7 @@ async fn bandwidth_limits_throughput_within_20_percent() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn slicer_limit_data_and_slow_close_do_what_they_say() {
+    let _gate = crate::common::gate(module_path!());
     let rig = rig().await;
     let mut direct = connect(rig.redis.addr).await.unwrap();
     let payload: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
@@ -281,8 +287,9 @@ async fn ping_from(source: std::net::Ipv4Addr, addr: SocketAddr) -> Option<Durat
 
 #[tokio::test(flavor = "multi_thread")]
 async fn partition_holds_peer_connections_only_and_releases_them_on_heal() {
+    let _gate = crate::common::gate(module_path!());
     let rig = rig().await;
-    let peer = gameday::topology::PEER_SOURCE;
+    let peer = gameday::testing::PEER_SOURCE;
     let client = std::net::Ipv4Addr::LOCALHOST;
     let fault = NetFault::Toxic {
         kind: ToxicKind::Partition {

@@ -3,11 +3,11 @@
 //! names; a session overwritten with another user's is caught; and a
 //! restart loses every session without persistence and none with AOF.
 
-mod common;
-use common::Scratch;
-use gameday::scenario::plan::TopologyPlan;
-use gameday::topology::process::RedisProcess;
-use gameday::topology::Role;
+use crate::common;
+use crate::common::Scratch;
+use gameday::testing::RedisProcess;
+use gameday::testing::Role;
+use gameday::testing::TopologyPlan;
 use std::time::{Duration, Instant};
 
 fn external(addr: std::net::SocketAddr) -> String {
@@ -84,6 +84,7 @@ fn run_meddling(meddle: impl FnOnce(&mut redis::Connection, &[String])) -> serde
 
 #[test]
 fn sessions_deleted_behind_the_harness_are_exactly_the_lost_writes() {
+    let _gate = crate::common::gate(module_path!());
     let s = run_meddling(|conn, keys| {
         for k in keys.iter().step_by(5).take(7) {
             let n: u64 = redis::cmd("DEL").arg(k).query(conn).unwrap();
@@ -105,6 +106,7 @@ fn sessions_deleted_behind_the_harness_are_exactly_the_lost_writes() {
 
 #[test]
 fn a_session_holding_another_users_data_is_caught() {
+    let _gate = crate::common::gate(module_path!());
     let s = run_meddling(|conn, keys| {
         // The value of another session (another owner) under this key.
         let other: Vec<u8> = redis::cmd("GET").arg(&keys[1]).query(conn).unwrap();
@@ -157,6 +159,7 @@ for = "2s"
 
 #[test]
 fn a_restart_loses_what_was_not_persisted() {
+    let _gate = crate::common::gate(module_path!());
     let none = restart("none");
     let aof = restart("aof");
     let keys = none["ledger"]["keys"].as_u64().unwrap();

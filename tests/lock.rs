@@ -3,8 +3,8 @@
 //! and the paused one writes late. Without fencing the resource takes that
 //! stale write; with fencing it refuses it. With no pause, the lock holds.
 
-mod common;
-use common::Scratch;
+use crate::common;
+use crate::common::Scratch;
 use serde_json::Value;
 
 fn scenario(fencing: bool, pause: bool) -> String {
@@ -46,6 +46,7 @@ fn run_metrics(fencing: bool, pause: bool) -> Value {
 
 #[test]
 fn a_pause_longer_than_the_ttl_corrupts_without_fencing_and_not_with_it() {
+    let _gate = crate::common::gate(module_path!());
     let off = run_metrics(false, true);
     assert!(off["overlaps"].as_f64().unwrap() >= 1.0, "{off}");
     assert!(
@@ -64,6 +65,7 @@ fn a_pause_longer_than_the_ttl_corrupts_without_fencing_and_not_with_it() {
 
 #[test]
 fn without_a_pause_the_lock_holds() {
+    let _gate = crate::common::gate(module_path!());
     let m = run_metrics(false, false);
     assert_eq!(m["overlaps"], 0.0, "{m}");
     assert_eq!(m["stale_writes_accepted"], 0.0, "{m}");
@@ -76,6 +78,7 @@ fn without_a_pause_the_lock_holds() {
 /// that variant only.
 #[test]
 fn lock_gc_pause_compares_fencing_off_and_on() {
+    let _gate = crate::common::gate(module_path!());
     let text = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/lock-gc-pause.toml"),
     )

@@ -3,8 +3,7 @@
 //! limit really was lowered for the fault's length only, and the cache
 //! degrades as its policy says.
 
-mod common;
-use common::{phase, Scratch};
+use crate::common::{phase, Scratch};
 use serde_json::Value;
 
 fn scenario(policy: &str) -> String {
@@ -73,6 +72,7 @@ fn limit_lowered_for_the_fault_only(scratch: &Scratch) {
 
 #[test]
 fn under_allkeys_lru_ballast_evicts_workload_keys_and_they_are_counted() {
+    let _gate = crate::common::gate(module_path!());
     let (scratch, s) = run("allkeys-lru");
     let m = &s["faults"][0]["memory"][0];
     // 4 MB of 4 KB values: 1024 keys, all accepted under an evicting policy.
@@ -95,6 +95,7 @@ fn under_allkeys_lru_ballast_evicts_workload_keys_and_they_are_counted() {
 
 #[test]
 fn under_noeviction_writes_are_refused_and_the_fallback_hides_it() {
+    let _gate = crate::common::gate(module_path!());
     let (scratch, s) = run("noeviction");
     let m = &s["faults"][0]["memory"][0];
     let (written, refused) = (

@@ -4,12 +4,11 @@
 //! restart shows up as errors for its length and a node that serves again
 //! after it; a restarted replica comes back a replica.
 
-mod common;
-use common::{docker_ready, phase, Scratch};
-use gameday::lab::Lab;
-use gameday::scenario::plan::TopologyPlan;
-use gameday::scenario::raw::{Backend, TopologyKind};
-use gameday::topology::Role;
+use crate::common::{docker_ready, phase, Scratch};
+use gameday::testing::Lab;
+use gameday::testing::Role;
+use gameday::testing::TopologyKind;
+use gameday::testing::TopologyPlan;
 use std::time::Duration;
 
 const RATE: f64 = 200.0;
@@ -78,6 +77,7 @@ fn assert_stalled_3s(s: &serde_json::Value, what: &str) {
 
 #[test]
 fn a_3s_pause_of_any_kind_is_3s_of_stalled_ops() {
+    let _gate = crate::common::gate(module_path!());
     for kind in ["pause", "client_pause", "debug_sleep"] {
         let (scratch, s) = run(&scenario(kind, "kind = \"standalone\""), &[]);
         assert_stalled_3s(&s, kind);
@@ -121,6 +121,7 @@ fn telemetry_up(scratch: &Scratch, node: &str) -> Vec<(u64, bool)> {
 
 #[test]
 fn kill_and_restart_take_the_node_away_for_their_length() {
+    let _gate = crate::common::gate(module_path!());
     for kind in ["kill", "restart"] {
         let (scratch, s) = run(&scenario(kind, "kind = \"standalone\""), &[]);
         assert_down_3s(&s, kind);
@@ -140,6 +141,7 @@ fn kill_and_restart_take_the_node_away_for_their_length() {
 
 #[test]
 fn node_faults_work_on_the_docker_backend() {
+    let _gate = crate::common::gate(module_path!());
     if !docker_ready() {
         return;
     }
@@ -166,11 +168,10 @@ fn node_faults_work_on_the_docker_backend() {
 
 #[tokio::test]
 async fn a_restarted_replica_comes_back_a_replica() {
+    let _gate = crate::common::gate(module_path!());
     let (_tx, rx) = tokio::sync::watch::channel(false);
     let plan = TopologyPlan::of_kind(TopologyKind::Replicated);
-    let lab = Lab::start(&plan, Backend::Process, None, "restart-test", rx)
-        .await
-        .unwrap();
+    let lab = Lab::start(&plan, "restart-test", rx).await.unwrap();
     let replica = lab
         .topology
         .with_role(Role::Replica)
@@ -203,9 +204,10 @@ async fn a_restarted_replica_comes_back_a_replica() {
 
 #[test]
 fn node_faults_on_an_external_topology_need_both_confirmations() {
+    let _gate = crate::common::gate(module_path!());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let node = rt
-        .block_on(gameday::topology::process::RedisProcess::start(
+        .block_on(gameday::testing::RedisProcess::start(
             "ext",
             Role::Primary,
             &TopologyPlan::standalone(),

@@ -2,8 +2,8 @@
 //! it: under Sentinel, the sentinels elect a new primary while the old one
 //! still takes the clients' writes — two primaries at once (split brain).
 
-mod common;
-use common::Scratch;
+use crate::common;
+use crate::common::Scratch;
 
 const SCENARIO: &str = r#"
 name = "split-brain"
@@ -53,11 +53,13 @@ fn masters_by_second(scratch: &Scratch) -> Vec<(u64, Vec<String>)> {
 
 #[test]
 fn a_partitioned_primary_keeps_its_clients_while_sentinels_elect_another() {
+    let _gate = crate::common::gate(module_path!());
     split_brain("process");
 }
 
 #[test]
 fn partitions_work_on_the_docker_backend() {
+    let _gate = crate::common::gate(module_path!());
     if common::docker_ready() {
         split_brain("docker");
     }

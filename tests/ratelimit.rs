@@ -3,11 +3,11 @@
 //! rate-limit-accuracy); and during an outage the decisions follow the
 //! declared policy exactly, open or closed.
 
-mod common;
-use common::{phase, Scratch};
+use crate::common::{phase, Scratch};
 
 #[test]
 fn five_algorithms_match_the_reference_within_their_documented_error() {
+    let _gate = crate::common::gate(module_path!());
     let text = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/rate-limit-accuracy.toml"),
     )
@@ -61,15 +61,22 @@ rate = 400
 kind = "rate-limit"
 algorithm = "fixed_window"
 limit = 20
-window = "1s"
+window = "10s"
 clients = 5
 op_timeout = "50ms"
 on_redis_error = {{ policy = "{policy}" }}
 
+# The whole run is one window, and every client is over its limit within
+# the first quarter second: the few requests that meet Redis in the instant
+# the proxy takes to switch, at either edge of the outage, are denied by
+# Redis itself, not admitted. (With 1 s windows, the window that follows
+# the outage starts empty, and a request that met Redis just before the
+# proxies acknowledged the removal was admitted and counted in the fault
+# phase.)
 [[fault]]
 name = "outage"
 kind = "down"
-at = "3s"
+at = "3.5s"
 for = "3s"
 "#
     ));
@@ -80,6 +87,7 @@ for = "3s"
 
 #[test]
 fn during_an_outage_the_decisions_follow_the_declared_policy() {
+    let _gate = crate::common::gate(module_path!());
     let open = outage("fail_open");
     let f = &phase(&open, "fault:outage")["metrics"];
     assert!(f["degraded_admitted"].as_f64().unwrap() > 800.0, "{f}");

@@ -2,8 +2,7 @@
 //! latency fault, checked against what was injected, within stated
 //! tolerances. Also pins the shape of summary.json and the other files.
 
-mod common;
-use common::Scratch;
+use crate::common::Scratch;
 use serde_json::Value;
 
 const SCENARIO: &str = r#"
@@ -70,6 +69,7 @@ fn redis_ops(p: &Value) -> Vec<(&String, &Value)> {
 
 #[test]
 fn outage_and_latency_are_reported_as_injected() {
+    let _gate = crate::common::gate(module_path!());
     let scratch = Scratch::new(SCENARIO);
     let out = scratch.run_cmd().output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

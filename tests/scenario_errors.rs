@@ -1,7 +1,7 @@
 //! Bad scenarios are refused with the file, line and column of the culprit,
 //! and `gameday run` on one exits 2 and starts nothing.
 
-use gameday::scenario::{self, ScenarioError};
+use gameday::ScenarioError;
 use std::path::Path;
 use std::process::Command;
 
@@ -27,7 +27,7 @@ for = "5s"
 "#;
 
 fn refuse(text: &str) -> ScenarioError {
-    scenario::parse(Path::new("bad.toml"), text).expect_err("must be refused")
+    gameday::parse_scenario(Path::new("bad.toml"), text).expect_err("must be refused")
 }
 
 /// The 1-based line of the first occurrence of `needle`.
@@ -56,12 +56,14 @@ fn assert_points_at(text: &str, needle: &str, message_part: &str) {
 
 #[test]
 fn the_good_scenario_is_accepted() {
-    let plan = scenario::parse(Path::new("good.toml"), GOOD).unwrap();
+    let _gate = crate::common::gate(module_path!());
+    let plan = gameday::parse_scenario(Path::new("good.toml"), GOOD).unwrap();
     assert_eq!(plan.faults.len(), 1);
 }
 
 #[test]
 fn unknown_keys_are_named_with_their_place() {
+    let _gate = crate::common::gate(module_path!());
     let text = GOOD.replace("users = 4", "users = 4\nusres = 5");
     assert_points_at(&text, "usres", "unknown field `usres`");
     let text = GOOD.replace("at = \"5s\"", "at = \"5s\"\ntargte = \"primary\"");
@@ -70,6 +72,7 @@ fn unknown_keys_are_named_with_their_place() {
 
 #[test]
 fn bad_durations_are_refused() {
+    let _gate = crate::common::gate(module_path!());
     let text = GOOD.replace("duration = \"20s\"", "duration = \"twenty seconds\"");
     assert_points_at(&text, "twenty", "invalid duration");
     let text = GOOD.replace("for = \"5s\"", "for = \"5\"");
@@ -78,6 +81,7 @@ fn bad_durations_are_refused() {
 
 #[test]
 fn impossible_values_are_refused() {
+    let _gate = crate::common::gate(module_path!());
     assert_points_at(
         &GOOD.replace("rate = 100", "rate = 0"),
         "rate = 0",
@@ -102,18 +106,21 @@ fn impossible_values_are_refused() {
 
 #[test]
 fn faults_outside_the_run_are_refused() {
+    let _gate = crate::common::gate(module_path!());
     let text = GOOD.replace("at = \"5s\"", "at = \"18s\"");
     assert_points_at(&text, "at = \"18s\"", "past the end of the run");
 }
 
 #[test]
 fn overlapping_faults_are_refused() {
+    let _gate = crate::common::gate(module_path!());
     let text = format!("{GOOD}\n[[fault]]\nname = \"slow\"\nkind = \"latency\"\nlatency = \"50ms\"\nat = \"8s\"\nfor = \"4s\"\n");
     assert_points_at(&text, "at = \"8s\"", "overlaps fault `outage`");
 }
 
 #[test]
 fn expectations_are_checked_at_validation() {
+    let _gate = crate::common::gate(module_path!());
     let text =
         format!("expect = [\"baseline.p99 < 5ms\", \"fault:nope.caller_errors == 0\"]\n{GOOD}");
     assert_points_at(&text, "fault:nope", "names no fault");
@@ -121,6 +128,7 @@ fn expectations_are_checked_at_validation() {
 
 #[test]
 fn fault_parameters_must_fit_the_kind() {
+    let _gate = crate::common::gate(module_path!());
     let text = GOOD.replace("kind = \"down\"", "kind = \"latency\"");
     assert_points_at(&text, "name = \"outage\"", "needs `latency`");
     let text = GOOD.replace("kind = \"down\"", "kind = \"down\"\nlatency = \"5ms\"");
@@ -129,6 +137,7 @@ fn fault_parameters_must_fit_the_kind() {
 
 #[test]
 fn node_memory_failover_and_client_faults_are_checked_against_the_scenario() {
+    let _gate = crate::common::gate(module_path!());
     // A failover needs Sentinel or Cluster, and a mode.
     let text = GOOD.replace("kind = \"down\"", "kind = \"failover\"\nmode = \"manual\"");
     assert_points_at(
@@ -161,6 +170,7 @@ fn node_memory_failover_and_client_faults_are_checked_against_the_scenario() {
 
 #[test]
 fn workload_keys_are_checked_against_the_workload() {
+    let _gate = crate::common::gate(module_path!());
     let session = GOOD.replace("kind = \"cache-aside\"", "kind = \"session\"");
     assert_points_at(
         &session.replace("read_ratio = 0.9", "read_ratio = 0.9\nkeys = 10"),
@@ -221,6 +231,7 @@ fn gameday() -> Command {
 
 #[test]
 fn run_on_a_bad_file_exits_2_and_starts_nothing() {
+    let _gate = crate::common::gate(module_path!());
     let tmp = tempfile::tempdir().unwrap();
     let bad = tmp.path().join("bad.toml");
     std::fs::write(&bad, GOOD.replace("rate = 100", "rate = 0")).unwrap();
@@ -261,12 +272,13 @@ fn run_on_a_bad_file_exits_2_and_starts_nothing() {
 
 #[test]
 fn every_shipped_scenario_validates() {
+    let _gate = crate::common::gate(module_path!());
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
     let mut n = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|x| x == "toml") {
-            scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            gameday::load_scenario(&path).unwrap_or_else(|e| panic!("{e}"));
             n += 1;
         }
     }
@@ -275,6 +287,7 @@ fn every_shipped_scenario_validates() {
 
 #[test]
 fn topology_keys_must_fit_the_kind() {
+    let _gate = crate::common::gate(module_path!());
     let text = GOOD.replace(
         "kind = \"standalone\"",
         "kind = \"standalone\"\nreplicas = 2",

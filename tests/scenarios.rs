@@ -3,8 +3,8 @@
 //! topology, pass on both backends; `gameday up` serves a lab until Ctrl-C,
 //! then leaves nothing behind.
 
-mod common;
-use common::{docker_ready, ChildGuard, Scratch};
+use crate::common;
+use crate::common::{docker_ready, ChildGuard, Scratch};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -71,6 +71,7 @@ expect = ["fault:slow.redis_get.p50 >= 28ms", "run.caller_errors == 0", "baselin
 /// One after the other: runs at once would share two cores.
 #[test]
 fn every_topology_runs_cache_aside_on_both_backends() {
+    let _gate = crate::common::gate(module_path!());
     let mut backends = vec!["process"];
     if docker_ready() {
         backends.push("docker");
@@ -86,6 +87,7 @@ fn every_topology_runs_cache_aside_on_both_backends() {
 
 #[test]
 fn up_serves_a_lab_until_ctrl_c() {
+    let _gate = crate::common::gate(module_path!());
     let scratch = Scratch::new("");
     let mut child = ChildGuard(
         common::gameday()
@@ -112,6 +114,13 @@ fn up_serves_a_lab_until_ctrl_c() {
         .find(|l| l.starts_with("redis-cli -c"))
         .expect("a redis-cli line");
     let port: u16 = cli.rsplit(' ').next().unwrap().parse().unwrap();
+    // The variables a service under test reads: the proxies, every one.
+    let nodes = seen
+        .iter()
+        .find_map(|l| l.strip_prefix("export REDIS_CLUSTER_NODES="))
+        .expect("the endpoint variables for a service");
+    assert_eq!(nodes.split(',').count(), 3, "the three masters: {nodes}");
+    assert!(nodes.contains(&format!("127.0.0.1:{port}")), "{nodes}");
     let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
     let mut conn = client.get_connection().unwrap();
     let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut conn).unwrap();
@@ -126,6 +135,7 @@ fn up_serves_a_lab_until_ctrl_c() {
 /// expectations on the process backend, one after the other.
 #[test]
 fn the_failure_scenarios_pass_on_the_process_backend() {
+    let _gate = crate::common::gate(module_path!());
     for name in [
         "sentinel-failover-under-load",
         "cluster-master-kill",

@@ -5,8 +5,7 @@
 //! recomputation per expiry, and the number of expiries is what the TTL
 //! cycle (1 s + 0.1 s of recomputation) allows in 8 s.
 
-mod common;
-use common::Scratch;
+use crate::common::Scratch;
 use serde_json::Value;
 
 const SCENARIO: &str = r#"
@@ -31,6 +30,7 @@ origin = { latency = "100ms", jitter = 0.0, concurrency = 64 }
 
 #[test]
 fn recomputations_per_expiry_are_counted_exactly() {
+    let _gate = crate::common::gate(module_path!());
     let scratch = Scratch::new(SCENARIO);
     let c = scratch.run_ok(&[]);
     let metrics = |name: &str| -> Value {
@@ -68,6 +68,7 @@ fn recomputations_per_expiry_are_counted_exactly() {
 /// The shipped comparison of every strategy passes its own expectations.
 #[test]
 fn stampede_hot_key_compares_every_strategy() {
+    let _gate = crate::common::gate(module_path!());
     let text = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/stampede-hot-key.toml"),
     )

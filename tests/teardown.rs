@@ -2,8 +2,8 @@
 //! SIGINT in the middle of one, no redis-server the run started is left and
 //! its temporary directory is gone.
 
-mod common;
-use common::Scratch;
+use crate::common;
+use crate::common::Scratch;
 use std::time::{Duration, Instant};
 
 fn scenario(duration: &str, expect: &str) -> String {
@@ -37,6 +37,7 @@ expect = [{expect}]
 
 #[test]
 fn a_failed_run_leaves_nothing_and_keeps_the_redis_log() {
+    let _gate = crate::common::gate(module_path!());
     // No op is faster than a microsecond: this rule must fail.
     let scratch = Scratch::new(&scenario("3s", "\"baseline.p99 < 1us\""));
     let out = scratch.run_cmd().output().unwrap();
@@ -58,6 +59,7 @@ fn a_failed_run_leaves_nothing_and_keeps_the_redis_log() {
 
 #[test]
 fn sigint_mid_run_tears_everything_down() {
+    let _gate = crate::common::gate(module_path!());
     let scratch = Scratch::new(&scenario("30s", ""));
     let mut child = common::ChildGuard(scratch.run_cmd().spawn().unwrap());
     // Wait until the node is up (its directory exists), then let load run.
@@ -89,6 +91,7 @@ fn sigint_mid_run_tears_everything_down() {
 
 #[test]
 fn sigint_mid_run_removes_every_container() {
+    let _gate = crate::common::gate(module_path!());
     if std::env::var("GAMEDAY_REDIS_IMAGE").map_or(true, |v| v.is_empty()) {
         assert!(
             std::env::var("CI").is_err(),

@@ -3,16 +3,15 @@
 //! works through them, and with every client-path proxy disabled not one
 //! client operation succeeds (no bypass).
 
-mod common;
-
-use common::docker_ready;
-use gameday::lab::Lab;
-use gameday::proxy::control::NetFault;
-use gameday::recorder::Trace;
-use gameday::scenario::plan::TopologyPlan;
-use gameday::scenario::raw::{Backend, TopologyKind};
-use gameday::topology::{Port, Role};
-use gameday::workload::conn::RedisConn;
+use crate::common::docker_ready;
+use gameday::testing::Lab;
+use gameday::testing::NetFault;
+use gameday::testing::Port;
+use gameday::testing::RedisConn;
+use gameday::testing::Role;
+use gameday::testing::TopologyPlan;
+use gameday::testing::Trace;
+use gameday::testing::{Backend, TopologyKind};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -20,10 +19,13 @@ use tokio::time::Instant;
 
 async fn lab_on(kind: TopologyKind, backend: Backend) -> Lab {
     let (_tx, rx) = tokio::sync::watch::channel(false);
-    let plan = TopologyPlan::of_kind(kind);
+    let plan = TopologyPlan {
+        backend,
+        ..TopologyPlan::of_kind(kind)
+    };
     let started = Instant::now();
     let run_id = format!("test-{:08x}", rand::random::<u32>());
-    let lab = Lab::start(&plan, backend, None, &run_id, rx).await.unwrap();
+    let lab = Lab::start(&plan, &run_id, rx).await.unwrap();
     eprintln!("{kind:?} on {backend:?} ready in {:?}", started.elapsed());
     lab
 }
@@ -56,11 +58,11 @@ async fn set_get(lab: &Lab, key: &str) -> Result<(), String> {
     let mut trace = Trace::default();
     conn.query::<()>("redis_set", redis::cmd("SET").arg(key).arg("v"), &mut trace)
         .await
-        .map_err(|c| c.name().to_string())?;
+        .map_err(|c| c.as_str().to_string())?;
     let v: Option<String> = conn
         .query("redis_get", redis::cmd("GET").arg(key), &mut trace)
         .await
-        .map_err(|c| c.name().to_string())?;
+        .map_err(|c| c.as_str().to_string())?;
     if v.as_deref() == Some("v") {
         Ok(())
     } else {
@@ -239,16 +241,19 @@ async fn cluster(backend: Backend) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replicated_announces_proxies_and_has_no_bypass() {
+    let _gate = crate::common::gate(module_path!());
     replicated(Backend::Process).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sentinel_hands_out_proxies_and_has_no_bypass() {
+    let _gate = crate::common::gate(module_path!());
     sentinel(Backend::Process).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cluster_hands_out_proxies_and_has_no_bypass() {
+    let _gate = crate::common::gate(module_path!());
     cluster(Backend::Process).await;
 }
 
@@ -256,6 +261,7 @@ async fn cluster_hands_out_proxies_and_has_no_bypass() {
 /// the containers' labels.
 #[tokio::test(flavor = "multi_thread")]
 async fn docker_backend_topologies_hand_out_proxies_and_have_no_bypass() {
+    let _gate = crate::common::gate(module_path!());
     if !docker_ready() {
         return;
     }

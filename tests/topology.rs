@@ -1,12 +1,12 @@
 //! The process backend starts a real redis-server with the scenario's
 //! settings and removes everything it made when dropped.
 
-mod common;
+use crate::common;
 
-use gameday::scenario::plan::TopologyPlan;
-use gameday::scenario::raw::{MaxmemoryPolicy, Persistence};
-use gameday::topology::process::RedisProcess;
-use gameday::topology::Role;
+use gameday::testing::RedisProcess;
+use gameday::testing::Role;
+use gameday::testing::TopologyPlan;
+use gameday::testing::{MaxmemoryPolicy, Persistence};
 
 async fn config_get(addr: std::net::SocketAddr, key: &str) -> String {
     let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
@@ -22,6 +22,7 @@ async fn config_get(addr: std::net::SocketAddr, key: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn settings_reach_the_server_and_nothing_is_left_after_drop() {
+    let _gate = crate::common::gate(module_path!());
     let plan = TopologyPlan {
         maxmemory: Some(64 << 20),
         maxmemory_policy: Some(MaxmemoryPolicy::AllkeysLru),
@@ -66,6 +67,7 @@ async fn settings_reach_the_server_and_nothing_is_left_after_drop() {
 
 #[test]
 fn a_missing_redis_server_is_a_clear_error_with_exit_3() {
+    let _gate = crate::common::gate(module_path!());
     let scratch = common::Scratch::new(
         "name = \"missing\"\nduration = \"2s\"\n[topology]\nkind = \"standalone\"\n[load]\nusers = 1\n[workload]\nkind = \"cache-aside\"\n",
     );

@@ -84,7 +84,7 @@ async fn update(
 }
 
 async fn remove(State(s): Shared, Path(proxy): Path<String>) -> Reply {
-    s.delete(&proxy)?;
+    s.delete(&proxy).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -4,7 +4,7 @@
 //! (`--toxiproxy-url`) are interchangeable. Every change is read back from
 //! the server, so a fault counts as applied only once the server shows it.
 
-use super::server::loopback_addr;
+use super::server::{loopback_addr, ApiError};
 use super::toxic::{Stream, ToxicKind};
 use std::net::SocketAddr;
 use toxiproxy_rust::client::Client;
@@ -14,8 +14,12 @@ use toxiproxy_rust::proxy::{Proxy, ProxyPack};
 pub enum ControlError {
     #[error("toxiproxy URL `{0}` is not of the form http://127.0.0.1:8474")]
     BadUrl(String),
-    #[error("{0}")]
-    NotLoopback(String),
+    #[error("toxiproxy URL `{url}`: {source}")]
+    NotLoopback {
+        url: String,
+        #[source]
+        source: ApiError,
+    },
     #[error("no Toxiproxy API answers at {0}")]
     Unreachable(String),
     #[error("toxiproxy at {url}: {what}: {detail}")]
@@ -55,7 +59,10 @@ pub fn check_url(url: &str) -> Result<SocketAddr, ControlError> {
     if hostport.contains('/') || hostport.is_empty() {
         return Err(ControlError::BadUrl(url.into()));
     }
-    loopback_addr(hostport, "toxiproxy URL").map_err(|e| ControlError::NotLoopback(e.message))
+    loopback_addr(hostport, "toxiproxy URL").map_err(|source| ControlError::NotLoopback {
+        url: url.into(),
+        source,
+    })
 }
 
 /// A handle on one Toxiproxy API (embedded or external). Its calls block, so
@@ -63,6 +70,9 @@ pub fn check_url(url: &str) -> Result<SocketAddr, ControlError> {
 #[derive(Clone)]
 pub struct ProxyControl {
     client: Client,
+    /// For the requests sent in Toxiproxy's wire shape (toxics, enable),
+    /// kept for the connection pool: a fresh client costs tens of ms.
+    http: reqwest::blocking::Client,
     url: String,
     addr: SocketAddr,
 }
@@ -77,6 +87,7 @@ impl ProxyControl {
         }
         Ok(ProxyControl {
             client,
+            http: reqwest::blocking::Client::new(),
             url: format!("http://{addr}"),
             addr,
         })
@@ -162,36 +173,60 @@ impl ProxyControl {
     }
 
     /// Turns `fault` on for proxy `name` and checks that the server shows it.
+    /// The change itself is one request in Toxiproxy's wire shape, so the
+    /// fault is in force as soon as the server answers it.
     pub fn apply(&self, name: &str, fault: &NetFault) -> Result<(), ControlError> {
-        let proxy = self.find(name)?;
         match fault {
-            NetFault::Down => proxy
-                .disable()
-                .map_err(|e| self.api_err(format!("disable {name}"), e))?,
+            NetFault::Down => self.set_enabled(name, false)?,
             NetFault::Toxic {
                 kind,
                 streams,
                 toxicity,
             } => {
                 for stream in streams {
-                    self.add_toxic(&proxy, kind, *stream, *toxicity)?;
+                    self.post_toxic(name, kind, *stream, *toxicity)?;
                 }
             }
         }
         self.verify(name, fault, true)
     }
 
-    /// Turns `fault` off again (re-enable, remove the toxics).
-    pub fn clear(&self, name: &str, fault: &NetFault) -> Result<(), ControlError> {
-        let proxy = self.find(name)?;
-        match fault {
-            NetFault::Down => proxy
-                .enable()
-                .map_err(|e| self.api_err(format!("enable {name}"), e))?,
-            NetFault::Toxic { .. } => proxy
-                .delete_all_toxics()
-                .map_err(|e| self.api_err(format!("remove toxics of {name}"), e))?,
+    /// `POST /proxies/{name}` with `{"enabled": ...}`.
+    fn set_enabled(&self, name: &str, enabled: bool) -> Result<(), ControlError> {
+        let what = format!("{} {name}", if enabled { "enable" } else { "disable" });
+        let resp = self
+            .http
+            .post(format!("http://{}/proxies/{name}", self.addr))
+            .json(&serde_json::json!({ "enabled": enabled }))
+            .send()
+            .map_err(|e| self.api_err(&what, e))?;
+        if !resp.status().is_success() {
+            return Err(self.api_err(what, resp.text().unwrap_or_default()));
         }
+        Ok(())
+    }
+
+    /// Turns `fault` off again (re-enable, remove the toxics) and checks
+    /// that the server shows it gone.
+    pub fn clear(&self, name: &str, fault: &NetFault) -> Result<(), ControlError> {
+        self.take_off(name, fault)?;
+        self.confirm_off(name, fault)
+    }
+
+    /// Turns `fault` off; the server's answer acknowledges it. The fault is
+    /// gone from then on: `confirm_off` reads it back.
+    pub fn take_off(&self, name: &str, fault: &NetFault) -> Result<(), ControlError> {
+        match fault {
+            NetFault::Down => self.set_enabled(name, true),
+            NetFault::Toxic { .. } => self
+                .find(name)?
+                .delete_all_toxics()
+                .map_err(|e| self.api_err(format!("remove toxics of {name}"), e)),
+        }
+    }
+
+    /// Checks that the server shows `fault` off on proxy `name`.
+    pub fn confirm_off(&self, name: &str, fault: &NetFault) -> Result<(), ControlError> {
         self.verify(name, fault, false)
     }
 
@@ -219,61 +254,6 @@ impl ProxyControl {
             .map_err(|e| self.api_err(format!("delete {name}"), e))
     }
 
-    fn add_toxic(
-        &self,
-        proxy: &Proxy,
-        kind: &ToxicKind,
-        stream: Stream,
-        toxicity: f32,
-    ) -> Result<(), ControlError> {
-        let s = stream.as_str().to_string();
-        let n = |v: u64| v.min(u32::MAX as u64) as u32;
-        // toxiproxy_rust panics when the server cannot be reached; keep that
-        // a plain error.
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match *kind {
-            ToxicKind::Latency { latency, jitter } => {
-                proxy.with_latency(s, n(latency), n(jitter), toxicity);
-                Ok(())
-            }
-            ToxicKind::Bandwidth { rate } => {
-                proxy.with_bandwidth(s, n(rate), toxicity);
-                Ok(())
-            }
-            ToxicKind::SlowClose { delay } => {
-                proxy.with_slow_close(s, n(delay), toxicity);
-                Ok(())
-            }
-            ToxicKind::Timeout { timeout } => {
-                proxy.with_timeout(s, n(timeout), toxicity);
-                Ok(())
-            }
-            ToxicKind::Slicer {
-                average_size,
-                size_variation,
-                delay,
-            } => {
-                proxy.with_slicer(s, n(average_size), n(size_variation), n(delay), toxicity);
-                Ok(())
-            }
-            ToxicKind::LimitData { bytes } => {
-                proxy.with_limit_data(s, n(bytes), toxicity);
-                Ok(())
-            }
-            // toxiproxy_rust has no call for reset_peer (nor for gameday's
-            // partition): post the same wire shape it uses for the others.
-            ToxicKind::ResetPeer { .. } | ToxicKind::Partition { .. } => {
-                self.post_toxic(&proxy.proxy_pack.name, kind, stream, toxicity)
-            }
-        }));
-        match outcome {
-            Ok(result) => result,
-            Err(_) => Err(self.api_err(
-                format!("add {} toxic", kind.type_name()),
-                "the server did not answer",
-            )),
-        }
-    }
-
     fn post_toxic(
         &self,
         proxy: &str,
@@ -288,7 +268,8 @@ impl ProxyControl {
         body["toxicity"] = toxicity.into();
         let url = format!("http://{}/proxies/{proxy}/toxics", self.addr);
         let what = format!("add {} toxic", kind.type_name());
-        let resp = reqwest::blocking::Client::new()
+        let resp = self
+            .http
             .post(url)
             .json(&body)
             .send()

@@ -82,6 +82,9 @@ impl Rolls {
 
 /// Serves one accepted client until either side closes, a toxic closes it,
 /// or the proxy is disabled.
+// A hot pump: it runs per connection for the connection's life, and its
+// select over both directions, the toxic set and the reset signal reads
+// best as one loop; split, every step would pass the same six handles.
 pub async fn run_link(client: TcpStream, mut ctx: LinkCtx) {
     let server = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(ctx.upstream)).await
     {
@@ -214,6 +217,9 @@ struct Ends {
     stream: Stream,
 }
 
+/// Copies one direction, applying the toxics in force to each chunk.
+// A hot pump: every byte of the direction passes through this loop, which
+// keeps its buffers, due times and toxic state in locals on purpose.
 async fn direction(
     ends: Ends,
     mut toxics: watch::Receiver<ToxicSet>,

@@ -52,9 +52,7 @@ impl EmbeddedProxy {
 impl Drop for EmbeddedProxy {
     fn drop(&mut self) {
         self.task.abort();
-        for name in self.server.list().into_keys() {
-            let _ = self.server.delete(&name);
-        }
+        self.server.clear();
     }
 }
 

@@ -86,24 +86,36 @@ impl Proxy {
         }
     }
 
-    fn disable(&mut self) {
-        if let Some(accept) = self.accept.take() {
-            accept.abort();
-        }
+    /// Stops accepting and cuts every link. The listener closes when the
+    /// returned task has finished: await it (`closed`) before anything
+    /// binds the port again.
+    fn stop(&mut self) -> Option<JoinHandle<()>> {
         self.kill.send_modify(|g| *g += 1);
+        let accept = self.accept.take()?;
+        accept.abort();
+        Some(accept)
     }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        self.disable();
+        drop(self.stop());
     }
 }
 
-/// The registry behind the API.
+/// Waits until a stopped accept loop has dropped its listener.
+async fn closed(accept: Option<JoinHandle<()>>) {
+    if let Some(accept) = accept {
+        let _ = accept.await;
+    }
+}
+
+/// The registry behind the API. `changes` lets one change at a time
+/// through, so that a proxy stays listed (and readable) while it rebinds.
 #[derive(Default)]
 pub struct ProxyServer {
     proxies: Mutex<BTreeMap<String, Proxy>>,
+    changes: tokio::sync::Mutex<()>,
     links: Arc<AtomicU64>,
 }
 
@@ -145,6 +157,11 @@ impl ProxyServer {
     }
 
     pub async fn create(&self, new: NewProxy) -> Result<ProxyView, ApiError> {
+        let _change = self.changes.lock().await;
+        self.create_now(new).await
+    }
+
+    async fn create_now(&self, new: NewProxy) -> Result<ProxyView, ApiError> {
         if new.name.is_empty() {
             return Err(ApiError::new(400, "missing required field: name"));
         }
@@ -155,7 +172,7 @@ impl ProxyServer {
         let listen = loopback_addr(&new.listen, "listen")?;
         let (toxics, _) = watch::channel(Arc::new(Vec::new()));
         let (kill, _) = watch::channel(0);
-        let mut proxy = Proxy {
+        let proxy = Proxy {
             name: new.name.clone(),
             listen,
             upstream_text: new.upstream,
@@ -164,38 +181,36 @@ impl ProxyServer {
             kill,
             accept: None,
         };
+        self.lock().insert(new.name.clone(), proxy);
         if new.enabled {
-            self.start(&mut proxy).await?;
+            if let Err(e) = self.start(&new.name).await {
+                self.lock().remove(&new.name);
+                return Err(e);
+            }
         }
-        let view = proxy.view();
-        let mut map = self.lock();
-        if map.contains_key(&new.name) {
-            return Err(ApiError::new(409, "proxy already exists"));
-        }
-        map.insert(new.name, proxy);
-        Ok(view)
+        self.get(&new.name)
     }
 
     /// Binds the listener (keeping the port across disable/enable) and
-    /// starts accepting.
-    async fn start(&self, proxy: &mut Proxy) -> Result<(), ApiError> {
-        let listener = TcpListener::bind(proxy.listen).await.map_err(|e| {
-            ApiError::new(
-                500,
-                format!(
-                    "proxy {} cannot listen on {}: {e}",
-                    proxy.name, proxy.listen
-                ),
-            )
+    /// starts accepting. The proxy stays listed while the port is bound.
+    async fn start(&self, name: &str) -> Result<(), ApiError> {
+        let (listen, upstream, toxics, kill) = {
+            let map = self.lock();
+            let proxy = map.get(name).ok_or_else(|| ApiError::not_found("proxy"))?;
+            if proxy.accept.is_some() {
+                return Ok(());
+            }
+            let toxics = proxy.toxics.subscribe();
+            (proxy.listen, proxy.upstream, toxics, proxy.kill.subscribe())
+        };
+        let listener = TcpListener::bind(listen).await.map_err(|e| {
+            ApiError::new(500, format!("proxy {name} cannot listen on {listen}: {e}"))
         })?;
-        proxy.listen = listener
+        let bound = listener
             .local_addr()
             .map_err(|e| ApiError::new(500, e.to_string()))?;
-        let upstream = proxy.upstream;
-        let toxics = proxy.toxics.subscribe();
-        let kill = proxy.kill.subscribe();
         let links = self.links.clone();
-        proxy.accept = Some(tokio::spawn(async move {
+        let accept = tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
                     continue;
@@ -208,11 +223,18 @@ impl ProxyServer {
                 };
                 tokio::spawn(run_link(client, ctx));
             }
-        }));
+        });
+        let mut map = self.lock();
+        let proxy = map
+            .get_mut(name)
+            .ok_or_else(|| ApiError::not_found("proxy"))?;
+        proxy.listen = bound;
+        proxy.accept = Some(accept);
         Ok(())
     }
 
     pub async fn populate(&self, list: Vec<NewProxy>) -> Result<Vec<ProxyView>, ApiError> {
+        let _change = self.changes.lock().await;
         let mut out = Vec::with_capacity(list.len());
         for new in list {
             let existing = self.get(&new.name).ok();
@@ -220,83 +242,98 @@ impl ProxyServer {
                 p.upstream == new.upstream && (p.listen == new.listen || new.listen.ends_with(":0"))
             });
             if same {
-                out.push(
-                    self.update(
-                        &new.name,
-                        ProxyUpdate {
-                            enabled: Some(new.enabled),
-                            listen: None,
-                            upstream: None,
-                        },
-                    )
-                    .await?,
-                );
+                let enable = ProxyUpdate {
+                    enabled: Some(new.enabled),
+                    listen: None,
+                    upstream: None,
+                };
+                out.push(self.update_now(&new.name, enable).await?);
                 continue;
             }
             if existing.is_some() {
-                self.delete(&new.name)?;
+                self.delete_now(&new.name).await?;
             }
-            out.push(self.create(new).await?);
+            out.push(self.create_now(new).await?);
         }
         Ok(out)
     }
 
     pub async fn update(&self, name: &str, update: ProxyUpdate) -> Result<ProxyView, ApiError> {
+        let _change = self.changes.lock().await;
+        self.update_now(name, update).await
+    }
+
+    async fn update_now(&self, name: &str, update: ProxyUpdate) -> Result<ProxyView, ApiError> {
+        let upstream = match &update.upstream {
+            Some(text) => Some((loopback_addr(text, "upstream")?, text.clone())),
+            None => None,
+        };
+        let listen = match &update.listen {
+            Some(text) => Some(loopback_addr(text, "listen")?),
+            None => None,
+        };
+        let restart = upstream.is_some() || listen.is_some();
+        let (stopped, enabled) = {
+            let mut map = self.lock();
+            let proxy = map
+                .get_mut(name)
+                .ok_or_else(|| ApiError::not_found("proxy"))?;
+            if let Some((addr, text)) = upstream {
+                proxy.upstream = addr;
+                proxy.upstream_text = text;
+            }
+            if let Some(addr) = listen {
+                proxy.listen = addr;
+            }
+            let enabled = update.enabled.unwrap_or(proxy.accept.is_some());
+            let stopped = if restart || !enabled {
+                proxy.stop()
+            } else {
+                None
+            };
+            (stopped, enabled)
+        };
+        closed(stopped).await;
+        if enabled {
+            self.start(name).await?;
+        }
+        self.get(name)
+    }
+
+    pub async fn delete(&self, name: &str) -> Result<(), ApiError> {
+        let _change = self.changes.lock().await;
+        self.delete_now(name).await
+    }
+
+    async fn delete_now(&self, name: &str) -> Result<(), ApiError> {
         let mut proxy = self
             .lock()
             .remove(name)
             .ok_or_else(|| ApiError::not_found("proxy"))?;
-        let result = self.apply_update(&mut proxy, update).await;
-        let view = proxy.view();
-        self.lock().insert(name.to_string(), proxy);
-        result.map(|_| view)
-    }
-
-    async fn apply_update(&self, proxy: &mut Proxy, update: ProxyUpdate) -> Result<(), ApiError> {
-        let mut restart = false;
-        if let Some(upstream) = update.upstream {
-            proxy.upstream = loopback_addr(&upstream, "upstream")?;
-            proxy.upstream_text = upstream;
-            restart = true;
-        }
-        if let Some(listen) = update.listen {
-            proxy.listen = loopback_addr(&listen, "listen")?;
-            restart = true;
-        }
-        let enabled = update.enabled.unwrap_or(proxy.accept.is_some());
-        if restart || !enabled {
-            proxy.disable();
-        }
-        if enabled && proxy.accept.is_none() {
-            self.start(proxy).await?;
-        }
+        closed(proxy.stop()).await;
         Ok(())
     }
 
-    pub fn delete(&self, name: &str) -> Result<(), ApiError> {
-        self.lock()
-            .remove(name)
-            .map(drop)
-            .ok_or_else(|| ApiError::not_found("proxy"))
+    /// Drops every proxy at once, without waiting for their listeners.
+    pub fn clear(&self) {
+        self.lock().clear();
     }
 
     /// Enables every proxy and removes every toxic.
     pub async fn reset(&self) -> Result<(), ApiError> {
+        let _change = self.changes.lock().await;
         let names: Vec<String> = self.lock().keys().cloned().collect();
         for name in names {
             self.with_toxics(&name, |t| {
                 t.clear();
                 Ok(())
             })?;
-            self.update(
-                &name,
-                ProxyUpdate {
-                    enabled: Some(true),
-                    listen: None,
-                    upstream: None,
-                },
-            )
-            .await?;
+            let enable = ProxyUpdate {
+                enabled: Some(true),
+                listen: None,
+                upstream: None,
+            };
+            self.update_now(&name, enable).await?;
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 //! variant's run-phase metrics side by side and their caller latency over
 //! time on one chart.
 
+use super::markup::escape as esc;
 use super::summary::Summary;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -31,12 +32,6 @@ pub struct Comparison {
     pub scenario: String,
     pub verdict: String,
     pub variants: Vec<VariantRow>,
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 /// Writes `comparison.json` and `report.html` into `dir`.

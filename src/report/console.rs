@@ -3,8 +3,10 @@
 //! Printers take any `Write`, so tests can read what a user would.
 
 use super::summary::Summary;
-use crate::recorder::{is_redis_op, Counter, Recorder};
-use crate::scenario::units::fmt_micros;
+use crate::recorder::Recorder;
+use crate::vocab::outcome::{is_redis_op, CALLER_ERRORS};
+use crate::vocab::units::fmt_micros;
+use crate::workload::cache_aside::{HITS, MISSES, ORIGIN_CALLS};
 use std::io::Write;
 
 /// The line for second `t` (which must be complete).
@@ -21,10 +23,7 @@ pub fn progress_line(rec: &Recorder, t: usize) -> Option<String> {
         .filter(|(op, _)| is_redis_op(op))
         .map(|(_, o)| o.errors)
         .sum();
-    let (h, m) = (
-        sec.counters[Counter::Hit as usize],
-        sec.counters[Counter::Miss as usize],
-    );
+    let (h, m) = (sec.counter(HITS), sec.counter(MISSES));
     let hit = if h + m > 0 {
         format!("{:.0}%", 100.0 * h as f64 / (h + m) as f64)
     } else {
@@ -36,10 +35,13 @@ pub fn progress_line(rec: &Recorder, t: usize) -> Option<String> {
         rec.phase_at(t as u64 * 1_000_000),
         ops,
         p99,
-        sec.counters[Counter::CallerError as usize],
+        // A workload's own count, or the caller ops' failures (a target's
+        // requests).
+        sec.counter(CALLER_ERRORS)
+            .max(caller.map_or(0, |c| c.errors)),
         redis_errors,
         hit,
-        sec.counters[Counter::OriginCall as usize],
+        sec.counter(ORIGIN_CALLS),
     ))
 }
 
@@ -64,7 +66,10 @@ pub fn print_summary(s: &Summary, out: &mut impl Write) -> std::io::Result<()> {
             q(|c| c.p50_us),
             q(|c| c.p99_us),
             q(|c| c.max_us),
-            p.metrics.get("caller_errors").map_or(0, |v| *v as u64),
+            p.metrics
+                .get("caller_errors")
+                .map_or(0, |v| *v as u64)
+                .max(c.map_or(0, |c| c.errors)),
             p.metrics
                 .get("hit_ratio")
                 .map_or("-".into(), |v| format!("{:.1}%", v * 100.0)),

@@ -1,13 +1,7 @@
 //! `junit.xml`: one test case per expectation, for CI systems.
 
+use super::markup::escape as esc;
 use super::summary::Summary;
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 pub fn render(s: &Summary) -> String {
     let failures = s.expectations.iter().filter(|e| !e.passed).count();

@@ -7,6 +7,7 @@ pub mod console;
 pub mod hlog;
 pub mod html;
 pub mod junit;
+pub mod markup;
 pub mod summary;
 pub mod timeseries;
 

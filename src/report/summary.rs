@@ -2,11 +2,12 @@
 //! of a run. Field names are a contract with users' scripts; add, never
 //! rename.
 
-use crate::conductor::FaultRecord;
-use crate::expect::Expectation;
-use crate::oracle;
+use crate::fault::FaultRecord;
+use crate::ledger::{Losses, LostWrite};
 use crate::recorder::{OpStats, PhaseStats, Recorder};
 use crate::scenario::plan::RunPlan;
+use crate::telemetry::ServerEvent;
+use crate::vocab::expect::{Expectation, PhaseValues};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -36,7 +37,7 @@ pub struct Summary {
     pub faults: Vec<FaultRecord>,
     /// What the sentinels published during the run (`+switch-master`, ...).
     #[serde(default)]
-    pub events: Vec<crate::telemetry::ServerEvent>,
+    pub events: Vec<ServerEvent>,
     /// The acknowledged-write ledger, for workloads that keep one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ledger: Option<LedgerSummary>,
@@ -51,7 +52,7 @@ pub struct LedgerSummary {
     /// Acknowledged writes later found missing or older.
     pub lost_writes: u64,
     /// The first of them, one by one.
-    pub lost: Vec<crate::ledger::LostWrite>,
+    pub lost: Vec<LostWrite>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -95,6 +96,20 @@ pub struct PhaseSummary {
     pub metrics: BTreeMap<String, f64>,
 }
 
+impl PhaseValues for PhaseSummary {
+    fn phase_name(&self) -> &str {
+        &self.name
+    }
+
+    fn op_metric(&self, op: &str, metric: &str) -> Option<f64> {
+        self.ops.get(op).map(|o| o.metric(metric))
+    }
+
+    fn metric(&self, key: &str) -> Option<f64> {
+        self.metrics.get(key).copied()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OpSummary {
     pub count: u64,
@@ -126,7 +141,7 @@ impl OpSummary {
             errors_by_class: s
                 .by_class
                 .iter()
-                .map(|(c, n)| (c.name().to_string(), *n))
+                .map(|(c, n)| (c.as_str().to_string(), *n))
                 .collect(),
             p50_us: q(0.50),
             p90_us: q(0.90),
@@ -179,24 +194,19 @@ pub struct ExpectationResult {
 /// `lost_acked_us`: when each lost write had been acknowledged, for a
 /// workload with a ledger; each loss counts in the phase of its ack.
 pub fn phases(
-    plan: &RunPlan,
     rec: &Recorder,
     faults: &[FaultRecord],
     lost_acked_us: Option<&[u64]>,
-    workload_metrics: &dyn Fn(u64, u64) -> BTreeMap<String, f64>,
+    workload_metrics: &dyn Fn(&PhaseStats, &PhaseStats) -> BTreeMap<String, f64>,
 ) -> Vec<PhaseSummary> {
     let stats = rec.phases();
-    let baseline = stats.iter().find(|p| p.name == "baseline");
-    let base_rate = baseline.and_then(|b| {
-        let secs = oracle::phase_secs(b);
-        (secs > 0.0).then(|| b.counter(crate::recorder::Counter::OriginCall) as f64 / secs)
-    });
+    let baseline = &stats[1];
     let mut ordered: Vec<&PhaseStats> = stats[1..].iter().collect();
     ordered.push(&stats[0]);
     ordered
         .into_iter()
         .map(|p| {
-            let secs = oracle::phase_secs(p);
+            let secs = p.secs();
             PhaseSummary {
                 name: p.name.clone(),
                 start_s: p.start_us as f64 / 1e6,
@@ -207,14 +217,7 @@ pub fn phases(
                     .map(|(op, s)| (op.to_string(), OpSummary::from_stats(s, secs)))
                     .collect(),
                 metrics: {
-                    let mut m = oracle::phase_metrics(&plan.workload, p, base_rate);
-                    let to = if p.name == "run" {
-                        u64::MAX
-                    } else {
-                        p.end_us.unwrap_or(u64::MAX)
-                    };
-                    let from = if p.name == "run" { 0 } else { p.start_us };
-                    m.extend(workload_metrics(from, to));
+                    let mut m = workload_metrics(p, baseline);
                     let record = p
                         .name
                         .strip_prefix("fault:")
@@ -234,7 +237,7 @@ pub fn phases(
                         }
                     }
                     if let Some(r) = record.filter(|r| !r.memory.is_empty()) {
-                        let sum = |f: fn(&crate::memory::MemoryOutcome) -> u64| {
+                        let sum = |f: fn(&crate::fault::memory::MemoryOutcome) -> u64| {
                             r.memory.iter().map(f).sum::<u64>() as f64
                         };
                         m.insert("evicted_keys".into(), sum(|o| o.evicted_keys));
@@ -248,7 +251,7 @@ pub fn phases(
                         .filter(|(op, _)| op.starts_with("redis_"))
                         .map(|(_, s)| {
                             s.by_class
-                                .get(&crate::recorder::ErrorClass::Oom)
+                                .get(&crate::vocab::outcome::ErrorClass::Oom)
                                 .copied()
                                 .unwrap_or(0)
                         })
@@ -267,6 +270,89 @@ pub fn phases(
             }
         })
         .collect()
+}
+
+/// What a finished run hands the report, besides its plan and recorder.
+pub struct RunFacts {
+    pub run_id: String,
+    pub seed: u64,
+    pub started: std::time::SystemTime,
+    pub end_us: u64,
+    pub interrupted: bool,
+    pub backend: String,
+    pub topology: TopologySummary,
+    pub proxy: ProxySummary,
+    pub faults: Vec<FaultRecord>,
+    pub events: Vec<ServerEvent>,
+    /// What the ledger found, for a workload with one.
+    pub ledger: Option<Losses>,
+}
+
+impl Summary {
+    /// The summary of a finished run: phases with their metrics, the
+    /// verdict of every rule, the faults, events and lost writes.
+    pub fn assemble(
+        plan: &RunPlan,
+        rec: &Recorder,
+        facts: RunFacts,
+        workload_metrics: &dyn Fn(&PhaseStats, &PhaseStats) -> BTreeMap<String, f64>,
+    ) -> Summary {
+        let lost_at = facts.ledger.as_ref().map(|l| l.acked_us.as_slice());
+        let phases = phases(rec, &facts.faults, lost_at, workload_metrics);
+        let expectations = evaluate(&plan.expectations, &phases);
+        let ledger = facts.ledger.map(|l| LedgerSummary {
+            keys: l.keys as u64,
+            lost_writes: l.total,
+            lost: l
+                .listed
+                .into_iter()
+                .map(|mut w| {
+                    w.phase = phases
+                        .iter()
+                        .rfind(|p| p.name != "run" && p.start_s <= w.acked_at_s)
+                        .map_or("baseline".into(), |p| p.name.clone());
+                    w
+                })
+                .collect(),
+        });
+        let end_s = facts.end_us as f64 / 1e6;
+        let passed = !facts.interrupted && expectations.iter().all(|e| e.passed);
+        Summary {
+            schema: SCHEMA.into(),
+            scenario: plan.name.clone(),
+            variant: plan.variant.clone(),
+            description: plan.description.clone(),
+            verdict: if passed { "pass" } else { "fail" }.into(),
+            interrupted: facts.interrupted,
+            seed: facts.seed,
+            run_id: facts.run_id,
+            started_at: humantime::format_rfc3339_millis(facts.started).to_string(),
+            duration_s: end_s,
+            backend: facts.backend,
+            topology: facts.topology,
+            proxy: facts.proxy,
+            load: LoadSummary {
+                users: plan.load.users,
+                rate: plan.load.rate,
+                ramp_s: plan.load.ramp.as_secs_f64(),
+            },
+            workload: plan.workload.kind().as_str().into(),
+            phases,
+            faults: facts.faults,
+            ledger,
+            // Teardown is not part of the run.
+            events: facts
+                .events
+                .into_iter()
+                .filter(|e| e.t_s <= end_s)
+                .collect(),
+            expectations,
+        }
+    }
+
+    pub fn passed(&self) -> bool {
+        self.verdict == "pass"
+    }
 }
 
 /// Evaluates every expectation against the phases.

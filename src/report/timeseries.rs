@@ -3,8 +3,8 @@
 //! per second with its telemetry (role, replication, memory, evictions).
 
 use super::RunReport;
-use crate::recorder::Counter;
 use crate::telemetry::NodeSample;
+use crate::workload::all_counters;
 use std::io::Write;
 
 pub fn write(report: &RunReport, out: &mut impl Write) -> std::io::Result<()> {
@@ -16,7 +16,8 @@ pub fn write(report: &RunReport, out: &mut impl Write) -> std::io::Result<()> {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    header.extend(Counter::ALL.iter().map(|c| c.name().to_string()));
+    let counters = all_counters();
+    header.extend(counters.iter().map(|c| c.as_str().to_string()));
     header.extend(NodeSample::COLUMNS.iter().map(|c| c.to_string()));
     w.write_record(&header)?;
     let op_cols = header.len() - NodeSample::COLUMNS.len();
@@ -28,7 +29,7 @@ pub fn write(report: &RunReport, out: &mut impl Write) -> std::io::Result<()> {
             let q = |p: f64| s.hist.value_at_quantile(p).to_string();
             let timeouts = s
                 .by_class
-                .get(&crate::recorder::ErrorClass::Timeout)
+                .get(&crate::vocab::outcome::ErrorClass::Timeout)
                 .copied()
                 .unwrap_or(0);
             let mut row = vec![
@@ -44,7 +45,7 @@ pub fn write(report: &RunReport, out: &mut impl Write) -> std::io::Result<()> {
                 q(0.99),
                 s.hist.max().to_string(),
             ];
-            row.extend(sec.counters.iter().map(|c| c.to_string()));
+            row.extend(counters.iter().map(|&c| sec.counter(c).to_string()));
             row.resize(header.len(), String::new());
             w.write_record(&row)?;
         }

@@ -3,7 +3,11 @@
 //! harness's own path, never faulted); every address a node *learns or
 //! announces* is a proxy address.
 
-use super::{ProxyMap, Role, Topology, TopologyError};
+use super::process::RedisProcess;
+use super::{ProxyMap, Topology, TopologyError};
+use crate::redis_admin;
+pub(super) use crate::redis_admin::info_field;
+use crate::vocab::topo::Role;
 use redis::aio::MultiplexedConnection;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,19 +16,8 @@ use tokio::time::Instant;
 
 const SLOTS: u32 = 16384;
 
-fn provision_err(what: impl std::fmt::Display) -> TopologyError {
-    TopologyError::Provision(what.to_string())
-}
-
 pub(super) async fn connect(addr: SocketAddr) -> Result<MultiplexedConnection, TopologyError> {
-    let client = redis::Client::open(format!("redis://{addr}/")).map_err(provision_err)?;
-    tokio::time::timeout(
-        Duration::from_secs(5),
-        client.get_multiplexed_async_connection(),
-    )
-    .await
-    .map_err(|_| provision_err(format!("{addr} did not accept a connection within 5s")))?
-    .map_err(|e| provision_err(format!("{addr}: {e}")))
+    Ok(redis_admin::connect(addr).await?)
 }
 
 /// Runs one admin command on `addr`.
@@ -32,18 +25,11 @@ pub(super) async fn admin<T: redis::FromRedisValue>(
     addr: SocketAddr,
     cmd: &redis::Cmd,
 ) -> Result<T, TopologyError> {
-    let mut conn = connect(addr).await?;
-    cmd.query_async(&mut conn)
-        .await
-        .map_err(|e| provision_err(format!("{addr}: {e}")))
+    Ok(redis_admin::run(addr, cmd).await?)
 }
 
 pub(super) fn args<const N: usize>(parts: [&str; N]) -> redis::Cmd {
-    let mut cmd = redis::cmd(parts[0]);
-    for p in &parts[1..] {
-        cmd.arg(*p);
-    }
-    cmd
+    redis_admin::cmd(&parts)
 }
 
 /// Sets each `(key, value)` with the command prefix `set` (`CONFIG SET`,
@@ -80,19 +66,14 @@ where
             Err(e) => e.to_string(),
         };
         if Instant::now() >= deadline {
-            return Err(provision_err(format!(
-                "{what}: not ready within {}s (last seen: {seen})",
-                limit.as_secs()
-            )));
+            return Err(TopologyError::NotReady {
+                what: what.to_string(),
+                limit,
+                seen,
+            });
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-pub(super) fn info_field<'a>(info: &'a str, key: &str) -> Option<&'a str> {
-    info.lines()
-        .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(':')))
-        .map(str::trim)
 }
 
 /// Replicas replicate from the primary's proxy and announce their own.
@@ -255,6 +236,13 @@ pub(super) async fn cluster(topo: &Topology, proxies: &ProxyMap) -> Result<(), T
         )
         .await?;
     }
+    wait_met(topo).await?;
+    replicate(topo, &masters).await?;
+    wait_cluster_ok(topo).await
+}
+
+/// Waits until every node knows every other one.
+async fn wait_met(topo: &Topology) -> Result<(), TopologyError> {
     let total = topo.nodes.len();
     for n in &topo.nodes {
         wait_for(
@@ -275,8 +263,13 @@ pub(super) async fn cluster(topo: &Topology, proxies: &ProxyMap) -> Result<(), T
         )
         .await?;
     }
+    Ok(())
+}
+
+/// Makes each replica replicate its master, round robin.
+async fn replicate(topo: &Topology, masters: &[&RedisProcess]) -> Result<(), TopologyError> {
     let mut ids = Vec::new();
-    for node in &masters {
+    for node in masters {
         ids.push(admin::<String>(node.addr, &args(["CLUSTER", "MYID"])).await?);
     }
     for (j, r) in topo.with_role(Role::Replica).enumerate() {
@@ -294,6 +287,12 @@ pub(super) async fn cluster(topo: &Topology, proxies: &ProxyMap) -> Result<(), T
         )
         .await?;
     }
+    Ok(())
+}
+
+/// Waits until every node sees `cluster_state:ok` with every slot
+/// assigned and every replica, and each replica's link is up.
+async fn wait_cluster_ok(topo: &Topology) -> Result<(), TopologyError> {
     let replicas = topo.with_role(Role::Replica).count();
     for n in &topo.nodes {
         wait_for(
@@ -356,7 +355,7 @@ pub(super) async fn peer_source_for(
         .and_then(|v| v.split('.').next())
         .and_then(|m| m.parse::<u32>().ok())
         .unwrap_or(0);
-    Ok((major >= 7).then_some(super::PEER_SOURCE))
+    Ok((major >= 7).then_some(crate::vocab::topo::PEER_SOURCE))
 }
 
 /// Nodes make their peer connections from the topology's peer source.

@@ -8,17 +8,64 @@
 
 use super::assemble::{admin, args, connect, info_field};
 use super::TopologyError;
-use crate::scenario::plan::{ExternalEndpoint, TopologyPlan};
-use crate::scenario::raw::TopologyKind;
-use crate::topology::Role;
+use crate::topology::plan::{ExternalEndpoint, TopologyPlan};
+use crate::vocab::topo::Role;
+use crate::vocab::topo::TopologyKind;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 /// How long one endpoint may take to answer before the run gives up on it.
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 
-fn err(what: impl std::fmt::Display) -> TopologyError {
-    TopologyError::Provision(what.to_string())
+/// How an external topology differs from what the scenario lists.
+#[derive(Debug, thiserror::Error)]
+pub enum Mismatch {
+    #[error("endpoint {node} ({addr}): {source}")]
+    Failed {
+        node: String,
+        addr: SocketAddr,
+        #[source]
+        source: Box<TopologyError>,
+    },
+    #[error("endpoint {node} ({addr}) did not answer within {}s", ANSWER_WITHIN.as_secs())]
+    Silent { node: String, addr: SocketAddr },
+    #[error("endpoint {node} ({addr}) is listed as a {listed} but reports role:{role}; did a failover happen? Update the scenario's roles")]
+    Role {
+        node: String,
+        addr: SocketAddr,
+        listed: &'static str,
+        role: String,
+    },
+    #[error("sentinel {node} ({addr}) monitors no master named `{master}` (set `master_name`)")]
+    NoMaster {
+        node: String,
+        addr: SocketAddr,
+        master: String,
+    },
+    #[error("sentinel {node} ({addr}) says the primary is {says}, not {primary} ({primary_addr}); {}", match listed { Some(e) => format!("that is endpoint {e}: update the roles"), None => "which is not a listed endpoint: clients would bypass the proxies (nodes and sentinels must announce their proxy addresses)".to_string() })]
+    OtherPrimary {
+        node: String,
+        addr: SocketAddr,
+        says: SocketAddr,
+        primary: String,
+        primary_addr: SocketAddr,
+        /// The listed endpoint at `says`, if any.
+        listed: Option<String>,
+    },
+    #[error("sentinel {node} ({addr}) names the primary `{at}`, not a loopback address")]
+    NotLoopback {
+        node: String,
+        addr: SocketAddr,
+        at: String,
+    },
+    #[error("endpoint {node} ({addr}) reports cluster_state:{state}")]
+    ClusterState {
+        node: String,
+        addr: SocketAddr,
+        state: String,
+    },
+    #[error("the cluster's slot map names {at}, which is not a listed endpoint: clients would bypass the proxies (nodes must announce their proxy addresses; list every node)")]
+    Unlisted { at: String },
 }
 
 async fn ask<T: redis::FromRedisValue>(
@@ -27,13 +74,17 @@ async fn ask<T: redis::FromRedisValue>(
 ) -> Result<T, TopologyError> {
     match tokio::time::timeout(ANSWER_WITHIN, admin(e.addr, cmd)).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(x)) => Err(err(format!("endpoint {} ({}): {x}", e.node, e.addr))),
-        Err(_) => Err(err(format!(
-            "endpoint {} ({}) did not answer within {}s",
-            e.node,
-            e.addr,
-            ANSWER_WITHIN.as_secs()
-        ))),
+        Ok(Err(source)) => Err(Mismatch::Failed {
+            node: e.node.clone(),
+            addr: e.addr,
+            source: Box::new(source),
+        }
+        .into()),
+        Err(_) => Err(Mismatch::Silent {
+            node: e.node.clone(),
+            addr: e.addr,
+        }
+        .into()),
     }
 }
 
@@ -59,10 +110,13 @@ pub async fn verify(plan: &TopologyPlan) -> Result<(), TopologyError> {
             } else {
                 "replica"
             };
-            return Err(err(format!(
-                "endpoint {} ({}) is listed as a {listed} but reports role:{role}; did a failover happen? Update the scenario's roles",
-                e.node, e.addr
-            )));
+            return Err(Mismatch::Role {
+                node: e.node.clone(),
+                addr: e.addr,
+                listed,
+                role: role.to_string(),
+            }
+            .into());
         }
     }
     match plan.kind {
@@ -86,29 +140,37 @@ async fn sentinels_agree(plan: &TopologyPlan) -> Result<(), TopologyError> {
         )
         .await?;
         let Some((host, port)) = named else {
-            return Err(err(format!(
-                "sentinel {} ({}) monitors no master named `{}` (set `master_name`)",
-                s.node, s.addr, plan.master_name
-            )));
+            return Err(Mismatch::NoMaster {
+                node: s.node.clone(),
+                addr: s.addr,
+                master: plan.master_name.clone(),
+            }
+            .into());
         };
         let at = format!("{host}:{port}");
         match at.parse::<SocketAddr>() {
             Ok(a) if a == primary.addr => {}
             Ok(a) => {
-                let hint = match endpoints.iter().find(|e| e.addr == a) {
-                    Some(e) => format!("that is endpoint {}: update the roles", e.node),
-                    None => "which is not a listed endpoint: clients would bypass the proxies (nodes and sentinels must announce their proxy addresses)".into(),
-                };
-                return Err(err(format!(
-                    "sentinel {} ({}) says the primary is {a}, not {} ({}); {hint}",
-                    s.node, s.addr, primary.node, primary.addr
-                )));
+                return Err(Mismatch::OtherPrimary {
+                    node: s.node.clone(),
+                    addr: s.addr,
+                    says: a,
+                    primary: primary.node.clone(),
+                    primary_addr: primary.addr,
+                    listed: endpoints
+                        .iter()
+                        .find(|e| e.addr == a)
+                        .map(|e| e.node.clone()),
+                }
+                .into());
             }
             Err(_) => {
-                return Err(err(format!(
-                    "sentinel {} ({}) names the primary `{at}`, not a loopback address",
-                    s.node, s.addr
-                )))
+                return Err(Mismatch::NotLoopback {
+                    node: s.node.clone(),
+                    addr: s.addr,
+                    at,
+                }
+                .into())
             }
         }
     }
@@ -123,12 +185,14 @@ async fn slots_map_to_endpoints(endpoints: &[ExternalEndpoint]) -> Result<(), To
         .expect("validated: a primary");
     let info: String = ask(first, &args(["CLUSTER", "INFO"])).await?;
     if info_field(&info, "cluster_state") != Some("ok") {
-        return Err(err(format!(
-            "endpoint {} ({}) reports cluster_state:{}",
-            first.node,
-            first.addr,
-            info_field(&info, "cluster_state").unwrap_or("?")
-        )));
+        return Err(Mismatch::ClusterState {
+            node: first.node.clone(),
+            addr: first.addr,
+            state: info_field(&info, "cluster_state")
+                .unwrap_or("?")
+                .to_string(),
+        }
+        .into());
     }
     let shards: Vec<redis::Value> = ask(first, &args(["CLUSTER", "SLOTS"])).await?;
     for shard in shards {
@@ -151,9 +215,10 @@ async fn slots_map_to_endpoints(endpoints: &[ExternalEndpoint]) -> Result<(), To
                 .parse::<SocketAddr>()
                 .is_ok_and(|a| endpoints.iter().any(|e| e.addr == a));
             if !listed {
-                return Err(err(format!(
-                    "the cluster's slot map names {host}:{port}, which is not a listed endpoint: clients would bypass the proxies (nodes must announce their proxy addresses; list every node)"
-                )));
+                return Err(Mismatch::Unlisted {
+                    at: format!("{host}:{port}"),
+                }
+                .into());
             }
         }
     }

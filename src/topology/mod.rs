@@ -12,43 +12,101 @@
 //!    ever see proxies.
 
 mod assemble;
+pub mod config;
+mod container;
 pub mod external;
+pub mod handle;
+mod local;
+pub mod plan;
 pub mod process;
 
-use crate::scenario::plan::TopologyPlan;
-use crate::scenario::raw::{Backend, TopologyKind};
-use process::{resolve_image, Flavor, Launcher, RedisProcess};
-use serde::Serialize;
+use crate::topology::plan::TopologyPlan;
+use crate::vocab::topo::Role;
+use crate::vocab::topo::{Backend, TopologyKind};
+use config::Flavor;
+use container::resolve_image;
+use process::{Launcher, RedisProcess};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 
-/// Where nodes and sentinels connect to their peers from (see
-/// `Topology::peer_source`); clients connect from 127.0.0.1.
-pub const PEER_SOURCE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
-
-/// The name sentinels monitor the primary by, unless `master_name` says.
-pub const SENTINEL_MASTER: &str = "gameday";
-
+/// Why nodes could not be started, assembled, or acted on.
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
-    #[error("{0}")]
-    Unsupported(String),
-    #[error("{0}")]
-    Provision(String),
+    /// An action on a node gameday does not run (an external lab's).
+    #[error("node {node}: cannot {action} a node gameday does not run (an external lab's nodes are the lab's own)")]
+    NotRun { node: String, action: &'static str },
     #[error("node {node} exited during start ({status}); its log ends with:\n{log}")]
     Exited {
         node: String,
         status: String,
         log: String,
     },
+    #[error("cannot start `{}`: {source} (install Redis, e.g. `apt-get install redis-server`, or set GAMEDAY_REDIS_SERVER)", bin.display())]
+    Spawn {
+        bin: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("node {node}: {what}: {source}")]
+    Io {
+        node: String,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("node {node}: no free port after {attempts} attempts")]
+    NoFreePort { node: String, attempts: usize },
+    #[error("node {node}: cannot start a container from `{image}`: {source} (is a Docker engine running, and is the image present or pullable? ci/docker.sh builds a local one; name it with GAMEDAY_REDIS_IMAGE)")]
+    Container {
+        node: String,
+        image: String,
+        #[source]
+        source: Box<testcontainers::TestcontainersError>,
+    },
+    #[error("node {node}: {action}: {source}")]
+    Docker {
+        node: String,
+        action: &'static str,
+        #[source]
+        source: Box<testcontainers::TestcontainersError>,
+    },
+    #[error("node {node} did not answer PING on {addr} within {}s; log:\n{log}", limit.as_secs())]
+    NoPing {
+        node: String,
+        addr: SocketAddr,
+        limit: std::time::Duration,
+        log: String,
+    },
+    #[error("{what}: not ready within {}s (last seen: {seen})", limit.as_secs())]
+    NotReady {
+        what: String,
+        limit: std::time::Duration,
+        seen: String,
+    },
+    #[error("node {node}: {source}")]
+    Command {
+        node: String,
+        #[source]
+        source: redis::RedisError,
+    },
+    #[error("node {node}: {source}")]
+    Node {
+        node: String,
+        #[source]
+        source: crate::redis_admin::AdminError,
+    },
+    #[error(transparent)]
+    Admin(#[from] crate::redis_admin::AdminError),
+    #[error(transparent)]
+    External(Box<external::Mismatch>),
+    #[error("a node task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Primary,
-    Replica,
-    Sentinel,
+impl From<external::Mismatch> for TopologyError {
+    fn from(m: external::Mismatch) -> Self {
+        TopologyError::External(Box::new(m))
+    }
 }
 
 /// Which side of a node an endpoint is.
@@ -86,6 +144,36 @@ pub enum ClientSpec {
     },
     /// Start from these cluster nodes (proxies); the rest is discovered.
     Cluster { nodes: Vec<SocketAddr> },
+}
+
+/// The environment variables that name Redis for a service under test.
+pub const ENDPOINT_VARS: &[&str] = &[
+    "REDIS_URL",
+    "REDIS_SENTINELS",
+    "REDIS_MASTER_NAME",
+    "REDIS_CLUSTER_NODES",
+];
+
+impl ClientSpec {
+    /// The variables a service reads to reach this topology (the addresses
+    /// are the client-path proxies).
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let list = |addrs: &[SocketAddr]| {
+            addrs
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        match self {
+            ClientSpec::Direct(addr) => vec![("REDIS_URL", format!("redis://{addr}"))],
+            ClientSpec::Sentinel { sentinels, master } => vec![
+                ("REDIS_SENTINELS", list(sentinels)),
+                ("REDIS_MASTER_NAME", master.clone()),
+            ],
+            ClientSpec::Cluster { nodes } => vec![("REDIS_CLUSTER_NODES", list(nodes))],
+        }
+    }
 }
 
 /// A provisioned topology. Dropping it stops every process it started.

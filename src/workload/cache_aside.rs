@@ -11,18 +11,202 @@
 use super::breaker::{Breaker, Permit};
 use super::conn::RedisConn;
 use super::origin::Origin;
+pub use super::origin::ORIGIN_CALLS;
+use super::origin::{OriginPlan, RawOrigin};
+pub use super::policy::ErrorPolicy;
+use super::policy::RawOnError;
+pub use super::policy::FALLBACKS;
 use super::value;
-use super::Workload;
-use crate::expect::Dim;
-use crate::recorder::{Counter, ErrorClass, Outcome, Sample, Trace};
-use crate::scenario::plan::CacheAsidePlan;
-use crate::scenario::raw::{Distribution, ErrorPolicy, WritePolicy};
+use super::{keys_of, Spec};
+use super::{Done, Oracle, Workload};
+use crate::recorder::PhaseStats;
+use crate::vocab::check::{
+    check, fraction_or, jitter_or, positive_dur, positive_f64_or, positive_int, positive_int_or,
+    Checked,
+};
+use crate::vocab::expect::Dim;
+use crate::vocab::outcome::{
+    Counter, ErrorClass, Outcome, Sample, Trace, CALLER_ERRORS, REDIS_ERRORS,
+};
+use crate::vocab::units::Dur;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use toml::Spanned;
+
 use crate::topology::ClientSpec;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution as _, Zipf};
 use std::sync::Arc;
 use tokio::time::Instant;
+
+/// Reads that found the key in Redis.
+pub const HITS: Counter = Counter("hits");
+/// Reads that found no key.
+pub const MISSES: Counter = Counter("misses");
+/// Hits returning a version the origin superseded more than the maximum TTL before.
+pub const STALE_READS: Counter = Counter("stale_reads");
+/// Breaker openings.
+pub const BREAKER_OPENS: Counter = Counter("breaker_opens");
+/// Ops that skipped Redis while the breaker was open.
+pub const BREAKER_SKIPS: Counter = Counter("breaker_skips");
+/// Every counter this workload reports, in report order.
+pub const COUNTERS: &[Counter] = &[
+    HITS,
+    MISSES,
+    FALLBACKS,
+    CALLER_ERRORS,
+    REDIS_ERRORS,
+    ORIGIN_CALLS,
+    STALE_READS,
+    BREAKER_OPENS,
+    BREAKER_SKIPS,
+];
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Distribution {
+    #[default]
+    Uniform,
+    Zipf,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum WritePolicy {
+    /// Update the origin, then delete the cached key.
+    #[default]
+    Invalidate,
+    /// Update the origin, then write the new value into the cache.
+    Set,
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheAsidePlan {
+    pub keys: u64,
+    pub distribution: Distribution,
+    pub zipf_exponent: f64,
+    pub value_size: usize,
+    pub read_ratio: f64,
+    pub ttl: Duration,
+    pub ttl_jitter: f64,
+    pub op_timeout: Duration,
+    pub write_policy: WritePolicy,
+    pub origin: OriginPlan,
+    pub on_error: ErrorPlan,
+}
+
+#[derive(Debug, Clone)]
+pub struct ErrorPlan {
+    pub policy: ErrorPolicy,
+    /// Consecutive failures that open the breaker; `None` = no breaker.
+    pub breaker_failures: Option<u32>,
+    pub breaker_cooldown: Duration,
+}
+
+/// The `[workload]` keys of `kind = "cache-aside"`.
+#[derive(Debug, Deserialize)]
+pub struct Raw {
+    keys: Option<Spanned<i64>>,
+    distribution: Option<Distribution>,
+    zipf_exponent: Option<Spanned<f64>>,
+    value_size: Option<Spanned<i64>>,
+    read_ratio: Option<Spanned<f64>>,
+    ttl: Option<Spanned<Dur>>,
+    ttl_jitter: Option<Spanned<f64>>,
+    op_timeout: Option<Spanned<Dur>>,
+    write_policy: Option<WritePolicy>,
+    origin: Option<RawOrigin>,
+    on_redis_error: Option<Spanned<RawOnError>>,
+}
+
+impl Raw {
+    /// Validates the keys, filling in the defaults the README lists.
+    pub fn plan(self) -> Checked<CacheAsidePlan> {
+        let distribution = self.distribution.unwrap_or_default();
+        let zipf_exponent = match &self.zipf_exponent {
+            Some(z) => {
+                check(
+                    z,
+                    distribution == Distribution::Zipf,
+                    "`zipf_exponent` applies only with distribution = \"zipf\"",
+                )?;
+                positive_f64_or(Some(z), 0.99, false, "`zipf_exponent` must be above 0")?
+            }
+            None => 0.99,
+        };
+        let value_size = match &self.value_size {
+            Some(v) => {
+                let n = positive_int(v, "value_size")?;
+                check(
+                    v,
+                    (value::HEADER_LEN as u64..=64 << 20).contains(&n),
+                    format!(
+                        "`value_size` must be between {} bytes (the version header) and 64mb",
+                        value::HEADER_LEN
+                    ),
+                )?;
+                n as usize
+            }
+            None => 512,
+        };
+        Ok(CacheAsidePlan {
+            keys: positive_int_or(self.keys.as_ref(), "keys", 10_000)?,
+            distribution,
+            zipf_exponent,
+            value_size,
+            read_ratio: fraction_or(self.read_ratio.as_ref(), "read_ratio", 0.95)?,
+            ttl: positive_dur(self.ttl.as_ref(), "ttl", Duration::from_secs(30))?,
+            ttl_jitter: jitter_or(
+                self.ttl_jitter.as_ref(),
+                "ttl_jitter",
+                0.1,
+                " (a TTL cannot shrink to zero)",
+            )?,
+            op_timeout: positive_dur(
+                self.op_timeout.as_ref(),
+                "op_timeout",
+                Duration::from_millis(50),
+            )?,
+            write_policy: self.write_policy.unwrap_or_default(),
+            origin: OriginPlan::from_raw(self.origin.as_ref(), Duration::from_millis(5))?,
+            on_error: error_plan(self.on_redis_error.as_ref())?,
+        })
+    }
+}
+
+/// `fallback` or `fail`, with an optional breaker.
+fn error_plan(raw: Option<&Spanned<RawOnError>>) -> Checked<ErrorPlan> {
+    let Some(e) = raw else {
+        return Ok(ErrorPlan {
+            policy: ErrorPolicy::Fallback,
+            breaker_failures: None,
+            breaker_cooldown: Duration::from_secs(1),
+        });
+    };
+    check(
+        e,
+        matches!(e.get_ref().policy, ErrorPolicy::Fallback | ErrorPolicy::Fail),
+        "cache-aside's policies are `fallback` and `fail` (fail_open and fail_closed are the rate limiter's)",
+    )?;
+    let e = e.get_ref();
+    Ok(ErrorPlan {
+        policy: e.policy,
+        breaker_failures: e
+            .breaker_failures
+            .as_ref()
+            .map(|b| positive_int(b, "breaker_failures"))
+            .transpose()?
+            .map(|n| n.min(u32::MAX as u64) as u32),
+        breaker_cooldown: positive_dur(
+            e.breaker_cooldown.as_ref(),
+            "breaker_cooldown",
+            Duration::from_secs(1),
+        )?,
+    })
+}
 
 /// Caller ops first, then the Redis commands and origin calls.
 pub const OPS: &[&str] = &[
@@ -51,6 +235,16 @@ pub const METRICS: &[(&str, Dim)] = &[
     ("origin_amplification", Dim::Factor),
     ("time_to_recover", Dim::Millis),
 ];
+
+/// What the scenario layer and the reports know of this workload.
+pub const SPEC: Spec = Spec {
+    name: "cache-aside",
+    section: "workload",
+    ops: OPS,
+    metrics: METRICS,
+    counters: COUNTERS,
+    keys: keys_of::<Raw>,
+};
 
 pub struct CacheAside {
     plan: CacheAsidePlan,
@@ -143,7 +337,7 @@ impl CacheAside {
             end_us,
             outcome: Outcome::Ok,
         });
-        trace.counters.push(Counter::OriginCall);
+        trace.counters.push(ORIGIN_CALLS);
         v
     }
 
@@ -155,16 +349,16 @@ impl CacheAside {
                 true
             }
             Permit::Skip => {
-                trace.counters.push(Counter::BreakerSkip);
+                trace.counters.push(BREAKER_SKIPS);
                 false
             }
         }
     }
 
     fn redis_failed(&self, trace: &mut Trace) {
-        trace.counters.push(Counter::RedisError);
+        trace.counters.push(REDIS_ERRORS);
         if self.breaker.failure(Instant::now()) {
-            trace.counters.push(Counter::BreakerOpen);
+            trace.counters.push(BREAKER_OPENS);
         }
     }
 
@@ -179,13 +373,13 @@ impl CacheAside {
             {
                 Ok(Some(bytes)) => {
                     self.breaker.success();
-                    trace.counters.push(Counter::Hit);
+                    trace.counters.push(HITS);
                     self.check_fresh(key, &bytes, trace);
                     return Outcome::Ok;
                 }
                 Ok(None) => {
                     self.breaker.success();
-                    trace.counters.push(Counter::Miss);
+                    trace.counters.push(MISSES);
                     let version = self
                         .origin_call(self.origin.read(key, &mut user.rng), trace)
                         .await;
@@ -202,14 +396,14 @@ impl CacheAside {
         };
         match self.plan.on_error.policy {
             ErrorPolicy::Fallback => {
-                trace.counters.push(Counter::Fallback);
+                trace.counters.push(FALLBACKS);
                 self.origin_call(self.origin.read(key, &mut user.rng), trace)
                     .await;
                 Outcome::Ok
             }
             // Validation allows only fallback and fail here.
             _ => {
-                trace.counters.push(Counter::CallerError);
+                trace.counters.push(CALLER_ERRORS);
                 Outcome::Err(failure)
             }
         }
@@ -221,7 +415,7 @@ impl CacheAside {
         };
         let (current, written_at_us) = self.origin.current(key);
         if cached < current && self.now_us().saturating_sub(written_at_us) > self.max_ttl_us() {
-            trace.counters.push(Counter::StaleRead);
+            trace.counters.push(STALE_READS);
         }
     }
 
@@ -280,7 +474,7 @@ impl CacheAside {
                     // expires within its TTL.
                     ErrorPolicy::Fallback => Outcome::Ok,
                     _ => {
-                        trace.counters.push(Counter::CallerError);
+                        trace.counters.push(CALLER_ERRORS);
                         Outcome::Err(class)
                     }
                 }
@@ -303,30 +497,49 @@ impl Workload for CacheAside {
         }
     }
 
-    async fn op(&self, user: &mut User, intended_us: u64, trace: &mut Trace) {
+    async fn op(&self, user: &mut User, _intended_us: u64, trace: &mut Trace) -> Done {
         let is_read = user.rng.gen_bool(self.plan.read_ratio);
         let key = self.pick_key(&mut user.rng);
-        // The caller's sample goes first: the recorder files the op's
-        // counters under the phase of its intended start.
-        trace.samples.push(Sample {
-            op: if is_read { "read" } else { "write" },
-            intended_us,
-            start_us: self.now_us(),
-            end_us: 0,
-            outcome: Outcome::Ok,
-        });
-        let outcome = if is_read {
-            self.read(user, key, trace).await
+        if is_read {
+            Done::new("read", self.read(user, key, trace).await)
         } else {
-            self.write(user, key, trace).await
-        };
-        let end = self.now_us();
-        let caller = &mut trace.samples[0];
-        caller.end_us = end;
-        caller.outcome = outcome;
+            Done::new("write", self.write(user, key, trace).await)
+        }
     }
+}
 
+impl Oracle for CacheAside {
     fn caller_ops(&self) -> &'static [&'static str] {
         CALLER_OPS
+    }
+
+    /// Its own counters, the hit ratio, the origin's rate and its
+    /// amplification over the baseline's, and in recovery phases the time
+    /// to the first successful Redis command (see the README's table).
+    fn phase_metrics(&self, p: &PhaseStats, baseline: &PhaseStats) -> BTreeMap<String, f64> {
+        let mut m = super::counts(p, COUNTERS);
+        let (hits, misses) = (p.counter(HITS) as f64, p.counter(MISSES) as f64);
+        if hits + misses > 0.0 {
+            m.insert("hit_ratio".into(), hits / (hits + misses));
+        }
+        let rate_of = |p: &PhaseStats| {
+            let secs = p.secs();
+            (secs > 0.0).then(|| p.counter(ORIGIN_CALLS) as f64 / secs)
+        };
+        if let Some(rate) = rate_of(p) {
+            m.insert("origin_rate".into(), rate);
+            if let Some(base) = rate_of(baseline).filter(|b| *b > 0.0) {
+                m.insert("origin_amplification".into(), rate / base);
+            }
+        }
+        if p.name.starts_with("recovery:") {
+            if let Some(ok) = p.first_redis_ok_us {
+                m.insert(
+                    "time_to_recover_ms".into(),
+                    ok.saturating_sub(p.start_us) as f64 / 1e3,
+                );
+            }
+        }
+        m
     }
 }

@@ -3,8 +3,8 @@
 //! every command by the op timeout (connecting included) and records each
 //! command as a `redis_<command>` sample.
 
-use crate::recorder::{ErrorClass, Outcome, Sample, Trace};
 use crate::topology::ClientSpec;
+use crate::vocab::outcome::{ErrorClass, Outcome, Sample, Trace};
 use redis::aio::MultiplexedConnection;
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;

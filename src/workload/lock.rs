@@ -18,10 +18,19 @@
 //! section for the fault's length, as a stop-the-world pause would.
 
 use super::conn::RedisConn;
-use super::Workload;
-use crate::expect::Dim;
-use crate::recorder::{Counter, ErrorClass, Outcome, Sample, Trace};
-use crate::scenario::plan::LockPlan;
+use super::{keys_of, Spec};
+use super::{Choice, Done, OneOrMany, Oracle, Workload};
+use crate::recorder::PhaseStats;
+use crate::vocab::check::{check, positive_dur, positive_int_or, Checked};
+use crate::vocab::expect::Dim;
+use crate::vocab::outcome::{
+    Counter, ErrorClass, Outcome, Sample, Trace, CALLER_ERRORS, REDIS_ERRORS,
+};
+use crate::vocab::units::Dur;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
 use crate::topology::ClientSpec;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -30,6 +39,119 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
+
+/// Holders that entered while another was inside (mutual exclusion violated).
+pub const OVERLAPS: Counter = Counter("overlaps");
+/// Writes of a superseded holder the resource took.
+pub const STALE_WRITES_ACCEPTED: Counter = Counter("stale_writes_accepted");
+/// Writes refused for a lower fencing token than one already seen.
+pub const STALE_WRITES_REJECTED: Counter = Counter("stale_writes_rejected");
+/// Acquisitions given up after acquire_timeout.
+pub const ACQUIRE_FAILURES: Counter = Counter("acquire_failures");
+/// Every counter this workload reports, in report order.
+pub const COUNTERS: &[Counter] = &[
+    CALLER_ERRORS,
+    REDIS_ERRORS,
+    OVERLAPS,
+    STALE_WRITES_ACCEPTED,
+    STALE_WRITES_REJECTED,
+    ACQUIRE_FAILURES,
+];
+
+/// lock: users contend for `locks` Redis locks around a protected resource.
+#[derive(Debug, Clone)]
+pub struct LockPlan {
+    pub locks: u64,
+    pub lock_ttl: Duration,
+    pub critical_section: Duration,
+    pub fencing: bool,
+    /// How long a user polls for a held lock before giving up.
+    pub acquire_timeout: Duration,
+    /// Poll interval while waiting (± 50 % jitter).
+    pub retry: Duration,
+    pub op_timeout: Duration,
+}
+
+/// The `[workload]` keys of `kind = "lock"`.
+#[derive(Debug, Deserialize)]
+pub struct Raw {
+    locks: Option<Spanned<i64>>,
+    lock_ttl: Option<Spanned<Dur>>,
+    critical_section: Option<Spanned<Dur>>,
+    /// One value, or a list: one variant per value.
+    fencing: Option<Spanned<OneOrMany<bool>>>,
+    acquire_timeout: Option<Spanned<Dur>>,
+    retry: Option<Spanned<Dur>>,
+    op_timeout: Option<Spanned<Dur>>,
+}
+
+impl Raw {
+    /// Validates the keys; `fencing = [false, true]` gives the variants
+    /// `fencing-off` and `fencing-on`.
+    pub fn plan(self) -> Checked<Choice<LockPlan>> {
+        let base = LockPlan {
+            locks: positive_int_or(self.locks.as_ref(), "locks", 1)?,
+            lock_ttl: positive_dur(
+                self.lock_ttl.as_ref(),
+                "lock_ttl",
+                Duration::from_millis(500),
+            )?,
+            critical_section: positive_dur(
+                self.critical_section.as_ref(),
+                "critical_section",
+                Duration::from_millis(10),
+            )?,
+            fencing: matches!(
+                self.fencing.as_ref().map(|f| f.get_ref()),
+                Some(OneOrMany::One(true))
+            ),
+            acquire_timeout: positive_dur(
+                self.acquire_timeout.as_ref(),
+                "acquire_timeout",
+                Duration::from_secs(2),
+            )?,
+            retry: positive_dur(self.retry.as_ref(), "retry", Duration::from_millis(10))?,
+            op_timeout: positive_dur(
+                self.op_timeout.as_ref(),
+                "op_timeout",
+                Duration::from_millis(100),
+            )?,
+        };
+        if let Some(c) = &self.critical_section {
+            check(
+                c,
+                base.critical_section < base.lock_ttl,
+                "`critical_section` must be shorter than `lock_ttl`, or every holder outlives its lock",
+            )?;
+        }
+        let (f, values) = match &self.fencing {
+            Some(f) => match f.get_ref() {
+                OneOrMany::Many(values) => (f, values),
+                OneOrMany::One(_) => return Ok(Choice::One(base)),
+            },
+            None => return Ok(Choice::One(base)),
+        };
+        check(f, !values.is_empty(), "`fencing` lists no value")?;
+        for (i, v) in values.iter().enumerate() {
+            check(f, !values[..i].contains(v), "`fencing` lists a value twice")?;
+        }
+        Ok(Choice::Compare(
+            values
+                .iter()
+                .map(|&on| {
+                    let name = if on { "fencing-on" } else { "fencing-off" };
+                    (
+                        name.to_string(),
+                        LockPlan {
+                            fencing: on,
+                            ..base.clone()
+                        },
+                    )
+                })
+                .collect(),
+        ))
+    }
+}
 
 /// Caller ops first, then the Redis commands.
 pub const OPS: &[&str] = &["acquire", "hold", "redis_set", "redis_incr", "redis_eval"];
@@ -43,6 +165,16 @@ pub const METRICS: &[(&str, Dim)] = &[
     ("stale_writes_rejected", Dim::Count),
     ("acquire_failures", Dim::Count),
 ];
+
+/// What the scenario layer and the reports know of this workload.
+pub const SPEC: Spec = Spec {
+    name: "lock",
+    section: "workload",
+    ops: OPS,
+    metrics: METRICS,
+    counters: COUNTERS,
+    keys: keys_of::<Raw>,
+};
 
 /// A pause armed by a `gc_pause` fault: the next holder takes it and stalls
 /// until the fault's end; the conductor waits for that holder to have left
@@ -248,7 +380,7 @@ impl Lock {
                 Ok(Some(_)) => return Ok(Some(token)),
                 Ok(None) => {}
                 Err(class) => {
-                    trace.counters.push(Counter::RedisError);
+                    trace.counters.push(REDIS_ERRORS);
                     return Err(class);
                 }
             }
@@ -270,8 +402,8 @@ impl Lock {
             match user.conn.query::<u64>("redis_incr", &incr, trace).await {
                 Ok(f) => Some(f),
                 Err(class) => {
-                    trace.counters.push(Counter::RedisError);
-                    trace.counters.push(Counter::CallerError);
+                    trace.counters.push(REDIS_ERRORS);
+                    trace.counters.push(CALLER_ERRORS);
                     self.release(user, &key, token, trace).await;
                     return Outcome::Err(class);
                 }
@@ -281,7 +413,7 @@ impl Lock {
         };
         let (entry, overlap) = self.resource.enter(lock, user.index);
         if overlap {
-            trace.counters.push(Counter::LockOverlap);
+            trace.counters.push(OVERLAPS);
         }
         tokio::time::sleep(self.plan.critical_section).await;
         let paused = self.gc.take();
@@ -291,8 +423,8 @@ impl Lock {
         }
         match self.resource.write(lock, entry, fence) {
             Write::Fresh => {}
-            Write::StaleAccepted => trace.counters.push(Counter::StaleWriteAccepted),
-            Write::StaleRejected => trace.counters.push(Counter::StaleWriteRejected),
+            Write::StaleAccepted => trace.counters.push(STALE_WRITES_ACCEPTED),
+            Write::StaleRejected => trace.counters.push(STALE_WRITES_REJECTED),
         }
         self.resource.leave(lock, user.index, entry);
         if paused.is_some() {
@@ -313,7 +445,7 @@ impl Lock {
         {
             // The lock expires by itself: a failed release only delays the
             // next holder.
-            trace.counters.push(Counter::RedisError);
+            trace.counters.push(REDIS_ERRORS);
         }
     }
 }
@@ -333,46 +465,49 @@ impl Workload for Lock {
         }
     }
 
-    async fn op(&self, user: &mut User, intended_us: u64, trace: &mut Trace) {
+    /// An acquire (the caller op the engine records), then, with the lock
+    /// held, a hold: a second caller op, timed here from its own start.
+    async fn op(&self, user: &mut User, _intended_us: u64, trace: &mut Trace) -> Done {
         let lock = user.rng.gen_range(0..self.plan.locks);
         let (key, _) = self.keys(lock);
-        trace.samples.push(Sample {
-            op: "acquire",
-            intended_us,
-            start_us: self.now_us(),
-            end_us: 0,
-            outcome: Outcome::Ok,
-        });
         let got = self.acquire(user, &key, trace).await;
-        let end = self.now_us();
-        trace.samples[0].end_us = end;
+        let acquired = self.now_us();
         let token = match got {
             Ok(Some(t)) => t,
             Ok(None) => {
-                trace.counters.push(Counter::AcquireFailure);
-                trace.counters.push(Counter::CallerError);
-                trace.samples[0].outcome = Outcome::Err(ErrorClass::Timeout);
-                return;
+                trace.counters.push(ACQUIRE_FAILURES);
+                trace.counters.push(CALLER_ERRORS);
+                return Done::new("acquire", Outcome::Err(ErrorClass::Timeout));
             }
             Err(class) => {
-                trace.counters.push(Counter::CallerError);
-                trace.samples[0].outcome = Outcome::Err(class);
-                return;
+                trace.counters.push(CALLER_ERRORS);
+                return Done::new("acquire", Outcome::Err(class));
             }
         };
-        let start = self.now_us();
         let outcome = self.hold(user, lock, &token, trace).await;
         trace.samples.push(Sample {
             op: "hold",
-            intended_us: start,
-            start_us: start,
+            intended_us: acquired,
+            start_us: acquired,
             end_us: self.now_us(),
             outcome,
         });
+        Done {
+            end_us: Some(acquired),
+            ..Done::new("acquire", Outcome::Ok)
+        }
     }
+}
 
+impl Oracle for Lock {
     fn caller_ops(&self) -> &'static [&'static str] {
         CALLER_OPS
+    }
+
+    /// What the protected resource saw: overlaps, stale writes accepted
+    /// and rejected, acquisitions given up.
+    fn phase_metrics(&self, phase: &PhaseStats, _baseline: &PhaseStats) -> BTreeMap<String, f64> {
+        super::counts(phase, COUNTERS)
     }
 }
 

@@ -1,46 +1,382 @@
 //! Workloads: reference implementations of Redis usage patterns, each with
-//! its degradation policy and the counters its oracle needs. A workload
-//! turns one scheduled op into Redis commands and records what happened in
-//! a `Trace`; the load engine decides when ops run.
+//! its degradation policy and the oracle that judges it. A workload turns
+//! one scheduled op into Redis commands and records what happened in a
+//! `Trace`; the load engine decides when ops run.
+//!
+//! Each kind lives in its own file, which owns everything about it: the
+//! `[workload]` keys it accepts (`Raw`) and their validation, its
+//! configuration, its ops, counters and metric names (`SPEC`), the users
+//! that run it and its per-phase metrics. This module holds the one enum
+//! arm per kind that ties a file in.
 
 pub mod breaker;
 pub mod cache_aside;
 pub mod conn;
+pub mod http;
 pub mod lock;
 pub mod origin;
+pub mod policy;
 pub mod ratelimit;
 pub mod session;
 pub mod stampede;
 pub mod value;
 
-use crate::expect::Dim;
 use crate::ledger::Tracked;
-use crate::recorder::Trace;
-use crate::scenario::plan::WorkloadPlan;
+use crate::recorder::PhaseStats;
+use crate::topology::ClientSpec;
+use crate::vocab::check::{fields_of, Checked};
+use crate::vocab::expect::Dim;
+use crate::vocab::outcome::{Counter, Outcome, Trace};
+use cache_aside::CacheAsidePlan;
+use lock::{GcPause, LockPlan};
+use ratelimit::RateLimitPlan;
+use serde::{Deserialize, Deserializer};
+use session::SessionPlan;
+use stampede::StampedePlan;
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::ops::Range;
+use std::sync::Arc;
+use tokio::time::Instant;
+
+/// The scenario's `kind = "..."` of workload.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkloadKind {
+    CacheAside,
+    Session,
+    Lock,
+    Stampede,
+    RateLimit,
+    Http,
+}
+
+/// What a workload kind declares about itself.
+pub struct Spec {
+    /// Its `kind` in the scenario and the reports.
+    pub name: &'static str,
+    /// The scenario table it is read from: `workload`, or `target` for the
+    /// team's own service.
+    pub section: &'static str,
+    /// Every op it records, caller ops first.
+    pub ops: &'static [&'static str],
+    /// The metrics an expectation may name, with their dimensions.
+    pub metrics: &'static [(&'static str, Dim)],
+    /// The counters it bumps (timeseries.csv's columns).
+    pub counters: &'static [Counter],
+    /// The `[workload]` keys it takes besides `kind`.
+    pub keys: fn() -> &'static [&'static str],
+}
+
+impl WorkloadKind {
+    pub const ALL: [WorkloadKind; 6] = [
+        WorkloadKind::CacheAside,
+        WorkloadKind::Session,
+        WorkloadKind::Lock,
+        WorkloadKind::Stampede,
+        WorkloadKind::RateLimit,
+        WorkloadKind::Http,
+    ];
+
+    pub fn spec(self) -> &'static Spec {
+        match self {
+            WorkloadKind::CacheAside => &cache_aside::SPEC,
+            WorkloadKind::Session => &session::SPEC,
+            WorkloadKind::Lock => &lock::SPEC,
+            WorkloadKind::Stampede => &stampede::SPEC,
+            WorkloadKind::RateLimit => &ratelimit::SPEC,
+            WorkloadKind::Http => &http::SPEC,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.spec().name
+    }
+
+    /// Reads this kind's `[workload]` table (the scenario layer calls it
+    /// with the TOML deserializer of that table, so every value keeps its
+    /// position).
+    pub fn raw<'de, D: Deserializer<'de>>(self, d: D) -> Result<RawWorkload, D::Error> {
+        Ok(match self {
+            WorkloadKind::CacheAside => RawWorkload::CacheAside(Deserialize::deserialize(d)?),
+            WorkloadKind::Session => RawWorkload::Session(Deserialize::deserialize(d)?),
+            WorkloadKind::Lock => RawWorkload::Lock(Deserialize::deserialize(d)?),
+            WorkloadKind::Stampede => RawWorkload::Stampede(Deserialize::deserialize(d)?),
+            WorkloadKind::RateLimit => RawWorkload::RateLimit(Deserialize::deserialize(d)?),
+            WorkloadKind::Http => RawWorkload::Http(Deserialize::deserialize(d)?),
+        })
+    }
+}
+
+/// The keys of a workload's raw table, for its `Spec`.
+pub(crate) fn keys_of<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    fields_of::<T>()
+}
+
+/// A `[workload]` table as written, per kind.
+pub enum RawWorkload {
+    CacheAside(cache_aside::Raw),
+    Session(session::Raw),
+    Lock(lock::Raw),
+    Stampede(stampede::Raw),
+    RateLimit(ratelimit::Raw),
+    Http(http::Raw),
+}
+
+/// What the validation of a workload may look at besides its own table.
+pub struct WorkloadCtx {
+    pub users: usize,
+    /// Where `users` is written.
+    pub users_span: Range<usize>,
+}
+
+/// One configuration, or several compared side by side (variants, each
+/// named).
+pub enum Choice<C> {
+    One(C),
+    Compare(Vec<(String, C)>),
+}
+
+impl<C> Choice<C> {
+    fn lift(self, f: fn(C) -> WorkloadPlan) -> (WorkloadPlan, Vec<(String, WorkloadPlan)>) {
+        match self {
+            Choice::One(c) => (f(c), Vec::new()),
+            Choice::Compare(list) => {
+                let variants: Vec<(String, WorkloadPlan)> =
+                    list.into_iter().map(|(n, c)| (n, f(c))).collect();
+                (variants[0].1.clone(), variants)
+            }
+        }
+    }
+}
+
+/// A value, or a list of values to compare as variants.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl RawWorkload {
+    /// Validates the table: the plan, and its variants when a key lists
+    /// several values (the first variant is also the plan).
+    pub fn plan(self, ctx: &WorkloadCtx) -> Checked<(WorkloadPlan, Vec<(String, WorkloadPlan)>)> {
+        Ok(match self {
+            RawWorkload::CacheAside(r) => (WorkloadPlan::CacheAside(r.plan()?), Vec::new()),
+            RawWorkload::Session(r) => (WorkloadPlan::Session(r.plan(ctx)?), Vec::new()),
+            RawWorkload::Lock(r) => r.plan()?.lift(WorkloadPlan::Lock),
+            RawWorkload::Stampede(r) => r.plan()?.lift(WorkloadPlan::Stampede),
+            RawWorkload::RateLimit(r) => r.plan()?.lift(WorkloadPlan::RateLimit),
+            RawWorkload::Http(r) => (WorkloadPlan::Http(r.plan()?), Vec::new()),
+        })
+    }
+}
+
+/// A validated workload.
+#[derive(Debug, Clone)]
+pub enum WorkloadPlan {
+    CacheAside(CacheAsidePlan),
+    Session(SessionPlan),
+    Lock(LockPlan),
+    Stampede(StampedePlan),
+    RateLimit(RateLimitPlan),
+    Http(http::HttpPlan),
+}
+
+impl WorkloadPlan {
+    pub fn kind(&self) -> WorkloadKind {
+        match self {
+            WorkloadPlan::CacheAside(_) => WorkloadKind::CacheAside,
+            WorkloadPlan::Session(_) => WorkloadKind::Session,
+            WorkloadPlan::Lock(_) => WorkloadKind::Lock,
+            WorkloadPlan::Stampede(_) => WorkloadKind::Stampede,
+            WorkloadPlan::RateLimit(_) => WorkloadKind::RateLimit,
+            WorkloadPlan::Http(_) => WorkloadKind::Http,
+        }
+    }
+
+    /// The ops a rule may name: its kind's, or a target's requests.
+    pub fn ops(&self) -> &'static [&'static str] {
+        match self {
+            WorkloadPlan::Http(p) => p.ops,
+            WorkloadPlan::CacheAside(_)
+            | WorkloadPlan::Session(_)
+            | WorkloadPlan::Lock(_)
+            | WorkloadPlan::Stampede(_)
+            | WorkloadPlan::RateLimit(_) => self.kind().spec().ops,
+        }
+    }
+
+    /// The workload metrics a rule may name (`name.*` is a family).
+    pub fn metrics(&self) -> &'static [(&'static str, Dim)] {
+        match self {
+            WorkloadPlan::Http(p) => p.metrics,
+            WorkloadPlan::CacheAside(_)
+            | WorkloadPlan::Session(_)
+            | WorkloadPlan::Lock(_)
+            | WorkloadPlan::Stampede(_)
+            | WorkloadPlan::RateLimit(_) => self.kind().spec().metrics,
+        }
+    }
+
+    /// Whether the run starts a service of the team's (`command`).
+    pub fn starts_a_service(&self) -> bool {
+        match self {
+            WorkloadPlan::Http(p) => p.command.is_some(),
+            WorkloadPlan::CacheAside(_)
+            | WorkloadPlan::Session(_)
+            | WorkloadPlan::Lock(_)
+            | WorkloadPlan::Stampede(_)
+            | WorkloadPlan::RateLimit(_) => false,
+        }
+    }
+
+    /// What must hold before anything starts (a target's command exists).
+    pub fn preflight(&self) -> Result<(), WorkloadError> {
+        match self {
+            WorkloadPlan::Http(p) => Ok(p.preflight()?),
+            WorkloadPlan::CacheAside(_)
+            | WorkloadPlan::Session(_)
+            | WorkloadPlan::Lock(_)
+            | WorkloadPlan::Stampede(_)
+            | WorkloadPlan::RateLimit(_) => Ok(()),
+        }
+    }
+
+    /// Before the load's clock starts: a target's service is started (its
+    /// output to `dir/app.log`) and found healthy. What it returns stops it.
+    pub async fn start(
+        &self,
+        client: &ClientSpec,
+        dir: &std::path::Path,
+        shutdown: &tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Running, WorkloadError> {
+        Ok(Running(match self {
+            WorkloadPlan::Http(p) => p.start(client, dir, shutdown).await?,
+            WorkloadPlan::CacheAside(_)
+            | WorkloadPlan::Session(_)
+            | WorkloadPlan::Lock(_)
+            | WorkloadPlan::Stampede(_)
+            | WorkloadPlan::RateLimit(_) => None,
+        }))
+    }
+}
+
+/// A started target service, if any: `stop` ends it gracefully; dropping
+/// it kills it.
+pub struct Running(Option<http::service::Service>);
+
+impl Running {
+    pub async fn stop(self) {
+        if let Some(s) = self.0 {
+            s.stop().await;
+        }
+    }
+}
+
+/// A workload that could not start or run its service.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadError {
+    #[error(transparent)]
+    Service(#[from] http::service::ServiceError),
+}
+
+impl WorkloadError {
+    /// 2 when the scenario must change (a command that does not exist), 3
+    /// when the service failed, 130 when interrupted.
+    pub fn exit_code(&self) -> u8 {
+        use http::service::ServiceError as S;
+        match self {
+            WorkloadError::Service(S::NotFound { .. }) => 2,
+            WorkloadError::Service(S::Interrupted) => 130,
+            WorkloadError::Service(_) => 3,
+        }
+    }
+}
+
+/// What every workload is built from, besides its plan.
+pub struct Setup {
+    pub client: ClientSpec,
+    /// The run's key prefix (`gameday:<run id>:`).
+    pub prefix: String,
+    pub t0: Instant,
+    pub seed: u64,
+    pub users: usize,
+    /// Where a `gc_pause` fault reaches the lock workload's holders.
+    pub gc: Arc<GcPause>,
+}
+
+impl AnyWorkload {
+    pub fn new(plan: &WorkloadPlan, s: Setup) -> AnyWorkload {
+        let (client, prefix, t0, seed) = (s.client.clone(), s.prefix.clone(), s.t0, s.seed);
+        match plan {
+            WorkloadPlan::CacheAside(p) => AnyWorkload::CacheAside(Arc::new(
+                cache_aside::CacheAside::new(p.clone(), client, prefix, t0, seed),
+            )),
+            WorkloadPlan::Session(p) => AnyWorkload::Session(Arc::new(session::Session::new(
+                p.clone(),
+                client,
+                prefix,
+                s.users,
+                t0,
+                seed,
+            ))),
+            WorkloadPlan::Lock(p) => AnyWorkload::Lock(Arc::new(lock::Lock::new(
+                p.clone(),
+                client,
+                prefix,
+                t0,
+                seed,
+                s.gc,
+            ))),
+            WorkloadPlan::Stampede(p) => AnyWorkload::Stampede(Arc::new(stampede::Stampede::new(
+                p.clone(),
+                client,
+                prefix,
+                t0,
+                seed,
+            ))),
+            WorkloadPlan::RateLimit(p) => AnyWorkload::RateLimit(Arc::new(
+                ratelimit::RateLimit::new(p.clone(), client, prefix, t0, seed),
+            )),
+            WorkloadPlan::Http(p) => AnyWorkload::Http(Arc::new(http::Http::new(p.clone(), &s))),
+        }
+    }
+}
 
 /// Deletes KEYS[1] only if it still holds ARGV[1] (the owner's token): the
 /// release of a lock that may have expired and been taken by someone else.
 pub(crate) const RELEASE_IF_OWNER: &str =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
 
-/// What the load engine needs of a workload.
-pub trait Workload: Send + Sync + 'static {
-    /// Per-virtual-user state (connection, RNG).
-    type User: Send + 'static;
+/// What one op ended as for its caller. The load engine turns it into
+/// the op's caller sample (intended start, start, end, outcome), so no
+/// workload times its own callers.
+#[derive(Debug, Clone, Copy)]
+pub struct Done {
+    pub op: &'static str,
+    pub outcome: Outcome,
+    /// When the caller-visible part ended, if before the op returned (the
+    /// lock's acquire, which a hold follows); otherwise the engine reads
+    /// the clock when the op returns.
+    pub end_us: Option<u64>,
+}
 
-    fn new_user(&self, index: usize) -> Self::User;
+impl Done {
+    pub fn new(op: &'static str, outcome: Outcome) -> Self {
+        Done {
+            op,
+            outcome,
+            end_us: None,
+        }
+    }
+}
 
-    /// Runs one op intended to start at `intended_us` (µs since t0): the
-    /// caller-visible sample first, then the Redis commands it issued.
-    fn op<'a>(
-        &'a self,
-        user: &'a mut Self::User,
-        intended_us: u64,
-        trace: &'a mut Trace,
-    ) -> impl Future<Output = ()> + Send + 'a;
-
+/// What the run and the report need of a workload: its caller ops, its
+/// ledger and its oracle. Object-safe, so the run holds any workload as
+/// `&dyn Oracle`.
+pub trait Oracle: Send + Sync + 'static {
     /// The names of the caller-visible ops (the rest are Redis commands).
     fn caller_ops(&self) -> &'static [&'static str];
 
@@ -50,102 +386,74 @@ pub trait Workload: Send + Sync + 'static {
         None
     }
 
-    /// Workload metrics that need more than the recorder's counts, for the
-    /// ops whose intended start lies in `[from_us, to_us)`.
-    fn phase_metrics(&self, _from_us: u64, _to_us: u64) -> BTreeMap<String, f64> {
-        BTreeMap::new()
-    }
+    /// This workload's metrics of one phase (its oracle): from the
+    /// recorder's counts for `phase`, and whatever else the workload kept.
+    /// `baseline` is the run's baseline phase, for ratios against it.
+    fn phase_metrics(&self, phase: &PhaseStats, baseline: &PhaseStats) -> BTreeMap<String, f64>;
 }
 
-/// Any workload, for the run to drive one type.
-pub enum AnyWorkload {
-    CacheAside(cache_aside::CacheAside),
-    Session(session::Session),
-    Lock(lock::Lock),
-    Stampede(stampede::Stampede),
-    RateLimit(ratelimit::RateLimit),
+/// What the load engine needs of a workload.
+pub trait Workload: Oracle {
+    /// Per-virtual-user state (connection, RNG).
+    type User: Send + 'static;
+
+    fn new_user(&self, index: usize) -> Self::User;
+
+    /// Runs one op intended to start at `intended_us` (µs since t0), pushing
+    /// the Redis commands it issued and the counters it bumped to `trace`,
+    /// and says how it ended for the caller.
+    fn op<'a>(
+        &'a self,
+        user: &'a mut Self::User,
+        intended_us: u64,
+        trace: &'a mut Trace,
+    ) -> impl Future<Output = Done> + Send + 'a;
 }
 
-pub enum AnyUser {
-    CacheAside(cache_aside::User),
-    Session(session::User),
-    Lock(lock::User),
-    Stampede(stampede::User),
-    RateLimit(ratelimit::User),
+/// The counts of `counters` in `phase`, by name: the part of every
+/// workload's metrics that the recorder counted.
+pub fn counts(phase: &PhaseStats, counters: &[Counter]) -> BTreeMap<String, f64> {
+    counters
+        .iter()
+        .map(|&c| (c.as_str().to_string(), phase.counter(c) as f64))
+        .collect()
 }
 
-impl Workload for AnyWorkload {
-    type User = AnyUser;
-
-    fn new_user(&self, index: usize) -> AnyUser {
-        match self {
-            AnyWorkload::CacheAside(w) => AnyUser::CacheAside(w.new_user(index)),
-            AnyWorkload::Session(w) => AnyUser::Session(w.new_user(index)),
-            AnyWorkload::Lock(w) => AnyUser::Lock(w.new_user(index)),
-            AnyWorkload::Stampede(w) => AnyUser::Stampede(w.new_user(index)),
-            AnyWorkload::RateLimit(w) => AnyUser::RateLimit(w.new_user(index)),
-        }
-    }
-
-    async fn op(&self, user: &mut AnyUser, intended_us: u64, trace: &mut Trace) {
-        match (self, user) {
-            (AnyWorkload::CacheAside(w), AnyUser::CacheAside(u)) => {
-                w.op(u, intended_us, trace).await
+/// Every counter any workload counts, each once, in the order of
+/// timeseries.csv's columns.
+pub fn all_counters() -> Vec<Counter> {
+    let mut all: Vec<Counter> = Vec::new();
+    for kind in WorkloadKind::ALL {
+        for &c in kind.spec().counters {
+            if !all.contains(&c) {
+                all.push(c);
             }
-            (AnyWorkload::Session(w), AnyUser::Session(u)) => w.op(u, intended_us, trace).await,
-            (AnyWorkload::Lock(w), AnyUser::Lock(u)) => w.op(u, intended_us, trace).await,
-            (AnyWorkload::Stampede(w), AnyUser::Stampede(u)) => w.op(u, intended_us, trace).await,
-            (AnyWorkload::RateLimit(w), AnyUser::RateLimit(u)) => w.op(u, intended_us, trace).await,
-            _ => unreachable!("users are made by the same workload"),
         }
     }
-
-    fn caller_ops(&self) -> &'static [&'static str] {
-        match self {
-            AnyWorkload::CacheAside(w) => w.caller_ops(),
-            AnyWorkload::Session(w) => w.caller_ops(),
-            AnyWorkload::Lock(w) => w.caller_ops(),
-            AnyWorkload::Stampede(w) => w.caller_ops(),
-            AnyWorkload::RateLimit(w) => w.caller_ops(),
-        }
-    }
-
-    fn ledger(&self) -> Option<Tracked> {
-        match self {
-            AnyWorkload::CacheAside(w) => w.ledger(),
-            AnyWorkload::Session(w) => w.ledger(),
-            AnyWorkload::Lock(w) => w.ledger(),
-            AnyWorkload::Stampede(w) => w.ledger(),
-            AnyWorkload::RateLimit(w) => w.ledger(),
-        }
-    }
-
-    fn phase_metrics(&self, from_us: u64, to_us: u64) -> BTreeMap<String, f64> {
-        match self {
-            AnyWorkload::RateLimit(w) => w.phase_metrics(from_us, to_us),
-            _ => BTreeMap::new(),
-        }
-    }
+    all
 }
 
-/// Every op a workload records, caller ops first.
-pub fn ops(plan: &WorkloadPlan) -> &'static [&'static str] {
-    match plan {
-        WorkloadPlan::CacheAside(_) => cache_aside::OPS,
-        WorkloadPlan::Session(_) => session::OPS,
-        WorkloadPlan::Lock(_) => lock::OPS,
-        WorkloadPlan::Stampede(_) => stampede::OPS,
-        WorkloadPlan::RateLimit(_) => ratelimit::OPS,
-    }
+/// Any workload. The load engine is generic over `Workload`; this enum is
+/// matched once to drive it (`load::drive_any`) and once to read its
+/// oracle (`oracle`).
+pub enum AnyWorkload {
+    CacheAside(Arc<cache_aside::CacheAside>),
+    Session(Arc<session::Session>),
+    Lock(Arc<lock::Lock>),
+    Stampede(Arc<stampede::Stampede>),
+    RateLimit(Arc<ratelimit::RateLimit>),
+    Http(Arc<http::Http>),
 }
 
-/// The workload metrics an expectation may name, with their dimensions.
-pub fn metrics(plan: &WorkloadPlan) -> &'static [(&'static str, Dim)] {
-    match plan {
-        WorkloadPlan::CacheAside(_) => cache_aside::METRICS,
-        WorkloadPlan::Session(_) => session::METRICS,
-        WorkloadPlan::Lock(_) => lock::METRICS,
-        WorkloadPlan::Stampede(_) => stampede::METRICS,
-        WorkloadPlan::RateLimit(_) => ratelimit::METRICS,
+impl AnyWorkload {
+    pub fn oracle(&self) -> &dyn Oracle {
+        match self {
+            AnyWorkload::CacheAside(w) => &**w,
+            AnyWorkload::Session(w) => &**w,
+            AnyWorkload::Lock(w) => &**w,
+            AnyWorkload::Stampede(w) => &**w,
+            AnyWorkload::RateLimit(w) => &**w,
+            AnyWorkload::Http(w) => &**w,
+        }
     }
 }

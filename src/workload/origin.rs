@@ -3,11 +3,53 @@
 //! database pool), a version per key that every write bumps, and the time of
 //! each key's last write so that stale reads can be proven.
 
-use crate::scenario::plan::OriginPlan;
+use crate::vocab::check::{fraction_or, positive_int_or, Checked};
+use crate::vocab::outcome::Counter;
+use crate::vocab::units::Dur;
 use rand::Rng;
+use serde::Deserialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::Semaphore;
+use toml::Spanned;
+
+#[derive(Debug, Clone)]
+pub struct OriginPlan {
+    /// Mean service time of one origin call.
+    pub latency: Duration,
+    /// Relative spread of the service time (0.1 = ±10 %, uniform).
+    pub jitter: f64,
+    /// Calls served at once; more wait.
+    pub concurrency: usize,
+}
+
+/// Calls to the simulated origin (the workloads that have one count them).
+pub const ORIGIN_CALLS: Counter = Counter("origin_calls");
+
+/// `origin = { latency = ..., jitter = ..., concurrency = ... }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOrigin {
+    pub latency: Option<Dur>,
+    pub jitter: Option<Spanned<f64>>,
+    pub concurrency: Option<Spanned<i64>>,
+}
+
+impl OriginPlan {
+    /// The origin a workload's `origin` table describes; its latency
+    /// defaults to `latency` (the workload's own default).
+    pub fn from_raw(raw: Option<&RawOrigin>, latency: Duration) -> Checked<OriginPlan> {
+        Ok(OriginPlan {
+            latency: raw.and_then(|o| o.latency).map_or(latency, |d| d.0),
+            jitter: fraction_or(raw.and_then(|o| o.jitter.as_ref()), "origin.jitter", 0.1)?,
+            concurrency: positive_int_or(
+                raw.and_then(|o| o.concurrency.as_ref()),
+                "origin.concurrency",
+                64,
+            )? as usize,
+        })
+    }
+}
 
 pub struct Origin {
     plan: OriginPlan,

@@ -15,11 +15,22 @@
 //!   and at the end.
 
 use super::conn::RedisConn;
-use super::Workload;
-use crate::expect::Dim;
+use super::policy::{ErrorPolicy, RawOnError};
+use super::{keys_of, Spec};
+use super::{Done, Oracle, Workload, WorkloadCtx};
 use crate::ledger::{Ledger, Tracked};
-use crate::recorder::{Counter, Outcome, Sample, Trace};
-use crate::scenario::plan::SessionPlan;
+use crate::recorder::PhaseStats;
+use crate::vocab::check::{
+    check, fraction_or, invalid, positive_dur, positive_int, positive_int_or, Checked,
+};
+use crate::vocab::expect::Dim;
+use crate::vocab::outcome::{Counter, Outcome, Trace, CALLER_ERRORS, REDIS_ERRORS};
+use crate::vocab::units::Dur;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use toml::Spanned;
+
 use crate::topology::ClientSpec;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -27,6 +38,87 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::time::Instant;
+
+/// Reads older than the user's last acknowledged login (read your writes).
+pub const RYW_VIOLATIONS: Counter = Counter("ryw_violations");
+/// Reads that returned another user's session.
+pub const WRONG_USER: Counter = Counter("wrong_user");
+/// Every counter this workload reports, in report order.
+pub const COUNTERS: &[Counter] = &[CALLER_ERRORS, REDIS_ERRORS, RYW_VIOLATIONS, WRONG_USER];
+
+/// session: each user owns its share of `sessions`, logs in (writes a
+/// session with a TTL) and reads its sessions back.
+#[derive(Debug, Clone)]
+pub struct SessionPlan {
+    pub sessions: u64,
+    pub ttl: Duration,
+    pub read_ratio: f64,
+    pub value_size: usize,
+    pub op_timeout: Duration,
+}
+
+/// The `[workload]` keys of `kind = "session"`.
+#[derive(Debug, Deserialize)]
+pub struct Raw {
+    sessions: Option<Spanned<i64>>,
+    ttl: Option<Spanned<Dur>>,
+    read_ratio: Option<Spanned<f64>>,
+    value_size: Option<Spanned<i64>>,
+    op_timeout: Option<Spanned<Dur>>,
+    on_redis_error: Option<Spanned<RawOnError>>,
+}
+
+impl Raw {
+    /// Validates the keys; every one of the `users` needs a session.
+    pub fn plan(self, ctx: &WorkloadCtx) -> Checked<SessionPlan> {
+        if let Some(e) = &self.on_redis_error {
+            let r = e.get_ref();
+            let ok = r.policy == ErrorPolicy::Fail
+                && r.breaker_failures.is_none()
+                && r.breaker_cooldown.is_none();
+            check(
+                e,
+                ok,
+                "the session workload's only policy is `fail`: a caller gets an error, never a guessed session (no fallback, no breaker)",
+            )?;
+        }
+        let sessions = positive_int_or(self.sessions.as_ref(), "sessions", 1000)?;
+        if sessions < ctx.users as u64 {
+            return Err(invalid(
+                self.sessions.as_ref().map_or(ctx.users_span.clone(), |s| s.span()),
+                format!(
+                    "{sessions} sessions for {} users: every user needs a session of its own (raise `sessions` or lower `users`)",
+                    ctx.users
+                ),
+            ));
+        }
+        let value_size = match &self.value_size {
+            Some(v) => {
+                let n = positive_int(v, "value_size")?;
+                check(
+                    v,
+                    (MIN_VALUE as u64..=1 << 20).contains(&n),
+                    format!(
+                        "`value_size` must be between {MIN_VALUE} bytes (the session header) and 1mb"
+                    ),
+                )?;
+                n as usize
+            }
+            None => 256,
+        };
+        Ok(SessionPlan {
+            sessions,
+            ttl: positive_dur(self.ttl.as_ref(), "ttl", Duration::from_secs(1800))?,
+            read_ratio: fraction_or(self.read_ratio.as_ref(), "read_ratio", 0.9)?,
+            value_size,
+            op_timeout: positive_dur(
+                self.op_timeout.as_ref(),
+                "op_timeout",
+                Duration::from_millis(200),
+            )?,
+        })
+    }
+}
 
 /// Caller ops first, then the Redis commands.
 pub const OPS: &[&str] = &["login", "read", "redis_set", "redis_get"];
@@ -40,6 +132,16 @@ pub const METRICS: &[(&str, Dim)] = &[
     ("wrong_user", Dim::Count),
     ("lost_writes", Dim::Count),
 ];
+
+/// What the scenario layer and the reports know of this workload.
+pub const SPEC: Spec = Spec {
+    name: "session",
+    section: "workload",
+    ops: OPS,
+    metrics: METRICS,
+    counters: COUNTERS,
+    keys: keys_of::<Raw>,
+};
 
 /// `gs1:<16 hex: version>:<8 hex: owner>:` then padding.
 pub const MIN_VALUE: usize = 30;
@@ -136,8 +238,8 @@ impl Session {
                 Outcome::Ok
             }
             Err(class) => {
-                trace.counters.push(Counter::RedisError);
-                trace.counters.push(Counter::CallerError);
+                trace.counters.push(REDIS_ERRORS);
+                trace.counters.push(CALLER_ERRORS);
                 Outcome::Err(class)
             }
         }
@@ -155,8 +257,8 @@ impl Session {
         {
             Ok(v) => v,
             Err(class) => {
-                trace.counters.push(Counter::RedisError);
-                trace.counters.push(Counter::CallerError);
+                trace.counters.push(REDIS_ERRORS);
+                trace.counters.push(CALLER_ERRORS);
                 return Outcome::Err(class);
             }
         };
@@ -164,7 +266,7 @@ impl Session {
         if let Some((_, owner)) = found {
             if owner != user.index {
                 // Never acceptable: someone else's session.
-                trace.counters.push(Counter::WrongUser);
+                trace.counters.push(WRONG_USER);
                 return Outcome::Ok;
             }
         }
@@ -180,7 +282,7 @@ impl Session {
                 None => start_us < live_until,
             });
         if behind || lost {
-            trace.counters.push(Counter::RywViolation);
+            trace.counters.push(RYW_VIOLATIONS);
             // Logged out: the user logs in again.
             return self.login(user, id, trace).await;
         }
@@ -207,29 +309,26 @@ impl Workload for Session {
         }
     }
 
-    async fn op(&self, user: &mut User, intended_us: u64, trace: &mut Trace) {
+    async fn op(&self, user: &mut User, _intended_us: u64, trace: &mut Trace) -> Done {
         let id = user.owned[user.rng.gen_range(0..user.owned.len())];
         let is_read = user.last.contains_key(&id) && user.rng.gen_bool(self.plan.read_ratio);
-        trace.samples.push(Sample {
-            op: if is_read { "read" } else { "login" },
-            intended_us,
-            start_us: self.now_us(),
-            end_us: 0,
-            outcome: Outcome::Ok,
-        });
-        let outcome = if is_read {
-            self.read(user, id, trace).await
+        if is_read {
+            Done::new("read", self.read(user, id, trace).await)
         } else {
-            self.login(user, id, trace).await
-        };
-        let end = self.now_us();
-        let caller = &mut trace.samples[0];
-        caller.end_us = end;
-        caller.outcome = outcome;
+            Done::new("login", self.login(user, id, trace).await)
+        }
     }
+}
 
+impl Oracle for Session {
     fn caller_ops(&self) -> &'static [&'static str] {
         CALLER_OPS
+    }
+
+    /// Errors, read-your-writes violations and wrong-user reads; the
+    /// ledger's lost writes are added by the report.
+    fn phase_metrics(&self, phase: &PhaseStats, _baseline: &PhaseStats) -> BTreeMap<String, f64> {
+        super::counts(phase, COUNTERS)
     }
 
     fn ledger(&self) -> Option<Tracked> {

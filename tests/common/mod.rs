@@ -58,7 +58,19 @@ impl Scratch {
         }
         self.summary()
     }
+    /// The run's summary.json. It is first read through the typed
+    /// `Summary`, so every summary a test sees keeps the contract; the
+    /// tests then index the JSON as a user's script would.
     pub fn summary(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.report().join("summary.json")).unwrap();
+        let typed: gameday::Summary = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("summary.json does not fit the typed Summary: {e}"));
+        assert_eq!(typed.schema, gameday::SCHEMA);
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// The run's summary.json through the typed `Summary`.
+    pub fn typed_summary(&self) -> gameday::Summary {
         let text = std::fs::read_to_string(self.report().join("summary.json")).unwrap();
         serde_json::from_str(&text).unwrap()
     }
@@ -140,4 +152,42 @@ pub fn phase<'a>(s: &'a serde_json::Value, name: &str) -> &'a serde_json::Value 
         .iter()
         .find(|p| p["name"] == name)
         .unwrap_or_else(|| panic!("no phase {name}"))
+}
+
+/// Tests of one module may run beside each other, as they did when each
+/// module was its own test binary; tests of different modules never
+/// overlap. The load and timing tolerances were calibrated that way, and a
+/// heavy neighbour from another module (a cluster, a failover) would eat
+/// the CPU they assume.
+pub fn gate(module: &'static str) -> Gate {
+    use std::sync::{Condvar, Mutex};
+    static STATE: Mutex<(Option<&'static str>, usize)> = Mutex::new((None, 0));
+    static CHANGED: Condvar = Condvar::new();
+    let mut s = STATE.lock().unwrap_or_else(|p| p.into_inner());
+    while s.0.is_some_and(|m| m != module) {
+        s = CHANGED.wait(s).unwrap_or_else(|p| p.into_inner());
+    }
+    *s = (Some(module), s.1 + 1);
+    Gate {
+        release: Box::new(|| {
+            let mut s = STATE.lock().unwrap_or_else(|p| p.into_inner());
+            s.1 -= 1;
+            if s.1 == 0 {
+                s.0 = None;
+            }
+            CHANGED.notify_all();
+        }),
+    }
+}
+
+/// A test's place behind the gate, given up when the test ends (also when
+/// it panics).
+pub struct Gate {
+    release: Box<dyn Fn() + Send>,
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        (self.release)();
+    }
 }

@@ -3,7 +3,7 @@
 //! (so a typo is a scenario error, not a failed run) and evaluated against
 //! the phase summaries at the end.
 
-use crate::report::summary::PhaseSummary;
+use super::outcome::CALLER_OP;
 use std::fmt;
 
 /// The dimension of a metric: how it is stored and which units a rule may use.
@@ -54,9 +54,6 @@ pub const SERVER_METRICS: &[(&str, Dim)] = &[
     // Redis commands refused with OOM (maxmemory reached, noeviction).
     ("oom_errors", Dim::Count),
 ];
-
-/// The op a rule without `.<op>` refers to: every caller-visible operation.
-pub const CALLER_OP: &str = "caller";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PhaseRef {
@@ -131,6 +128,8 @@ pub struct Expectation {
     pub unit: String,
     /// `<variant>/...`: the rule holds for that variant only.
     pub variant: Option<String>,
+    /// A metric of a family (`header.x-cache.*`): one never counted is 0.
+    pub absent_is_zero: bool,
 }
 
 /// What a rule may name, for one scenario.
@@ -168,6 +167,9 @@ pub fn parse(rule: &str, ctx: &ExpectCtx) -> Result<Expectation, String> {
         }
         None => (None, lhs),
     };
+    if let Some(e) = family_metric(rule, lhs, cmp, rhs, &variant, ctx)? {
+        return Ok(e);
+    }
     let parts: Vec<&str> = lhs.split('.').collect();
     let (phase, op, metric) = match parts[..] {
         [p, m] => (p, None, m),
@@ -187,7 +189,44 @@ pub fn parse(rule: &str, ctx: &ExpectCtx) -> Result<Expectation, String> {
         value,
         unit,
         variant,
+        absent_is_zero: false,
     })
+}
+
+/// `<phase>.<family>.<member>` for a workload metric family declared as
+/// `<family>.*` (a target's `header.<name>.*`): a count, any member.
+fn family_metric(
+    rule: &str,
+    lhs: &str,
+    cmp: Cmp,
+    rhs: &str,
+    variant: &Option<String>,
+    ctx: &ExpectCtx,
+) -> Result<Option<Expectation>, String> {
+    let Some((phase, metric)) = lhs.split_once('.') else {
+        return Ok(None);
+    };
+    let family = ctx.workload_metrics.iter().find(|(n, _)| {
+        n.strip_suffix('*')
+            .is_some_and(|prefix| metric.len() > prefix.len() && metric.starts_with(prefix))
+    });
+    let Some((_, dim)) = family else {
+        return Ok(None);
+    };
+    let phase = parse_phase(phase, ctx.faults)?;
+    let (value, unit) = parse_value(rhs, *dim, metric)?;
+    Ok(Some(Expectation {
+        rule: rule.to_string(),
+        phase,
+        op: None,
+        metric: metric.to_string(),
+        dim: *dim,
+        cmp,
+        value,
+        unit,
+        variant: variant.clone(),
+        absent_is_zero: true,
+    }))
 }
 
 fn parse_phase(text: &str, faults: &[String]) -> Result<PhaseRef, String> {
@@ -307,19 +346,31 @@ fn parse_value(text: &str, dim: Dim, metric: &str) -> Result<(f64, String), Stri
     Ok((number * scale, unit.to_string()))
 }
 
+/// What a rule reads of one phase of a finished run (the report's phase
+/// summaries implement it).
+pub trait PhaseValues {
+    /// `baseline`, `fault:<name>`, `recovery:<name>` or `run`.
+    fn phase_name(&self) -> &str;
+    /// An op metric (`p99`, `error_rate`, ...) of `op`, if the op ran.
+    fn op_metric(&self, op: &str, metric: &str) -> Option<f64>;
+    /// A workload, fault or server metric by its stored key
+    /// (`time_to_recover_ms`, `hit_ratio`, ...).
+    fn metric(&self, key: &str) -> Option<f64>;
+}
+
 impl Expectation {
     /// The observed value in the metric's stored unit, if the run produced one.
-    pub fn observe(&self, phases: &[PhaseSummary]) -> Option<f64> {
+    pub fn observe<P: PhaseValues>(&self, phases: &[P]) -> Option<f64> {
         let name = self.phase.to_string();
-        let phase = phases.iter().find(|p| p.name == name)?;
+        let phase = phases.iter().find(|p| p.phase_name() == name)?;
         match &self.op {
-            Some(op) => phase.ops.get(op).map(|o| o.metric(&self.metric)),
+            Some(op) => phase.op_metric(op, &self.metric),
             None => {
                 let key = match self.dim {
                     Dim::Millis => format!("{}_ms", self.metric),
                     _ => self.metric.clone(),
                 };
-                phase.metrics.get(&key).copied()
+                phase.metric(&key).or(self.absent_is_zero.then_some(0.0))
             }
         }
         .filter(|v| v.is_finite())

@@ -24,10 +24,28 @@
 
 use super::conn::RedisConn;
 use super::origin::Origin;
-use super::Workload;
-use crate::expect::Dim;
-use crate::recorder::{Counter, Outcome, Sample, Trace};
-use crate::scenario::plan::{StampedePlan, StampedeStrategy};
+use super::origin::{OriginPlan, RawOrigin, ORIGIN_CALLS};
+use super::policy::FALLBACKS;
+use super::Choice;
+use super::{Done, Oracle, Workload};
+mod entry;
+
+use super::{keys_of, Spec};
+use crate::recorder::PhaseStats;
+use crate::vocab::check::{
+    check, jitter_or, positive_dur, positive_f64_or, positive_int, positive_int_or, variant_list,
+    Checked,
+};
+use crate::vocab::expect::Dim;
+use crate::vocab::outcome::{
+    is_redis_op, Counter, ErrorClass, Outcome, Sample, Trace, CALLER_ERRORS, REDIS_ERRORS,
+};
+use crate::vocab::units::Dur;
+use entry::{decode, encode, Events};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
 use crate::topology::ClientSpec;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -38,6 +56,160 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+/// Recomputations of a hot key (origin calls).
+pub const RECOMPUTES: Counter = Counter("recomputes");
+/// Expiries of a hot key, each starting one group of recomputations.
+pub const EXPIRY_EVENTS: Counter = Counter("expiry_events");
+/// Reads served a stale value while it was refreshed.
+pub const STALE_SERVED: Counter = Counter("stale_served");
+/// Every counter this workload reports, in report order.
+pub const COUNTERS: &[Counter] = &[
+    CALLER_ERRORS,
+    REDIS_ERRORS,
+    RECOMPUTES,
+    EXPIRY_EVENTS,
+    STALE_SERVED,
+    FALLBACKS,
+    ORIGIN_CALLS,
+];
+
+/// How the stampede workload keeps a hot key's recomputations down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StampedeStrategy {
+    None,
+    Lock,
+    Xfetch,
+    TtlJitter,
+    #[serde(rename = "singleflight")]
+    SingleFlight,
+    StaleWhileRevalidate,
+}
+
+impl StampedeStrategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StampedeStrategy::None => "none",
+            StampedeStrategy::Lock => "lock",
+            StampedeStrategy::Xfetch => "xfetch",
+            StampedeStrategy::TtlJitter => "ttl_jitter",
+            StampedeStrategy::SingleFlight => "singleflight",
+            StampedeStrategy::StaleWhileRevalidate => "stale_while_revalidate",
+        }
+    }
+}
+
+/// stampede: hot keys with a short TTL in front of a slow origin.
+#[derive(Debug, Clone)]
+pub struct StampedePlan {
+    pub hot_keys: u64,
+    pub ttl: Duration,
+    pub strategy: StampedeStrategy,
+    /// xfetch: how eagerly to recompute early (1.0 = as the paper).
+    pub beta: f64,
+    /// ttl_jitter: TTL × (1 ± this).
+    pub ttl_jitter: f64,
+    /// lock, stale_while_revalidate: the recompute lock's TTL.
+    pub lock_ttl: Duration,
+    /// lock: poll interval of the waiters.
+    pub retry: Duration,
+    /// stale_while_revalidate: how long a key outlives its freshness.
+    pub stale_for: Duration,
+    pub value_size: usize,
+    pub op_timeout: Duration,
+    pub origin: OriginPlan,
+}
+
+/// The `[workload]` keys of `kind = "stampede"`.
+#[derive(Debug, Deserialize)]
+pub struct Raw {
+    hot_keys: Option<Spanned<i64>>,
+    ttl: Option<Spanned<Dur>>,
+    /// One strategy...
+    strategy: Option<StampedeStrategy>,
+    /// ...or several, compared side by side.
+    strategies: Option<Spanned<Vec<StampedeStrategy>>>,
+    beta: Option<Spanned<f64>>,
+    ttl_jitter: Option<Spanned<f64>>,
+    lock_ttl: Option<Spanned<Dur>>,
+    retry: Option<Spanned<Dur>>,
+    stale_for: Option<Spanned<Dur>>,
+    value_size: Option<Spanned<i64>>,
+    op_timeout: Option<Spanned<Dur>>,
+    origin: Option<RawOrigin>,
+}
+
+impl Raw {
+    /// Validates the keys; `strategies = [...]` gives one variant each.
+    pub fn plan(self) -> Checked<Choice<StampedePlan>> {
+        if let Some(list) = &self.strategies {
+            variant_list(
+                list,
+                self.strategy.is_some(),
+                "strategy",
+                "strategies",
+                |s| s.as_str(),
+            )?;
+        }
+        let value_size = match &self.value_size {
+            Some(v) => {
+                let n = positive_int(v, "value_size")?;
+                check(
+                    v,
+                    (64..=1 << 20).contains(&n),
+                    "`value_size` must be between 64 bytes and 1mb",
+                )?;
+                n as usize
+            }
+            None => 256,
+        };
+        let base = StampedePlan {
+            hot_keys: positive_int_or(self.hot_keys.as_ref(), "hot_keys", 1)?,
+            ttl: positive_dur(self.ttl.as_ref(), "ttl", Duration::from_secs(2))?,
+            strategy: self.strategy.unwrap_or(StampedeStrategy::None),
+            beta: positive_f64_or(self.beta.as_ref(), 1.0, false, "`beta` must be above 0")?,
+            ttl_jitter: jitter_or(self.ttl_jitter.as_ref(), "ttl_jitter", 0.2, "")?,
+            lock_ttl: positive_dur(self.lock_ttl.as_ref(), "lock_ttl", Duration::from_secs(1))?,
+            retry: positive_dur(self.retry.as_ref(), "retry", Duration::from_millis(10))?,
+            stale_for: positive_dur(
+                self.stale_for.as_ref(),
+                "stale_for",
+                Duration::from_secs(10),
+            )?,
+            value_size,
+            op_timeout: positive_dur(
+                self.op_timeout.as_ref(),
+                "op_timeout",
+                Duration::from_secs(1),
+            )?,
+            origin: OriginPlan::from_raw(self.origin.as_ref(), Duration::from_millis(100))?,
+        };
+        if let Some(l) = &self.lock_ttl {
+            check(
+                l,
+                base.lock_ttl > base.origin.latency,
+                "`lock_ttl` must be longer than the origin's latency, or the lock expires before the recomputation ends",
+            )?;
+        }
+        Ok(match self.strategies {
+            None => Choice::One(base),
+            Some(list) => Choice::Compare(
+                list.get_ref()
+                    .iter()
+                    .map(|&strategy| {
+                        let plan = StampedePlan {
+                            strategy,
+                            ..base.clone()
+                        };
+                        (strategy.as_str().to_string(), plan)
+                    })
+                    .collect(),
+            ),
+        })
+    }
+}
+
+/// Caller ops first, then the Redis commands and origin calls.
 pub const OPS: &[&str] = &["read", "redis_get", "redis_set", "redis_eval", "origin"];
 const CALLER_OPS: &[&str] = &["read"];
 
@@ -52,48 +224,15 @@ pub const METRICS: &[(&str, Dim)] = &[
     ("fallbacks", Dim::Count),
 ];
 
-/// `gx1:<version>:<recompute ms>:<fresh until, ms since t0>:` then padding.
-const HEADER: usize = 4 + 16 + 1 + 8 + 1 + 16 + 1;
-
-fn encode(version: u64, delta_ms: u64, fresh_until_ms: u64, size: usize) -> Vec<u8> {
-    let mut v = format!("gx1:{version:016x}:{delta_ms:08x}:{fresh_until_ms:016x}:").into_bytes();
-    v.resize(size.max(HEADER), b'.');
-    v
-}
-
-/// `(version, recompute ms, fresh until ms)`.
-fn decode(v: &[u8]) -> Option<(u64, u64, u64)> {
-    let h = std::str::from_utf8(v.get(..HEADER)?).ok()?;
-    if !h.starts_with("gx1:") {
-        return None;
-    }
-    Some((
-        u64::from_str_radix(&h[4..20], 16).ok()?,
-        u64::from_str_radix(&h[21..29], 16).ok()?,
-        u64::from_str_radix(&h[30..46], 16).ok()?,
-    ))
-}
-
-/// Groups recomputations into expiry events, per key.
-#[derive(Default)]
-struct Events {
-    /// Key → start of its current event (µs since t0).
-    current: Mutex<HashMap<u64, u64>>,
-}
-
-impl Events {
-    /// A recomputation of `key` starts at `at_us`: is it a new event?
-    fn record(&self, key: u64, at_us: u64, window_us: u64) -> bool {
-        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        match current.get(&key) {
-            Some(&start) if at_us < start + window_us => false,
-            _ => {
-                current.insert(key, at_us);
-                true
-            }
-        }
-    }
-}
+/// What the scenario layer and the reports know of this workload.
+pub const SPEC: Spec = Spec {
+    name: "stampede",
+    section: "workload",
+    ops: OPS,
+    metrics: METRICS,
+    counters: COUNTERS,
+    keys: keys_of::<Raw>,
+};
 
 struct Shared {
     plan: StampedePlan,
@@ -158,10 +297,10 @@ impl Shared {
     /// if it is the first of one).
     fn count_recompute(&self, key: u64, trace: &mut Trace) {
         let window = self.plan.ttl.as_micros() as u64 / 2;
-        trace.counters.push(Counter::Recompute);
-        trace.counters.push(Counter::OriginCall);
+        trace.counters.push(RECOMPUTES);
+        trace.counters.push(ORIGIN_CALLS);
         if self.events.record(key, self.now_us(), window) {
-            trace.counters.push(Counter::ExpiryEvent);
+            trace.counters.push(EXPIRY_EVENTS);
         }
     }
 
@@ -209,7 +348,7 @@ impl Shared {
             .await
             .is_err()
         {
-            trace.counters.push(Counter::RedisError);
+            trace.counters.push(REDIS_ERRORS);
         }
     }
 
@@ -233,7 +372,7 @@ impl Shared {
             Ok(Some(_)) => Some(token),
             Ok(None) => None,
             Err(_) => {
-                trace.counters.push(Counter::RedisError);
+                trace.counters.push(REDIS_ERRORS);
                 None
             }
         }
@@ -251,7 +390,7 @@ impl Shared {
             .await
             .is_err()
         {
-            trace.counters.push(Counter::RedisError);
+            trace.counters.push(REDIS_ERRORS);
         }
     }
 
@@ -260,13 +399,13 @@ impl Shared {
         user: &mut User,
         key: u64,
         trace: &mut Trace,
-    ) -> Result<Option<Vec<u8>>, ()> {
+    ) -> Result<Option<Vec<u8>>, ErrorClass> {
         let mut get = redis::cmd("GET");
         get.arg(self.key(key));
         user.conn
             .query::<Option<Vec<u8>>>("redis_get", &get, trace)
             .await
-            .map_err(|_| trace.counters.push(Counter::RedisError))
+            .inspect_err(|_| trace.counters.push(REDIS_ERRORS))
     }
 
     /// `lock`: one recomputes under the lock, the others poll the key.
@@ -346,9 +485,9 @@ impl Stampede {
         let s = &self.0;
         let found = match s.get(user, key, trace).await {
             Ok(v) => v,
-            Err(()) => {
+            Err(_) => {
                 // Redis failed: serve from the origin, as cache-aside would.
-                trace.counters.push(Counter::Fallback);
+                trace.counters.push(FALLBACKS);
                 s.count_recompute(key, trace);
                 s.origin.read(key, &mut user.rng).await;
                 return Outcome::Ok;
@@ -368,7 +507,7 @@ impl Stampede {
             (Some((_, _, fresh_until)), StampedeStrategy::StaleWhileRevalidate)
                 if now_ms >= fresh_until =>
             {
-                trace.counters.push(Counter::StaleServed);
+                trace.counters.push(STALE_SERVED);
                 if let Some(token) = s.try_lock(user, key, trace).await {
                     s.count_recompute(key, trace);
                     revalidate(s, key, token, user.rng.gen());
@@ -399,44 +538,48 @@ impl Workload for Stampede {
         }
     }
 
-    async fn op(&self, user: &mut User, intended_us: u64, trace: &mut Trace) {
+    async fn op(&self, user: &mut User, _intended_us: u64, trace: &mut Trace) -> Done {
         let key = user.rng.gen_range(0..self.0.plan.hot_keys);
-        trace.samples.push(Sample {
-            op: "read",
-            intended_us,
-            start_us: self.0.now_us(),
-            end_us: 0,
-            outcome: Outcome::Ok,
-        });
-        let outcome = self.read(user, key, trace).await;
-        let end = self.0.now_us();
-        trace.samples[0].end_us = end;
-        trace.samples[0].outcome = outcome;
-    }
-
-    fn caller_ops(&self) -> &'static [&'static str] {
-        CALLER_OPS
+        Done::new("read", self.read(user, key, trace).await)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn values_round_trip() {
-        let v = encode(7, 120, 99_000, 64);
-        assert_eq!(v.len(), 64);
-        assert_eq!(decode(&v), Some((7, 120, 99_000)));
-        assert_eq!(decode(b"nope"), None);
+impl Oracle for Stampede {
+    fn caller_ops(&self) -> &'static [&'static str] {
+        CALLER_OPS
     }
 
-    #[test]
-    fn recomputations_group_into_events() {
-        let e = Events::default();
-        assert!(e.record(0, 1_000, 500));
-        assert!(!e.record(0, 1_400, 500), "within the window");
-        assert!(e.record(1, 1_400, 500), "another key");
-        assert!(e.record(0, 1_600, 500), "past the window");
+    /// Recomputations per expiry event and Redis ops per read, with the
+    /// counts they come from.
+    fn phase_metrics(&self, phase: &PhaseStats, _baseline: &PhaseStats) -> BTreeMap<String, f64> {
+        let mut m = super::counts(
+            phase,
+            &[
+                CALLER_ERRORS,
+                REDIS_ERRORS,
+                RECOMPUTES,
+                EXPIRY_EVENTS,
+                STALE_SERVED,
+                FALLBACKS,
+            ],
+        );
+        let events = phase.counter(EXPIRY_EVENTS);
+        if events > 0 {
+            m.insert(
+                "recomputes_per_event".into(),
+                phase.counter(RECOMPUTES) as f64 / events as f64,
+            );
+        }
+        let reads = phase.ops.get("read").map_or(0, |o| o.count);
+        if reads > 0 {
+            let redis: u64 = phase
+                .ops
+                .iter()
+                .filter(|(op, _)| is_redis_op(op))
+                .map(|(_, o)| o.count)
+                .sum();
+            m.insert("redis_ops_per_read".into(), redis as f64 / reads as f64);
+        }
+        m
     }
 }

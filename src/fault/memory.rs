@@ -8,12 +8,92 @@
 //! evicted (nothing else deletes them while the fault lasts); the rest of
 //! the node's `evicted_keys` increase is workload keys.
 
-use crate::failover::key_slot;
-use crate::scenario::plan::MemoryPressure;
-use crate::topology::process::NodeHandle;
+use super::failover::key_slot;
+use super::{Env, FaultCtx, Notes};
+use crate::topology::handle::NodeHandle;
 use crate::topology::TopologyError;
+use crate::vocab::check::{check, Checked};
+use crate::vocab::topo::MaxmemoryPolicy;
+use crate::vocab::units::Bytes;
 use redis::aio::MultiplexedConnection;
 use serde::{Deserialize, Serialize};
+
+/// The keys of `kind = "memory_pressure"`.
+pub const KEYS: &[&str] = &["maxmemory", "ballast", "policy"];
+
+/// What changes on each target node for the fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryPressure {
+    /// `maxmemory` during the fault, in bytes.
+    pub maxmemory: Option<u64>,
+    /// Bytes of ballast keys written at the start.
+    pub ballast: Option<u64>,
+    /// `maxmemory-policy` during the fault.
+    pub policy: Option<MaxmemoryPolicy>,
+}
+
+/// The `[[fault]]` keys of `kind = "memory_pressure"`.
+#[derive(Debug, Deserialize)]
+pub struct Raw {
+    /// `maxmemory` for the fault's length.
+    maxmemory: Option<Bytes>,
+    /// Bytes of ballast keys to write.
+    ballast: Option<Bytes>,
+    /// `maxmemory-policy` for the fault's length.
+    policy: Option<MaxmemoryPolicy>,
+}
+
+impl Raw {
+    /// `maxmemory` and/or `ballast`, each at least 1mb; `policy` optional.
+    pub fn plan(self, ctx: &FaultCtx) -> Checked<MemoryPressure> {
+        let name = ctx.name.get_ref();
+        check(
+            ctx.name,
+            self.maxmemory.is_some() || self.ballast.is_some(),
+            format!(
+                "fault `{name}` of kind `memory_pressure` needs `maxmemory` (a lower limit for the fault) and/or `ballast` (bytes of keys to write)"
+            ),
+        )?;
+        for (key, b) in [("maxmemory", self.maxmemory), ("ballast", self.ballast)] {
+            check(
+                ctx.name,
+                b.is_none_or(|b| b.0 >= 1024 * 1024),
+                format!("fault `{name}`: `{key}` must be at least 1mb"),
+            )?;
+        }
+        Ok(MemoryPressure {
+            maxmemory: self.maxmemory.map(|b| b.0),
+            ballast: self.ballast.map(|b| b.0),
+            policy: self.policy,
+        })
+    }
+}
+
+/// The pressure, in force on every target node.
+pub struct Active {
+    applied: Vec<Applied>,
+}
+
+/// Applies the pressure to every target node.
+pub async fn apply_all(env: &Env, m: &MemoryPressure) -> Result<Active, TopologyError> {
+    let mut applied = Vec::new();
+    for n in &env.nodes {
+        applied.push(apply(n, m, &env.prefix).await?);
+    }
+    Ok(Active { applied })
+}
+
+impl Active {
+    /// Restores every node and records what each one evicted.
+    pub async fn remove(self, notes: &Notes) -> Result<(), TopologyError> {
+        let mut outcomes = Vec::new();
+        for a in self.applied {
+            outcomes.push(remove(a).await?);
+        }
+        notes.note(|r| r.memory = outcomes);
+        Ok(())
+    }
+}
 
 /// Size of one ballast value.
 pub const BALLAST_VALUE: usize = 4096;
@@ -42,17 +122,20 @@ pub struct MemoryOutcome {
     pub evicted_workload: u64,
 }
 
-fn err(node: &NodeHandle, what: impl std::fmt::Display) -> TopologyError {
-    TopologyError::Provision(format!("node {}: {what}", node.id))
+fn err(node: &NodeHandle, source: redis::RedisError) -> TopologyError {
+    TopologyError::Command {
+        node: node.id.clone(),
+        source,
+    }
 }
 
 async fn connect(node: &NodeHandle) -> Result<MultiplexedConnection, TopologyError> {
-    let client =
-        redis::Client::open(format!("redis://{}/", node.addr)).map_err(|e| err(node, e))?;
-    client
-        .get_multiplexed_async_connection()
+    crate::redis_admin::connect(node.addr)
         .await
-        .map_err(|e| err(node, e))
+        .map_err(|source| TopologyError::Node {
+            node: node.id.clone(),
+            source,
+        })
 }
 
 async fn config_get(c: &mut MultiplexedConnection, key: &str) -> redis::RedisResult<String> {
@@ -92,7 +175,7 @@ async fn slot_tag(c: &mut MultiplexedConnection) -> Option<String> {
 }
 
 /// Applies the pressure to one node.
-pub async fn apply(
+async fn apply(
     node: &NodeHandle,
     m: &MemoryPressure,
     prefix: &str,
@@ -106,7 +189,7 @@ pub async fn apply(
         redis::cmd("CONFIG")
             .arg("SET")
             .arg("maxmemory-policy")
-            .arg(p)
+            .arg(p.as_str())
             .query_async::<()>(&mut c)
             .await
             .map_err(e)?;
@@ -162,7 +245,7 @@ pub async fn apply(
 }
 
 /// Counts what was evicted, deletes the ballast, restores the settings.
-pub async fn remove(a: Applied) -> Result<MemoryOutcome, TopologyError> {
+async fn remove(a: Applied) -> Result<MemoryOutcome, TopologyError> {
     let node = &a.node;
     let mut c = connect(node).await?;
     let e = |x: redis::RedisError| err(node, x);

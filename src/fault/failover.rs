@@ -11,15 +11,136 @@
 //! `failover_time` runs from the moment the primary was lost (the fault's
 //! apply) to that write.
 
-use crate::recorder::Trace;
-use crate::scenario::plan::{FailoverMode, Target};
-use crate::scenario::raw::TopologyKind;
-use crate::topology::process::NodeHandle;
+use super::{Env, FaultCtx, Notes, Target, Window};
+use crate::redis_admin::{self, cmd};
+use crate::topology::handle::NodeHandle;
 use crate::topology::{ClientSpec, TopologyError};
+use crate::vocab::check::{check, invalid, Checked};
+use crate::vocab::outcome::Trace;
+use crate::vocab::topo::TopologyKind;
 use crate::workload::conn::RedisConn;
 use std::net::SocketAddr;
 use std::time::Duration;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
+
+/// A failover takes its `mode`.
+pub const KEYS: &[&str] = &["mode"];
+
+/// Why a topology cannot fail over.
+pub const NEEDS: &str =
+    "cannot fail over: a failover needs a sentinel or cluster topology gameday runs";
+
+/// How the primary is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailoverMode {
+    /// `SENTINEL FAILOVER`, or `CLUSTER FAILOVER` on a replica.
+    Manual,
+    /// SIGKILL the primary; started again when the fault ends.
+    KillPrimary,
+}
+
+/// The `[[fault]]` keys of `kind = "failover"`.
+#[derive(Debug, serde::Deserialize)]
+pub struct Raw {
+    mode: Option<FailoverMode>,
+}
+
+impl Raw {
+    /// A `mode`, a sentinel or cluster topology, and the primary (or, in a
+    /// cluster, a master named by id) as target.
+    pub fn plan(self, ctx: &FaultCtx) -> Checked<FailoverMode> {
+        let name = ctx.name.get_ref();
+        let Some(mode) = self.mode else {
+            return Err(invalid(
+                ctx.name.span(),
+                format!("fault `{name}` of kind `failover` needs `mode` (\"manual\" or \"kill_primary\")"),
+            ));
+        };
+        let kind = ctx.topology.kind;
+        check(
+            ctx.name,
+            matches!(kind, TopologyKind::Sentinel | TopologyKind::Cluster),
+            format!(
+                "fault `{name}`: a failover needs a sentinel or cluster topology, not {}",
+                kind.as_str()
+            ),
+        )?;
+        let target_ok = match ctx.target {
+            Target::Primary => true,
+            Target::Node(_) => kind == TopologyKind::Cluster,
+            _ => false,
+        };
+        if !target_ok {
+            return Err(invalid(
+                ctx.target_span.clone(),
+                "a failover replaces the primary: target `primary` (or, in a cluster, `node:<id>` of a master)",
+            ));
+        }
+        Ok(mode)
+    }
+}
+
+/// A failover under way: the primary it replaced and the watcher that
+/// measures the switch.
+pub struct Active {
+    old: NodeHandle,
+    mode: FailoverMode,
+    applied_us: u64,
+    watcher: JoinHandle<Observed>,
+}
+
+/// Loses the primary (requests the failover, or kills it) and starts
+/// watching for the switch and the first write to the new primary.
+pub async fn apply(
+    env: &Env,
+    mode: FailoverMode,
+    target: &Target,
+    w: &Window,
+    notes: &Notes,
+) -> Result<Active, FailoverError> {
+    let ctx = env.failover.clone().ok_or(FailoverError::WrongTopology)?;
+    let applied_us = w.t0.elapsed().as_micros() as u64;
+    let old = ctx.begin(mode, target).await?;
+    notes.note(|r| r.replaced = Some(old.id.clone()));
+    let (watched, t0, deadline) = (old.clone(), w.t0, w.end);
+    let watcher = tokio::spawn(async move { ctx.watch(watched, t0, deadline).await });
+    Ok(Active {
+        old,
+        mode,
+        applied_us,
+        watcher,
+    })
+}
+
+impl Active {
+    /// Records what the watcher saw; a killed primary is started again (it
+    /// rejoins as a replica).
+    pub async fn remove(mut self, w: &Window, notes: &Notes) -> Result<(), FailoverError> {
+        // Interrupted: the watcher's deadline may be far; stop it.
+        let mut stop = w.stop.clone();
+        let seen = tokio::select! {
+            s = &mut self.watcher => s.unwrap_or_default(),
+            _ = stop.wait_for(|s| *s) => {
+                self.watcher.abort();
+                Observed::default()
+            }
+        };
+        let secs = |us: u64| us as f64 / 1e6;
+        notes.note(|r| {
+            r.switched_at_s = seen.switched_us.map(secs);
+            r.new_primary = seen.new_primary;
+            r.failover_time_ms = seen
+                .written_us
+                .map(|at| at.saturating_sub(self.applied_us) as f64 / 1e3);
+        });
+        if self.mode == FailoverMode::KillPrimary {
+            self.old.start_again().await?;
+        }
+        Ok(())
+    }
+}
 
 /// What a failover needs to know of the lab.
 #[derive(Clone)]
@@ -45,28 +166,40 @@ pub struct Observed {
     pub new_primary: Option<String>,
 }
 
-fn err(what: impl std::fmt::Display) -> TopologyError {
-    TopologyError::Provision(what.to_string())
+/// Why a failover could not be started or watched.
+#[derive(Debug, thiserror::Error)]
+pub enum FailoverError {
+    #[error("{}", NEEDS)]
+    WrongTopology,
+    #[error("no sentinel")]
+    NoSentinel,
+    #[error("no sentinel names a primary")]
+    NoPrimaryNamed,
+    #[error("the sentinels name {0}, not a node of this lab")]
+    UnknownPrimary(SocketAddr),
+    #[error("no cluster node answers CLUSTER NODES")]
+    NoClusterView,
+    #[error("node {0} is not a master with slots")]
+    NotAMaster(String),
+    #[error("target {0} names no cluster master")]
+    NoSuchMaster(String),
+    #[error("SENTINEL FAILOVER was refused")]
+    SentinelRefused,
+    #[error("node {0}: CLUSTER NODES")]
+    NoOwnView(String),
+    #[error("node {0} is not in its own view")]
+    NotInOwnView(String),
+    #[error("master {0} has no replica to promote")]
+    NoReplica(String),
+    #[error("node {0}: CLUSTER FAILOVER refused")]
+    ClusterRefused(String),
+    #[error(transparent)]
+    Node(#[from] TopologyError),
 }
 
+/// An admin command on a node's own address, if it answers within 500 ms.
 async fn ask<T: redis::FromRedisValue>(addr: SocketAddr, cmd: &redis::Cmd) -> Option<T> {
-    let run = async {
-        let client = redis::Client::open(format!("redis://{addr}/")).ok()?;
-        let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-        cmd.query_async::<T>(&mut conn).await.ok()
-    };
-    tokio::time::timeout(Duration::from_millis(500), run)
-        .await
-        .ok()
-        .flatten()
-}
-
-fn cmd(parts: &[&str]) -> redis::Cmd {
-    let mut c = redis::cmd(parts[0]);
-    for p in &parts[1..] {
-        c.arg(*p);
-    }
-    c
+    redis_admin::ask(addr, cmd, Duration::from_millis(500)).await
 }
 
 /// The cluster key slot of `key` (CRC16/XMODEM of the key or of its
@@ -172,22 +305,22 @@ impl FailoverCtx {
     }
 
     /// The node that is the target's primary now.
-    pub async fn primary_now(&self, target: &Target) -> Result<NodeHandle, TopologyError> {
+    pub async fn primary_now(&self, target: &Target) -> Result<NodeHandle, FailoverError> {
         match self.kind {
             TopologyKind::Sentinel => {
                 let at = self
                     .sentinel_primary()
                     .await
-                    .ok_or_else(|| err("no sentinel names a primary"))?;
+                    .ok_or(FailoverError::NoPrimaryNamed)?;
                 self.by_proxy(at)
                     .cloned()
-                    .ok_or_else(|| err(format!("the sentinels name {at}, not a node of this lab")))
+                    .ok_or(FailoverError::UnknownPrimary(at))
             }
             TopologyKind::Cluster => {
                 let view = self
                     .cluster_view("")
                     .await
-                    .ok_or_else(|| err("no cluster node answers CLUSTER NODES"))?;
+                    .ok_or(FailoverError::NoClusterView)?;
                 let node_of = |l: &ClusterLine| l.addr.and_then(|a| self.by_proxy(a)).cloned();
                 let found = match target {
                     Target::Node(id) => view
@@ -202,11 +335,11 @@ impl FailoverCtx {
                 };
                 match found {
                     Some((l, n)) if l.master && !l.slots.is_empty() => Ok(n),
-                    Some((_, n)) => Err(err(format!("node {} is not a master with slots", n.id))),
-                    None => Err(err(format!("target {target} names no cluster master"))),
+                    Some((_, n)) => Err(FailoverError::NotAMaster(n.id)),
+                    None => Err(FailoverError::NoSuchMaster(target.to_string())),
                 }
             }
-            _ => Err(err("failover needs a sentinel or cluster topology")),
+            _ => Err(FailoverError::WrongTopology),
         }
     }
 
@@ -215,34 +348,34 @@ impl FailoverCtx {
         &self,
         mode: FailoverMode,
         target: &Target,
-    ) -> Result<NodeHandle, TopologyError> {
+    ) -> Result<NodeHandle, FailoverError> {
         let old = self.primary_now(target).await?;
         match (self.kind, mode) {
             (_, FailoverMode::KillPrimary) => old.kill().await?,
             (TopologyKind::Sentinel, FailoverMode::Manual) => {
-                let s = self.sentinels.first().ok_or_else(|| err("no sentinel"))?;
+                let s = self.sentinels.first().ok_or(FailoverError::NoSentinel)?;
                 ask::<String>(*s, &cmd(&["SENTINEL", "FAILOVER", &self.master_name]))
                     .await
-                    .ok_or_else(|| err("SENTINEL FAILOVER was refused"))?;
+                    .ok_or(FailoverError::SentinelRefused)?;
             }
             (_, FailoverMode::Manual) => {
                 let text: String = ask(old.addr, &cmd(&["CLUSTER", "NODES"]))
                     .await
-                    .ok_or_else(|| err(format!("node {}: CLUSTER NODES", old.id)))?;
+                    .ok_or_else(|| FailoverError::NoOwnView(old.id.clone()))?;
                 let lines = cluster_nodes(&text);
                 let old_id = lines
                     .iter()
                     .find(|l| l.addr == Some(self.proxy_of(&old)))
                     .map(|l| l.id.clone())
-                    .ok_or_else(|| err(format!("node {} is not in its own view", old.id)))?;
+                    .ok_or_else(|| FailoverError::NotInOwnView(old.id.clone()))?;
                 let replica = lines
                     .iter()
                     .filter(|l| l.master_id == old_id && !l.failed)
                     .find_map(|l| l.addr.and_then(|a| self.by_proxy(a)))
-                    .ok_or_else(|| err(format!("master {} has no replica to promote", old.id)))?;
+                    .ok_or_else(|| FailoverError::NoReplica(old.id.clone()))?;
                 ask::<String>(replica.addr, &cmd(&["CLUSTER", "FAILOVER"]))
                     .await
-                    .ok_or_else(|| err(format!("node {}: CLUSTER FAILOVER refused", replica.id)))?;
+                    .ok_or_else(|| FailoverError::ClusterRefused(replica.id.clone()))?;
             }
         }
         Ok(old)

@@ -1,0 +1,130 @@
+//! What a node runs with: the redis-server binary and the arguments that
+//! render a topology plan into one node's configuration (ports, directory,
+//! memory, persistence, cluster or sentinel mode).
+
+use super::plan::TopologyPlan;
+use crate::vocab::topo::Persistence;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+/// The redis-server binary: `GAMEDAY_REDIS_SERVER`, else `redis-server` on PATH.
+pub fn redis_server_bin() -> PathBuf {
+    std::env::var_os("GAMEDAY_REDIS_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "redis-server".into())
+}
+
+/// What kind of process a node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// A plain redis-server.
+    Node,
+    /// A redis-server with cluster mode on and its bus on its own port.
+    ClusterNode { node_timeout_ms: u64 },
+    /// redis-server in sentinel mode (`--sentinel`), monitoring nothing yet,
+    /// connecting to its peers from `peer_source` when set.
+    Sentinel { peer_source: Option<Ipv4Addr> },
+}
+
+/// The server's arguments. `host_dir` is the node's directory as gameday
+/// sees it, `dir` as the server sees it (`/data` in a container).
+pub(super) fn server_args(
+    port: u16,
+    bus: Option<u16>,
+    host_dir: &Path,
+    dir: &Path,
+    plan: &TopologyPlan,
+    flavor: Flavor,
+) -> std::io::Result<Vec<String>> {
+    let log = dir.join("redis.log").display().to_string();
+    if let Flavor::Sentinel { peer_source } = flavor {
+        return sentinel_args(port, host_dir, dir, &log, peer_source);
+    }
+    // An empty config file to start with: `CONFIG REWRITE` (by the
+    // assembly, and by sentinels on failover) then persists what was set at
+    // run time, so a restarted node comes back with its role and announces.
+    std::fs::write(host_dir.join("redis.conf"), "")?;
+    let (port, dir_s) = (port.to_string(), dir.display().to_string());
+    let mut args = vec![dir.join("redis.conf").display().to_string()];
+    args.extend(words(&[
+        // DEBUG SLEEP, for the `debug_sleep` fault; local connections only.
+        "--enable-debug-command",
+        "local",
+        "--port",
+        &port,
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        &dir_s,
+        "--logfile",
+        &log,
+        "--daemonize",
+        "no",
+        "--protected-mode",
+        "yes",
+        // Start a replica's full sync at once instead of waiting 5 s for
+        // more replicas to join it.
+        "--repl-diskless-sync-delay",
+        "0",
+    ]));
+    args.extend(words(match plan.persistence {
+        Persistence::None => &["--save", "", "--appendonly", "no"],
+        Persistence::Aof => &[
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+        ],
+        Persistence::Rdb => &["--save", "1 1", "--appendonly", "no"],
+    }));
+    if let Some(bytes) = plan.maxmemory {
+        args.extend(words(&["--maxmemory", &bytes.to_string()]));
+    }
+    if let Some(policy) = plan.maxmemory_policy {
+        args.extend(words(&["--maxmemory-policy", policy.as_str()]));
+    }
+    if let (Flavor::ClusterNode { node_timeout_ms }, Some(bus)) = (flavor, bus) {
+        let nodes_conf = dir.join("nodes.conf").display().to_string();
+        args.extend(words(&[
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            &nodes_conf,
+            "--cluster-node-timeout",
+            &node_timeout_ms.to_string(),
+            "--cluster-port",
+            &bus.to_string(),
+        ]));
+    }
+    Ok(args)
+}
+
+/// Sentinel rewrites its configuration file, so it needs one of its own.
+fn sentinel_args(
+    port: u16,
+    host_dir: &Path,
+    dir: &Path,
+    log: &str,
+    peer_source: Option<Ipv4Addr>,
+) -> std::io::Result<Vec<String>> {
+    let source = peer_source
+        .map(|s| format!("bind-source-addr {s}\n"))
+        .unwrap_or_default();
+    std::fs::write(
+        host_dir.join("sentinel.conf"),
+        format!(
+            "port {port}\nbind 127.0.0.1\ndir {}\nlogfile {log}\ndaemonize no\n{source}",
+            dir.display()
+        ),
+    )?;
+    Ok(vec![
+        dir.join("sentinel.conf").display().to_string(),
+        "--sentinel".into(),
+    ])
+}
+
+fn words<'a>(list: &'a [&'a str]) -> impl Iterator<Item = String> + 'a {
+    list.iter().map(|w| w.to_string())
+}

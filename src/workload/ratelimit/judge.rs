@@ -1,0 +1,128 @@
+//! The rate limiter's oracle: every decision of a phase replayed, in
+//! time order, through an exact in-memory sliding log, and counted per
+//! client and aligned window (see the README's rate-limit section).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+/// One decision, as the oracle needs it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Decision {
+    pub(super) client: u32,
+    pub(super) at_us: u64,
+    pub(super) admitted: bool,
+    pub(super) degraded: bool,
+}
+
+/// The oracle over one phase's decisions (sorted by time); see the module
+/// docs.
+pub(super) fn judge(decisions: &[Decision], limit: u64, window_us: u64) -> BTreeMap<String, f64> {
+    let mut m = BTreeMap::new();
+    if decisions.is_empty() {
+        return m;
+    }
+    // Per client and aligned window: requests and admissions.
+    let mut per: HashMap<(u32, u64), (u64, u64)> = HashMap::new();
+    for d in decisions {
+        let e = per.entry((d.client, d.at_us / window_us)).or_default();
+        e.0 += 1;
+        e.1 += u64::from(d.admitted);
+    }
+    let (mut over, mut under, mut allowed_total) = (0u64, 0u64, 0u64);
+    for &(requests, admitted) in per.values() {
+        let allowed = requests.min(limit);
+        allowed_total += allowed;
+        over += admitted.saturating_sub(limit);
+        under += allowed.saturating_sub(admitted);
+    }
+    let admitted_total = decisions.iter().filter(|d| d.admitted).count() as u64;
+    // The largest number admitted in any window-long span, per client.
+    let mut logs: HashMap<u32, VecDeque<u64>> = HashMap::new();
+    let mut max_in_window = 0usize;
+    // The exact reference: a sliding log in memory over the same timeline.
+    let mut reference: HashMap<u32, VecDeque<u64>> = HashMap::new();
+    let mut reference_admitted = 0u64;
+    for d in decisions {
+        if d.admitted {
+            let log = logs.entry(d.client).or_default();
+            log.push_back(d.at_us);
+            while log.front().is_some_and(|&t| t + window_us <= d.at_us) {
+                log.pop_front();
+            }
+            max_in_window = max_in_window.max(log.len());
+        }
+        let r = reference.entry(d.client).or_default();
+        while r.front().is_some_and(|&t| t + window_us <= d.at_us) {
+            r.pop_front();
+        }
+        if (r.len() as u64) < limit {
+            r.push_back(d.at_us);
+            reference_admitted += 1;
+        }
+    }
+    let count = |b: bool| {
+        decisions
+            .iter()
+            .filter(|d| d.degraded && d.admitted == b)
+            .count() as f64
+    };
+    m.insert("admitted".into(), admitted_total as f64);
+    m.insert(
+        "denied".into(),
+        (decisions.len() as u64 - admitted_total) as f64,
+    );
+    m.insert("degraded_admitted".into(), count(true));
+    m.insert("degraded_denied".into(), count(false));
+    m.insert("over_admitted".into(), over as f64);
+    m.insert("under_admitted".into(), under as f64);
+    if allowed_total > 0 {
+        m.insert("over_admission".into(), over as f64 / allowed_total as f64);
+        m.insert(
+            "under_admission".into(),
+            under as f64 / allowed_total as f64,
+        );
+    }
+    m.insert("max_admitted_per_window".into(), max_in_window as f64);
+    m.insert("burst_ratio".into(), max_in_window as f64 / limit as f64);
+    m.insert("reference_admitted".into(), reference_admitted as f64);
+    if reference_admitted > 0 {
+        m.insert(
+            "reference_error".into(),
+            (admitted_total as f64 - reference_admitted as f64).abs() / reference_admitted as f64,
+        );
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(at_ms: u64, admitted: bool) -> Decision {
+        Decision {
+            client: 0,
+            at_us: at_ms * 1000,
+            admitted,
+            degraded: false,
+        }
+    }
+
+    #[test]
+    fn a_boundary_burst_is_twice_the_limit_in_one_sliding_window() {
+        // Limit 2 per 1 s: 2 admitted at 0.9 s and 2 more at 1.1 s.
+        let ds = [d(900, true), d(950, true), d(1100, true), d(1150, true)];
+        let m = judge(&ds, 2, 1_000_000);
+        assert_eq!(m["over_admitted"], 0.0, "each aligned window holds 2");
+        assert_eq!(m["max_admitted_per_window"], 4.0, "0.9-1.15 s holds 4");
+        assert_eq!(m["burst_ratio"], 2.0);
+        // The exact sliding log admits only the first two.
+        assert_eq!(m["reference_admitted"], 2.0);
+    }
+
+    #[test]
+    fn over_and_under_admission_are_counted_per_window() {
+        let ds = [d(100, true), d(200, true), d(300, true), d(1100, false)];
+        let m = judge(&ds, 2, 1_000_000);
+        assert_eq!(m["over_admitted"], 1.0);
+        assert_eq!(m["under_admitted"], 1.0, "1.1 s could have been admitted");
+    }
+}

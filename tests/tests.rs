@@ -1,0 +1,30 @@
+//! The integration tests, in one binary: every module runs against real
+//! `redis-server` processes, real containers and the real proxy (see
+//! ARCHITECTURE.md's Tests section). One binary links goose, axum,
+//! plotters and testcontainers once instead of once per file.
+
+mod common;
+
+mod cluster_workloads;
+mod conductor;
+mod external;
+mod external_proxy;
+mod failover;
+mod faults;
+mod layers;
+mod ledger;
+mod lock;
+mod memory;
+mod node_faults;
+mod partition;
+mod proxy_api;
+mod ratelimit;
+mod report_truth;
+mod run_seam;
+mod scenario_errors;
+mod scenarios;
+mod stampede;
+mod target;
+mod teardown;
+mod topologies;
+mod topology;
