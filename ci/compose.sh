@@ -12,7 +12,9 @@ log() { echo "ci/compose.sh: $*" >&2; }
 OUT="${OUT:-reports/ci-compose-lab}"
 PROJECT=gameday-lab
 
-cargo build --release --quiet
+# The same build as ci/quickstart.sh (examples bring the dev-dependencies and
+# their features): any other set of flags would rebuild the crate.
+cargo build --release --locked --quiet --bins --examples
 export GAMEDAY_REDIS_IMAGE="${GAMEDAY_REDIS_IMAGE:-$(ci/docker.sh)}"
 export GAMEDAY_PROXY_IMAGE="${GAMEDAY_PROXY_IMAGE:-$(ci/docker.sh --proxy target/release/gameday)}"
 

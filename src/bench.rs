@@ -53,6 +53,9 @@ pub enum Which {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// The regression gate's false-positive rate and smallest detected
+    /// latency regression, over real runs.
+    Gate(crate::bench_gate::GateBench),
     /// Latency and throughput added by the embedded proxy.
     Proxy {
         #[arg(long, default_value_t = 20000)]
@@ -74,6 +77,7 @@ pub async fn run(which: Which) -> anyhow::Result<u8> {
             connections,
             seconds,
         } => crate::bench_http::bench_http(connections, seconds).await,
+        Which::Gate(args) => crate::bench_gate::bench_gate(args).await,
     }
 }
 

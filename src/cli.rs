@@ -53,6 +53,36 @@ pub enum Command {
         #[arg(long, value_name = "URL")]
         toxiproxy_url: Option<String>,
     },
+    /// Compare a run with its baselines: did it get worse, significantly
+    /// and beyond the tolerance band? Writes compare.json, compare.md,
+    /// compare.html and junit.xml.
+    ///
+    /// Exit codes: 0 pass (warnings do not fail), 1 regression, 2 bad
+    /// usage, 4 inconclusive (too few baselines, or too noisy).
+    Compare {
+        /// The report directory of the run under test.
+        candidate: PathBuf,
+        /// A report directory, or a directory of them (a store of past
+        /// runs); repeatable. Only runs of the same scenario, content hash,
+        /// topology, backend and testbed count.
+        #[arg(long = "baseline", value_name = "DIR", required = true)]
+        baselines: Vec<PathBuf>,
+        /// Where to write the comparison (default <CANDIDATE>/compare).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Only the verdict and the output directory.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// The gated metrics over many runs, ordered by time, with their change
+    /// points: trend.csv and trend.html.
+    Trend {
+        /// Report directories or stores of them.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        #[arg(long, default_value = "reports/trend")]
+        out: PathBuf,
+    },
     /// Measure gameday against peers on this machine and print ratios.
     Bench {
         #[command(subcommand)]
@@ -90,6 +120,10 @@ pub struct RunArgs {
     /// over the scenario's `env` (repeatable), e.g. SHOP_MODE=naive.
     #[arg(long, value_name = "KEY=VALUE", value_parser = key_value)]
     pub target_env: Vec<(String, String)>,
+    /// After the run, compare it with these baselines (as `gameday
+    /// compare`); the exit code is the run's and the comparison's combined.
+    #[arg(long = "baseline", value_name = "DIR")]
+    pub baseline: Vec<PathBuf>,
 }
 
 fn key_value(s: &str) -> Result<(String, String), String> {
@@ -204,6 +238,18 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             backend,
             toxiproxy_url,
         } => up(topology, backend, toxiproxy_url).await,
+        Command::Compare {
+            candidate,
+            baselines,
+            out,
+            quiet,
+        } => Ok(crate::gate::command(
+            &candidate,
+            &baselines,
+            out.as_deref(),
+            quiet,
+        )),
+        Command::Trend { dirs, out } => Ok(trend(&dirs, &out)),
         Command::Bench { which } => crate::bench::run(which).await,
     }
 }
@@ -243,7 +289,14 @@ async fn run_scenarios(args: RunArgs) -> anyhow::Result<u8> {
         quiet,
         allow_destructive,
         target_env,
+        baseline,
     } = args;
+    if !baseline.is_empty() {
+        if let Some(b) = baseline.iter().find(|b| !b.is_dir()) {
+            eprintln!("gameday: --baseline {}: not a directory", b.display());
+            return Ok(2);
+        }
+    }
     let overrides = Overrides {
         backend,
         seed,
@@ -290,12 +343,20 @@ async fn run_scenarios(args: RunArgs) -> anyhow::Result<u8> {
                 if quiet {
                     println!("{} {} {}", plan.name, o.summary.verdict, o.dir.display());
                 }
-                if o.interrupted {
+                let code = if o.interrupted {
                     130
                 } else if o.passed {
                     0
                 } else {
                     1
+                };
+                if baseline.is_empty() || o.interrupted {
+                    code
+                } else {
+                    crate::gate::reports_of(&o.dir)
+                        .iter()
+                        .map(|d| crate::gate::command(d, &baseline, None, quiet))
+                        .fold(code, crate::gate::combine)
                 }
             }
             Err(e) => {
@@ -321,6 +382,38 @@ async fn with_test_panic<T>(run: impl std::future::Future<Output = T>) -> T {
     tokio::select! {
         r = run => r,
         _ = tokio::time::sleep(after) => panic!("GAMEDAY_TEST_PANIC_AFTER={after:?}: panicking as asked"),
+    }
+}
+
+/// `gameday trend`: 0, or 2 when the runs cannot be read.
+fn trend(dirs: &[PathBuf], out: &Path) -> u8 {
+    match crate::gate::trend::trend(dirs, out) {
+        Ok(changes) => {
+            for c in &changes {
+                println!(
+                    "change point: {} {} at run {}{}: {:.3} -> {:.3}",
+                    c.group,
+                    c.metric,
+                    c.run_id,
+                    c.commit.as_deref().map_or(String::new(), |h| format!(
+                        " (commit {})",
+                        &h[..h.len().min(12)]
+                    )),
+                    c.before,
+                    c.after
+                );
+            }
+            println!(
+                "gameday: {} change points; trend in {}",
+                changes.len(),
+                out.display()
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("gameday: {e}");
+            2
+        }
     }
 }
 

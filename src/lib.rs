@@ -6,14 +6,15 @@
 //! - L6 [`cli`]: the `gameday` command line; resolves flags and scenario
 //!   into the final plan once.
 //! - L5 [`run`] (the seam: `run(plan, options, shutdown)`), [`lab`] (a
-//!   topology with a proxy on every path), [`bench`] (same-run ratios).
+//!   topology with a proxy on every path), [`bench`] (same-run ratios),
+//!   [`gate`] (a run against its baselines: `compare`, `trend`).
 //! - L4 [`report`]: `Summary::assemble` and the renderers of the report
 //!   directory.
 //! - L3 [`scenario`]: a TOML file, validated with file:line:col, into one
 //!   [`scenario::plan::RunPlan`] of engine-owned configurations.
 //! - L2 the engine: [`fault`] (one file per fault kind), [`conductor`]
 //!   (the timeline), [`load`] (goose users), [`workload`] (one file per
-//!   workload kind), [`recorder`], [`telemetry`], [`ledger`].
+//!   workload kind), [`recorder`], [`telemetry`], [`ledger`], [`testbed`].
 //! - L1 infrastructure: [`topology`] (process, docker and external
 //!   backends), [`proxy`] (the Toxiproxy-compatible proxy and its client),
 //!   [`redis_admin`] (the harness's own path to a node).
@@ -29,10 +30,12 @@
 //! `testing` feature (the crate's own dev-dependency turns it on).
 
 mod bench;
+mod bench_gate;
 mod bench_http;
 pub mod cli;
 mod conductor;
 mod fault;
+mod gate;
 mod lab;
 mod ledger;
 mod load;
@@ -43,6 +46,7 @@ mod report;
 mod run;
 mod scenario;
 mod telemetry;
+mod testbed;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod topology;

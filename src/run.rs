@@ -351,6 +351,11 @@ async fn measure(
         faults: records,
         events,
         ledger: ledger.as_ref().map(|(l, _)| l.lost()),
+        testbed: crate::testbed::Testbed::probe(
+            ctx.lab.telemetry_targets().first().map(|(_, a)| *a),
+        )
+        .await,
+        commit: crate::testbed::commit(),
     };
     let summary = Summary::assemble(plan, &rec, facts, &|phase, baseline| {
         workload.phase_metrics(phase, baseline)

@@ -11,10 +11,11 @@ fn layer(module: &str) -> Option<u8> {
     Some(match module {
         "vocab" => 0,
         "topology" | "proxy" | "redis_admin" => 1,
-        "fault" | "conductor" | "load" | "workload" | "recorder" | "telemetry" | "ledger" => 2,
+        "fault" | "conductor" | "load" | "workload" | "recorder" | "telemetry" | "ledger"
+        | "testbed" => 2,
         "scenario" => 3,
         "report" => 4,
-        "run" | "lab" | "bench" | "bench_http" => 5,
+        "run" | "lab" | "bench" | "bench_http" | "bench_gate" | "gate" => 5,
         "cli" | "testing" => 6,
         _ => return None,
     })

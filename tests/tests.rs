@@ -11,6 +11,7 @@ mod external;
 mod external_proxy;
 mod failover;
 mod faults;
+mod gate;
 mod layers;
 mod ledger;
 mod lock;

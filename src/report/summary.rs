@@ -7,7 +7,9 @@ use crate::ledger::{Losses, LostWrite};
 use crate::recorder::{OpStats, PhaseStats, Recorder};
 use crate::scenario::plan::RunPlan;
 use crate::telemetry::ServerEvent;
+use crate::testbed::Testbed;
 use crate::vocab::expect::{Expectation, PhaseValues};
+use crate::vocab::gate::GateConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -42,6 +44,19 @@ pub struct Summary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ledger: Option<LedgerSummary>,
     pub expectations: Vec<ExpectationResult>,
+    /// SHA-256 of the scenario without its `[gate]` (and of `--target-env`):
+    /// runs with equal hashes ran the same scenario.
+    #[serde(default)]
+    pub scenario_hash: String,
+    /// The commit under test (`GAMEDAY_COMMIT`, or the git HEAD gameday ran in).
+    #[serde(default)]
+    pub commit: Option<String>,
+    /// What it ran on; baselines must match it.
+    #[serde(default)]
+    pub testbed: Option<Testbed>,
+    /// What `gameday compare` judges this run on.
+    #[serde(default)]
+    pub gate: Option<GateConfig>,
 }
 
 /// What the ledger found.
@@ -286,6 +301,8 @@ pub struct RunFacts {
     pub events: Vec<ServerEvent>,
     /// What the ledger found, for a workload with one.
     pub ledger: Option<Losses>,
+    pub testbed: Testbed,
+    pub commit: Option<String>,
 }
 
 impl Summary {
@@ -347,6 +364,10 @@ impl Summary {
                 .filter(|e| e.t_s <= end_s)
                 .collect(),
             expectations,
+            scenario_hash: plan.content_hash.clone(),
+            commit: facts.commit,
+            testbed: Some(facts.testbed),
+            gate: Some(plan.gate_config()),
         }
     }
 

@@ -9,6 +9,7 @@
 //! checks them itself, and every refusal keeps its position.
 
 mod fault;
+pub mod gate;
 mod params;
 pub mod plan;
 pub mod raw;
@@ -54,7 +55,24 @@ pub fn parse(path: &Path, text: &str) -> Result<RunPlan, ScenarioError> {
         text,
     };
     let raw: RawScenario = toml::from_str(text).map_err(|e| v.toml_err(&e))?;
-    v.plan(raw, path.to_path_buf())
+    let mut plan = v.plan(raw, path.to_path_buf())?;
+    plan.content_hash = content_hash(text);
+    Ok(plan)
+}
+
+/// SHA-256 of the scenario as TOML data (comments, layout and key order
+/// aside), without its `[gate]` table: two runs of the same hash ran the
+/// same scenario, whatever their gate's settings.
+fn content_hash(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let canonical = match toml::from_str::<toml::Table>(text) {
+        Ok(mut t) => {
+            t.remove("gate");
+            toml::to_string(&t).unwrap_or_else(|_| text.to_string())
+        }
+        Err(_) => text.to_string(),
+    };
+    plan::hex(&Sha256::digest(canonical.as_bytes()))
 }
 
 struct Validator<'a> {
@@ -129,6 +147,10 @@ impl Validator<'_> {
         let faults = self.faults(&raw.faults, duration, &topology, &workload)?;
         let expectations =
             self.expectations(&raw.expect, &raw.faults, &faults, &workload, &variants)?;
+        let gate = match &raw.gate {
+            Some(g) => self.gate(g, &faults, &workload, &variants)?,
+            None => gate::GatePlan::default(),
+        };
         Ok(RunPlan {
             name,
             description: raw.description,
@@ -142,7 +164,27 @@ impl Validator<'_> {
             expectations,
             variants,
             variant: None,
+            gate,
+            content_hash: String::new(),
         })
+    }
+
+    fn gate(
+        &self,
+        raw: &gate::RawGate,
+        faults: &[crate::fault::FaultPlan],
+        workload: &WorkloadPlan,
+        variants: &[(String, WorkloadPlan)],
+    ) -> VResult<gate::GatePlan> {
+        let fault_names: Vec<String> = faults.iter().map(|f| f.name.clone()).collect();
+        let variant_names: Vec<String> = variants.iter().map(|(n, _)| n.clone()).collect();
+        let ctx = ExpectCtx {
+            variants: &variant_names,
+            faults: &fault_names,
+            ops: workload.ops(),
+            workload_metrics: workload.metrics(),
+        };
+        raw.plan(&ctx).map_err(|e| self.at(e))
     }
 
     /// What drives the load: `[workload]` or `[target]`, exactly one.

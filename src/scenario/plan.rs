@@ -1,10 +1,12 @@
 //! `RunPlan`: a scenario after validation. Defaults are filled in, units
 //! resolved and every cross-field rule checked; the engine sees only this.
 
+use super::gate::GatePlan;
 use crate::fault::FaultPlan;
 use crate::load::LoadPlan;
 use crate::topology::plan::TopologyPlan;
 use crate::vocab::expect::Expectation;
+use crate::vocab::gate::GateConfig;
 use crate::vocab::topo::Backend;
 use crate::workload::WorkloadPlan;
 use std::path::PathBuf;
@@ -28,6 +30,16 @@ pub struct RunPlan {
     pub variants: Vec<(String, WorkloadPlan)>,
     /// Set on the plan of one variant: its name.
     pub variant: Option<String>,
+    /// `[gate]`: what `gameday compare` judges a run on.
+    pub gate: GatePlan,
+    /// SHA-256 (hex) of the scenario without `[gate]`, and of the command
+    /// line's changes to what runs (`--target-env`): baselines must match it.
+    pub content_hash: String,
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What the command line may change of a scenario.
@@ -66,7 +78,22 @@ impl RunPlan {
                 }
             }
         }
+        if !o.target_env.is_empty() {
+            use sha2::{Digest, Sha256};
+            let mut h = Sha256::new();
+            h.update(self.content_hash.as_bytes());
+            for (k, v) in &o.target_env {
+                h.update(format!("\n{k}={v}").as_bytes());
+            }
+            self.content_hash = hex(&h.finalize());
+        }
         self
+    }
+
+    /// The regression gate of this plan, defaults filled in.
+    pub fn gate_config(&self) -> GateConfig {
+        self.gate
+            .config(&self.workload, &self.faults, self.variant.as_deref())
     }
 
     /// The plan of one variant: its workload, and the rules that are for

@@ -27,6 +27,8 @@ pub struct RawScenario {
     pub faults: Vec<Spanned<RawFaultHead>>,
     #[serde(default)]
     pub expect: Vec<Spanned<String>>,
+    /// What `gameday compare` judges a run on against its baselines.
+    pub gate: Option<super::gate::RawGate>,
 }
 
 #[derive(Debug, Deserialize)]

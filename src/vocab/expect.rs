@@ -141,16 +141,58 @@ pub struct ExpectCtx<'a> {
     pub workload_metrics: &'a [(&'a str, Dim)],
 }
 
+/// What a rule's left-hand side names: `[variant/]phase[.op].metric`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricPath {
+    pub variant: Option<String>,
+    pub phase: PhaseRef,
+    /// `None` for workload metrics; `Some(op)` for op metrics.
+    pub op: Option<String>,
+    pub metric: String,
+    pub dim: Dim,
+    /// A metric of a family (`header.x-cache.*`): one never counted is 0.
+    pub absent_is_zero: bool,
+}
+
+impl MetricPath {
+    /// The key a phase stores a workload, fault or server metric under.
+    pub fn stored_key(&self) -> String {
+        match self.dim {
+            Dim::Millis => format!("{}_ms", self.metric),
+            _ => self.metric.clone(),
+        }
+    }
+}
+
+const GRAMMAR: &str =
+    "expected `<phase>[.<op>].<metric> <cmp> <value>[unit]`, e.g. `baseline.p99 < 5ms`";
+
 /// Parses one rule, saying what is wrong in terms of the grammar.
 pub fn parse(rule: &str, ctx: &ExpectCtx) -> Result<Expectation, String> {
-    let grammar =
-        "expected `<phase>[.<op>].<metric> <cmp> <value>[unit]`, e.g. `baseline.p99 < 5ms`";
     let words: Vec<&str> = rule.split_whitespace().collect();
     let [lhs, cmp, rhs] = words[..] else {
-        return Err(format!("cannot read rule `{rule}`: {grammar}"));
+        return Err(format!("cannot read rule `{rule}`: {GRAMMAR}"));
     };
     let cmp = Cmp::parse(cmp)
         .ok_or_else(|| format!("unknown comparison `{cmp}` in `{rule}` (use < <= > >= == !=)"))?;
+    let path = parse_path(lhs, ctx)?;
+    let (value, unit) = parse_value(rhs, path.dim, &path.metric)?;
+    Ok(Expectation {
+        rule: rule.to_string(),
+        phase: path.phase,
+        op: path.op,
+        metric: path.metric,
+        dim: path.dim,
+        cmp,
+        value,
+        unit,
+        variant: path.variant,
+        absent_is_zero: path.absent_is_zero,
+    })
+}
+
+/// Parses a metric's name as a rule writes it (`fault:slow.redis_get.p99`).
+pub fn parse_path(lhs: &str, ctx: &ExpectCtx) -> Result<MetricPath, String> {
     let (variant, lhs) = match lhs.split_once('/') {
         Some((v, rest)) => {
             if !ctx.variants.iter().any(|x| x == v) {
@@ -167,42 +209,37 @@ pub fn parse(rule: &str, ctx: &ExpectCtx) -> Result<Expectation, String> {
         }
         None => (None, lhs),
     };
-    if let Some(e) = family_metric(rule, lhs, cmp, rhs, &variant, ctx)? {
-        return Ok(e);
+    if let Some((phase, metric, dim)) = family_metric(lhs, ctx)? {
+        return Ok(MetricPath {
+            variant,
+            phase,
+            op: None,
+            metric,
+            dim,
+            absent_is_zero: true,
+        });
     }
     let parts: Vec<&str> = lhs.split('.').collect();
     let (phase, op, metric) = match parts[..] {
         [p, m] => (p, None, m),
         [p, o, m] => (p, Some(o), m),
-        _ => return Err(format!("cannot read `{lhs}` in `{rule}`: {grammar}")),
+        _ => return Err(format!("cannot read `{lhs}`: {GRAMMAR}")),
     };
     let phase = parse_phase(phase, ctx.faults)?;
     let (op, dim) = resolve_metric(&phase, op, metric, ctx)?;
-    let (value, unit) = parse_value(rhs, dim, metric)?;
-    Ok(Expectation {
-        rule: rule.to_string(),
+    Ok(MetricPath {
+        variant,
         phase,
         op,
         metric: metric.to_string(),
         dim,
-        cmp,
-        value,
-        unit,
-        variant,
         absent_is_zero: false,
     })
 }
 
 /// `<phase>.<family>.<member>` for a workload metric family declared as
 /// `<family>.*` (a target's `header.<name>.*`): a count, any member.
-fn family_metric(
-    rule: &str,
-    lhs: &str,
-    cmp: Cmp,
-    rhs: &str,
-    variant: &Option<String>,
-    ctx: &ExpectCtx,
-) -> Result<Option<Expectation>, String> {
+fn family_metric(lhs: &str, ctx: &ExpectCtx) -> Result<Option<(PhaseRef, String, Dim)>, String> {
     let Some((phase, metric)) = lhs.split_once('.') else {
         return Ok(None);
     };
@@ -214,19 +251,7 @@ fn family_metric(
         return Ok(None);
     };
     let phase = parse_phase(phase, ctx.faults)?;
-    let (value, unit) = parse_value(rhs, *dim, metric)?;
-    Ok(Some(Expectation {
-        rule: rule.to_string(),
-        phase,
-        op: None,
-        metric: metric.to_string(),
-        dim: *dim,
-        cmp,
-        value,
-        unit,
-        variant: variant.clone(),
-        absent_is_zero: true,
-    }))
+    Ok(Some((phase, metric.to_string(), *dim)))
 }
 
 fn parse_phase(text: &str, faults: &[String]) -> Result<PhaseRef, String> {
@@ -316,7 +341,7 @@ fn names(list: &[(&str, Dim)]) -> String {
     list.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
 }
 
-fn parse_value(text: &str, dim: Dim, metric: &str) -> Result<(f64, String), String> {
+pub fn parse_value(text: &str, dim: Dim, metric: &str) -> Result<(f64, String), String> {
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+' || c == 'e'))
         .unwrap_or(text.len());

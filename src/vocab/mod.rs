@@ -6,6 +6,7 @@
 
 pub mod check;
 pub mod expect;
+pub mod gate;
 pub mod outcome;
 pub mod topo;
 pub mod units;

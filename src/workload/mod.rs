@@ -29,6 +29,7 @@ use crate::vocab::expect::Dim;
 use crate::vocab::outcome::{Counter, Outcome, Trace};
 use cache_aside::CacheAsidePlan;
 use lock::{GcPause, LockPlan};
+use policy::ErrorPolicy;
 use ratelimit::RateLimitPlan;
 use serde::{Deserialize, Deserializer};
 use session::SessionPlan;
@@ -217,6 +218,25 @@ impl WorkloadPlan {
             | WorkloadPlan::Lock(_)
             | WorkloadPlan::Stampede(_)
             | WorkloadPlan::RateLimit(_) => self.kind().spec().metrics,
+        }
+    }
+
+    /// The metrics this configuration keeps at zero in a healthy run (the
+    /// regression gate's invariants): each kind's correctness oracle, and a
+    /// fallback's promise that callers see no error.
+    pub fn invariants(&self) -> Vec<&'static str> {
+        match self {
+            WorkloadPlan::CacheAside(p) => {
+                let mut v = vec!["stale_reads"];
+                if p.on_error.policy == ErrorPolicy::Fallback {
+                    v.push("caller_errors");
+                }
+                v
+            }
+            WorkloadPlan::Session(_) => vec!["ryw_violations", "wrong_user", "lost_writes"],
+            WorkloadPlan::Lock(_) => vec!["overlaps", "stale_writes_accepted"],
+            WorkloadPlan::RateLimit(_) => vec!["excess_admitted"],
+            WorkloadPlan::Stampede(_) | WorkloadPlan::Http(_) => Vec::new(),
         }
     }
 

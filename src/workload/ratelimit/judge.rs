@@ -14,25 +14,35 @@ pub(super) struct Decision {
 }
 
 /// The oracle over one phase's decisions (sorted by time); see the module
-/// docs.
-pub(super) fn judge(decisions: &[Decision], limit: u64, window_us: u64) -> BTreeMap<String, f64> {
+/// docs. `bound`: what the algorithm may admit per client and aligned
+/// window by its documented error (`excess_admitted` counts admissions
+/// beyond it that were not the error policy's).
+pub(super) fn judge(
+    decisions: &[Decision],
+    limit: u64,
+    window_us: u64,
+    bound: u64,
+) -> BTreeMap<String, f64> {
     let mut m = BTreeMap::new();
     if decisions.is_empty() {
         return m;
     }
-    // Per client and aligned window: requests and admissions.
-    let mut per: HashMap<(u32, u64), (u64, u64)> = HashMap::new();
+    // Per client and aligned window: requests, admissions, and admissions
+    // the algorithm decided (not the error policy).
+    let mut per: HashMap<(u32, u64), (u64, u64, u64)> = HashMap::new();
     for d in decisions {
         let e = per.entry((d.client, d.at_us / window_us)).or_default();
         e.0 += 1;
         e.1 += u64::from(d.admitted);
+        e.2 += u64::from(d.admitted && !d.degraded);
     }
-    let (mut over, mut under, mut allowed_total) = (0u64, 0u64, 0u64);
-    for &(requests, admitted) in per.values() {
+    let (mut over, mut under, mut allowed_total, mut excess) = (0u64, 0u64, 0u64, 0u64);
+    for &(requests, admitted, decided) in per.values() {
         let allowed = requests.min(limit);
         allowed_total += allowed;
         over += admitted.saturating_sub(limit);
         under += allowed.saturating_sub(admitted);
+        excess += decided.saturating_sub(bound);
     }
     let admitted_total = decisions.iter().filter(|d| d.admitted).count() as u64;
     // The largest number admitted in any window-long span, per client.
@@ -73,6 +83,7 @@ pub(super) fn judge(decisions: &[Decision], limit: u64, window_us: u64) -> BTree
     m.insert("degraded_admitted".into(), count(true));
     m.insert("degraded_denied".into(), count(false));
     m.insert("over_admitted".into(), over as f64);
+    m.insert("excess_admitted".into(), excess as f64);
     m.insert("under_admitted".into(), under as f64);
     if allowed_total > 0 {
         m.insert("over_admission".into(), over as f64 / allowed_total as f64);
@@ -110,7 +121,7 @@ mod tests {
     fn a_boundary_burst_is_twice_the_limit_in_one_sliding_window() {
         // Limit 2 per 1 s: 2 admitted at 0.9 s and 2 more at 1.1 s.
         let ds = [d(900, true), d(950, true), d(1100, true), d(1150, true)];
-        let m = judge(&ds, 2, 1_000_000);
+        let m = judge(&ds, 2, 1_000_000, 2);
         assert_eq!(m["over_admitted"], 0.0, "each aligned window holds 2");
         assert_eq!(m["max_admitted_per_window"], 4.0, "0.9-1.15 s holds 4");
         assert_eq!(m["burst_ratio"], 2.0);
@@ -121,8 +132,23 @@ mod tests {
     #[test]
     fn over_and_under_admission_are_counted_per_window() {
         let ds = [d(100, true), d(200, true), d(300, true), d(1100, false)];
-        let m = judge(&ds, 2, 1_000_000);
+        let m = judge(&ds, 2, 1_000_000, 2);
         assert_eq!(m["over_admitted"], 1.0);
         assert_eq!(m["under_admitted"], 1.0, "1.1 s could have been admitted");
+        assert_eq!(
+            m["excess_admitted"], 1.0,
+            "beyond an exact algorithm's bound"
+        );
+        let m = judge(&ds, 2, 1_000_000, 4);
+        assert_eq!(m["excess_admitted"], 0.0, "within a bucket's documented 2x");
+    }
+
+    #[test]
+    fn the_error_policys_admissions_are_not_excess() {
+        let mut ds = [d(100, true), d(200, true), d(300, true)];
+        ds[2].degraded = true;
+        let m = judge(&ds, 2, 1_000_000, 2);
+        assert_eq!(m["over_admitted"], 1.0);
+        assert_eq!(m["excess_admitted"], 0.0);
     }
 }

@@ -74,6 +74,17 @@ pub enum RateLimitAlgorithm {
 }
 
 impl RateLimitAlgorithm {
+    /// What it may admit per client and aligned window, by its documented
+    /// error: the limit, or twice it for a full bucket plus its refill.
+    pub fn aligned_bound(self, limit: u64) -> u64 {
+        match self {
+            RateLimitAlgorithm::FixedWindow
+            | RateLimitAlgorithm::SlidingLog
+            | RateLimitAlgorithm::SlidingCounter => limit,
+            RateLimitAlgorithm::TokenBucket | RateLimitAlgorithm::Gcra => 2 * limit,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             RateLimitAlgorithm::FixedWindow => "fixed_window",
@@ -203,6 +214,7 @@ pub const METRICS: &[(&str, Dim)] = &[
     ("degraded_denied", Dim::Count),
     ("over_admitted", Dim::Count),
     ("over_admission", Dim::Ratio),
+    ("excess_admitted", Dim::Count),
     ("under_admitted", Dim::Count),
     ("under_admission", Dim::Ratio),
     ("max_admitted_per_window", Dim::Count),
@@ -479,6 +491,7 @@ impl RateLimit {
             &in_phase,
             self.plan.limit,
             self.plan.window.as_micros() as u64,
+            self.plan.algorithm.aligned_bound(self.plan.limit),
         )
     }
 }

@@ -1,0 +1,353 @@
+//! The `[gate]` table: what `gameday compare` judges a run of this scenario
+//! on against its baselines. Every key is checked here with its position;
+//! `GatePlan::config` then fills in the defaults of the workload and the
+//! faults, as summary.json records them.
+
+use crate::fault::FaultPlan;
+use crate::vocab::check::{invalid, Checked};
+use crate::vocab::expect::{self, Dim, ExpectCtx, MetricPath, PhaseRef};
+use crate::vocab::gate::{Class, Family, GateConfig, GateMetric, Worse};
+use crate::vocab::outcome::CALLER_OP;
+use crate::workload::WorkloadPlan;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+/// `[gate]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGate {
+    /// The performance metrics to gate, instead of the defaults.
+    pub metrics: Option<Vec<Spanned<String>>>,
+    /// The invariants to gate, instead of the workload's.
+    pub invariants: Option<Vec<Spanned<String>>>,
+    pub alpha: Option<Spanned<f64>>,
+    pub min_baselines: Option<Spanned<i64>>,
+    pub max_cv: Option<Spanned<f64>>,
+    pub warn: Option<Spanned<f64>>,
+    /// Per family (`latency`, ...) or per metric path.
+    #[serde(default)]
+    pub tolerance: BTreeMap<String, Spanned<RawTolerance>>,
+}
+
+/// One `[gate.tolerance]` entry: `{ relative = "10%", floor = "0.5ms" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTolerance {
+    pub relative: Option<Spanned<toml::Value>>,
+    pub floor: Option<Spanned<toml::Value>>,
+}
+
+/// What a tolerance applies to.
+#[derive(Debug, Clone, PartialEq)]
+enum Scope {
+    Family(Family),
+    Path(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Tolerance {
+    scope: Scope,
+    relative: Option<f64>,
+    floor: Option<f64>,
+}
+
+/// The `[gate]` table, validated; `config` resolves it for one plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatePlan {
+    metrics: Option<Vec<MetricPath>>,
+    invariants: Option<Vec<MetricPath>>,
+    alpha: f64,
+    min_baselines: usize,
+    max_cv: f64,
+    warn: f64,
+    tolerances: Vec<Tolerance>,
+}
+
+impl Default for GatePlan {
+    fn default() -> Self {
+        GatePlan {
+            metrics: None,
+            invariants: None,
+            alpha: GateConfig::ALPHA,
+            min_baselines: GateConfig::MIN_BASELINES,
+            max_cv: GateConfig::MAX_CV,
+            warn: GateConfig::WARN,
+            tolerances: Vec::new(),
+        }
+    }
+}
+
+fn open_fraction(s: &Spanned<f64>, key: &str, lo: f64, hi: f64) -> Checked<f64> {
+    let v = *s.get_ref();
+    if v.is_finite() && v > lo && v < hi {
+        Ok(v)
+    } else {
+        Err(invalid(
+            s.span(),
+            format!("`{key}` must be above {lo} and below {hi}, not {v}"),
+        ))
+    }
+}
+
+fn paths(list: &[Spanned<String>], ctx: &ExpectCtx) -> Checked<Vec<MetricPath>> {
+    list.iter()
+        .map(|p| expect::parse_path(p.get_ref(), ctx).map_err(|m| invalid(p.span(), m)))
+        .collect()
+}
+
+impl RawGate {
+    pub fn plan(&self, ctx: &ExpectCtx) -> Checked<GatePlan> {
+        let mut plan = GatePlan::default();
+        if let Some(a) = &self.alpha {
+            plan.alpha = open_fraction(a, "alpha", 0.0, 0.5)?;
+        }
+        if let Some(n) = &self.min_baselines {
+            plan.min_baselines = crate::vocab::check::positive_int(n, "min_baselines")? as usize;
+            if plan.min_baselines < 2 {
+                return Err(invalid(
+                    n.span(),
+                    "`min_baselines` must be at least 2: one run says nothing of the noise",
+                ));
+            }
+        }
+        if let Some(c) = &self.max_cv {
+            plan.max_cv = open_fraction(c, "max_cv", 0.0, 10.0)?;
+        }
+        if let Some(w) = &self.warn {
+            plan.warn = open_fraction(w, "warn", 0.0, 1.0)?;
+        }
+        plan.metrics = self.metrics.as_deref().map(|l| paths(l, ctx)).transpose()?;
+        plan.invariants = self
+            .invariants
+            .as_deref()
+            .map(|l| paths(l, ctx))
+            .transpose()?;
+        for (key, t) in &self.tolerance {
+            plan.tolerances.push(tolerance(key, t, ctx)?);
+        }
+        Ok(plan)
+    }
+}
+
+fn tolerance(key: &str, t: &Spanned<RawTolerance>, ctx: &ExpectCtx) -> Checked<Tolerance> {
+    let (scope, dim) = match Family::ALL.iter().find(|f| f.as_str() == key) {
+        Some(f) => (Scope::Family(*f), f.dim()),
+        None => {
+            let p = expect::parse_path(key, ctx).map_err(|m| {
+                invalid(
+                    t.span(),
+                    format!(
+                        "`[gate.tolerance]` key `{key}` is neither a family ({}) nor a metric: {m}",
+                        Family::ALL.map(|f| f.as_str()).join(", ")
+                    ),
+                )
+            })?;
+            (Scope::Path(path_text(&p)), p.dim)
+        }
+    };
+    let t = t.get_ref();
+    let relative = t
+        .relative
+        .as_ref()
+        .map(|r| {
+            match r.get_ref() {
+                toml::Value::String(s) => s
+                    .strip_suffix('%')
+                    .and_then(|n| n.trim().parse::<f64>().ok())
+                    .map(|v| v / 100.0),
+                toml::Value::Float(f) => Some(*f),
+                toml::Value::Integer(i) => Some(*i as f64),
+                _ => None,
+            }
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .ok_or_else(|| {
+                invalid(
+                    r.span(),
+                    "`relative` is a share of the baseline, e.g. \"10%\" or 0.1",
+                )
+            })
+        })
+        .transpose()?;
+    let floor = t
+        .floor
+        .as_ref()
+        .map(|f| {
+            let text = match f.get_ref() {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Float(v) => v.to_string(),
+                toml::Value::Integer(v) => v.to_string(),
+                _ => String::new(),
+            };
+            expect::parse_value(&text, dim, key)
+                .map(|(v, _)| v)
+                .map_err(|m| invalid(f.span(), format!("`floor`: {m}")))
+                .and_then(|v| {
+                    if v >= 0.0 {
+                        Ok(v)
+                    } else {
+                        Err(invalid(f.span(), "`floor` cannot be below 0"))
+                    }
+                })
+        })
+        .transpose()?;
+    Ok(Tolerance {
+        scope,
+        relative,
+        floor,
+    })
+}
+
+/// A path as the gate names it: the caller op spelled out.
+fn path_text(p: &MetricPath) -> String {
+    match &p.op {
+        Some(op) => format!("{}.{op}.{}", p.phase, p.metric),
+        None => format!("{}.{}", p.phase, p.metric),
+    }
+}
+
+/// Performance metrics of a workload gated by default, where it has them,
+/// and the phases they are measured in.
+const WORKLOAD_DEFAULTS: &[(&str, Where)] = &[
+    ("time_to_recover", Where::Recovery),
+    ("origin_amplification", Where::Run),
+    ("recomputes_per_event", Where::Run),
+    ("reference_error", Where::Run),
+];
+
+#[derive(Clone, Copy)]
+enum Where {
+    Run,
+    Recovery,
+}
+
+impl GatePlan {
+    /// The gate of a plan: the table's choices over the defaults, which
+    /// are the caller ops' p50 and p99 in every phase, their throughput in
+    /// the run, each fault's unavailability and failover time, the
+    /// workload's own performance metrics and its invariants.
+    pub fn config(
+        &self,
+        workload: &WorkloadPlan,
+        faults: &[FaultPlan],
+        variant: Option<&str>,
+    ) -> GateConfig {
+        let for_me = |p: &&MetricPath| p.variant.as_deref().is_none_or(|v| Some(v) == variant);
+        let performance: Vec<MetricPath> = match &self.metrics {
+            Some(list) => list.iter().filter(for_me).cloned().collect(),
+            None => default_performance(workload, faults),
+        };
+        let invariants: Vec<MetricPath> = match &self.invariants {
+            Some(list) => list.iter().filter(for_me).cloned().collect(),
+            None => workload
+                .invariants()
+                .into_iter()
+                .map(|m| path(PhaseRef::Run, None, m, Dim::Count))
+                .collect(),
+        };
+        let mut metrics: Vec<GateMetric> = Vec::new();
+        for (p, class) in invariants
+            .iter()
+            .map(|p| (p, Class::Invariant))
+            .chain(performance.iter().map(|p| (p, Class::Performance)))
+        {
+            let m = self.resolve(p, class);
+            if !metrics.iter().any(|x| x.path == m.path) {
+                metrics.push(m);
+            }
+        }
+        GateConfig {
+            alpha: self.alpha,
+            min_baselines: self.min_baselines,
+            max_cv: self.max_cv,
+            warn: self.warn,
+            metrics,
+        }
+    }
+
+    fn resolve(&self, p: &MetricPath, class: Class) -> GateMetric {
+        let family = Family::of(p.dim);
+        let text = path_text(p);
+        let (mut relative, mut floor) = family.default_band();
+        let scoped = |s: &Scope| match s {
+            Scope::Family(f) => *f == family,
+            Scope::Path(x) => *x == text,
+        };
+        // A family's tolerance first, then the metric's own over it.
+        let mut ordered: Vec<&Tolerance> = self
+            .tolerances
+            .iter()
+            .filter(|t| scoped(&t.scope))
+            .collect();
+        ordered.sort_by_key(|t| matches!(t.scope, Scope::Path(_)));
+        for t in ordered {
+            relative = t.relative.unwrap_or(relative);
+            floor = t.floor.unwrap_or(floor);
+        }
+        GateMetric {
+            key: match &p.op {
+                Some(_) => p.metric.clone(),
+                None => p.stored_key(),
+            },
+            path: text,
+            phase: p.phase.to_string(),
+            op: p.op.clone(),
+            class,
+            family,
+            worse: Worse::of(&p.metric),
+            relative,
+            floor,
+            absent_is_zero: p.absent_is_zero || p.metric == "unavailable",
+        }
+    }
+}
+
+fn path(phase: PhaseRef, op: Option<&str>, metric: &str, dim: Dim) -> MetricPath {
+    MetricPath {
+        variant: None,
+        phase,
+        op: op.map(String::from),
+        metric: metric.to_string(),
+        dim,
+        absent_is_zero: false,
+    }
+}
+
+fn default_performance(workload: &WorkloadPlan, faults: &[FaultPlan]) -> Vec<MetricPath> {
+    let mut phases = vec![PhaseRef::Baseline];
+    for f in faults {
+        phases.push(PhaseRef::Fault(f.name.clone()));
+        phases.push(PhaseRef::Recovery(f.name.clone()));
+    }
+    phases.push(PhaseRef::Run);
+    let mut out = Vec::new();
+    for phase in &phases {
+        for q in ["p50", "p99"] {
+            out.push(path(phase.clone(), Some(CALLER_OP), q, Dim::Micros));
+        }
+        if let PhaseRef::Fault(_) = phase {
+            out.push(path(phase.clone(), None, "unavailable", Dim::Millis));
+            out.push(path(phase.clone(), None, "failover_time", Dim::Millis));
+        }
+    }
+    out.push(path(
+        PhaseRef::Run,
+        Some(CALLER_OP),
+        "throughput",
+        Dim::PerSec,
+    ));
+    for (metric, at) in WORKLOAD_DEFAULTS {
+        let Some((_, dim)) = workload.metrics().iter().find(|(n, _)| n == metric) else {
+            continue;
+        };
+        match at {
+            Where::Run => out.push(path(PhaseRef::Run, None, metric, *dim)),
+            Where::Recovery => {
+                for f in faults {
+                    out.push(path(PhaseRef::Recovery(f.name.clone()), None, metric, *dim));
+                }
+            }
+        }
+    }
+    out
+}
