@@ -141,7 +141,8 @@ pub async fn bench_gate(args: GateBench) -> anyhow::Result<u8> {
     if args.baselines < 3 {
         bail!("--baselines must be at least 3 (the gate's default minimum)");
     }
-    let node = RedisProcess::start("bench-gate", Role::Primary, &TopologyPlan::standalone()).await?;
+    let node =
+        RedisProcess::start("bench-gate", Role::Primary, &TopologyPlan::standalone()).await?;
     let proxy = EmbeddedProxy::start(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let control = ProxyControl::connect_async(&proxy.url()).await?;
     let upstream = node.addr;
@@ -204,14 +205,21 @@ fn print_table(
     rows: &[(u32, Vec<String>)],
 ) {
     let pct = |ms: u32| f64::from(ms) * 1000.0 / p99_us * 100.0;
-    println!("gate sensitivity (baselines' run p99 {:.0} µs, {} baselines):", p99_us, args.baselines);
+    println!(
+        "gate sensitivity (baselines' run p99 {:.0} µs, {} baselines):",
+        p99_us, args.baselines
+    );
     println!("| added latency | % of p99 | verdict | failed metrics |");
     println!("|---|---|---|---|");
     for (ms, failed) in rows {
         println!(
             "| {ms} ms | {:.0}% | {} | {} |",
             pct(*ms),
-            if failed.is_empty() { "pass" } else { "regression" },
+            if failed.is_empty() {
+                "pass"
+            } else {
+                "regression"
+            },
             failed.join(", ")
         );
     }

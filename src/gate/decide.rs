@@ -3,15 +3,22 @@
 //! - An invariant fails when the candidate is above every baseline.
 //! - A performance metric is inconclusive with fewer than `min_baselines`
 //!   values, or when the baselines are too noisy (CV above `max_cv` and a
-//!   spread above half the floor). Otherwise its change must be
-//!   significant at `alpha` on two counts, and the larger p-value is
-//!   reported: within runs, a one-sided Mann–Whitney U test of the
-//!   candidate's per-second values (latency.hlog) against the baselines'
-//!   pooled; between runs, a one-sided prediction test of the candidate's
-//!   phase value against the baselines' (seconds of one run are not
-//!   independent of each other, runs are). A significant change beyond
-//!   the band `max(relative × median, floor)` fails; beyond `warn` × band
-//!   it warns.
+//!   spread above half the floor). Otherwise it fails when three things
+//!   hold: its change is larger than the band `max(relative × median,
+//!   floor)`; it is significant within runs: a one-sided stratified rank
+//!   test of the candidate's per-second values (latency.hlog) against the
+//!   baselines' values of the same second (Mann–Whitney within each
+//!   second, van Elteren across), its p-value adjusted with those of every
+//!   other performance metric of the comparison (Holm–Bonferroni, in
+//!   `settle`), so that `alpha` bounds the chance of any false alarm in
+//!   the comparison; and it stands out between runs: a one-sided
+//!   prediction test of the candidate's phase value against the
+//!   baselines' values is below `alpha` too (seconds of one run are not
+//!   independent of each other; runs are, so one slow run of a shared
+//!   machine does not pass for a regression unless it lies outside the
+//!   run-to-run spread). Metrics without per-second data (failover time,
+//!   ...) use the run-level test as their significance test. A significant
+//!   change above `warn` × band, but within the band, is a warning.
 
 use super::stats;
 use super::store::Run;
@@ -59,6 +66,9 @@ pub struct Decision {
     /// `delta / baseline_median`.
     pub delta_rel: Option<f64>,
     pub p_value: Option<f64>,
+    /// `p_value` adjusted for the number of performance metrics compared
+    /// (Holm–Bonferroni): significant below `alpha`.
+    pub p_adjusted: Option<f64>,
     /// Of the per-second test, when latency.hlog had the metric.
     pub p_within: Option<f64>,
     /// Of the run-level prediction test.
@@ -67,6 +77,9 @@ pub struct Decision {
     pub verdict: Verdict,
     /// Why, in words.
     pub reason: String,
+    /// How much worse (positive) or better, for `settle`.
+    #[serde(skip)]
+    worse_by: f64,
 }
 
 impl Decision {
@@ -90,11 +103,13 @@ impl Decision {
                 .filter(|(_, b)| b.abs() > f64::EPSILON)
                 .map(|(c, b)| (c - b) / b.abs()),
             p_value: None,
+            p_adjusted: None,
             p_within: None,
             p_between: None,
             band: None,
             verdict: Verdict::Pass,
             reason: String::new(),
+            worse_by: 0.0,
         }
     }
 
@@ -200,38 +215,79 @@ fn performance(
     let flipped: Vec<f64> = values.iter().map(|v| sign * v).collect();
     let p_between = stats::prediction_greater(sign * c, &flipped);
     let p_within = candidate.per_second(m).and_then(|cand| {
-        let pooled: Vec<f64> = runs
+        let theirs: Vec<Vec<(u64, f64)>> = runs.iter().filter_map(|r| r.per_second(m)).collect();
+        let strata: Vec<(f64, Vec<f64>)> = cand
             .iter()
-            .filter_map(|r| r.per_second(m))
-            .flatten()
+            .map(|&(t, c)| {
+                let same_second = theirs
+                    .iter()
+                    .filter_map(|s| s.iter().find(|(u, _)| *u == t).map(|(_, v)| sign * v))
+                    .collect();
+                (sign * c, same_second)
+            })
+            .filter(|(_, b): &(f64, Vec<f64>)| b.len() >= 2)
             .collect();
-        (cand.len() >= 3 && pooled.len() >= 3).then(|| {
-            let a: Vec<f64> = cand.iter().map(|v| sign * v).collect();
-            let b: Vec<f64> = pooled.iter().map(|v| sign * v).collect();
-            stats::mann_whitney_greater(&a, &b)
-        })
+        (strata.len() >= 2).then(|| stats::stratified_rank_greater(&strata))
     });
-    let p = p_within.map_or(p_between, |w| w.max(p_between));
-    d.p_value = Some(p);
+    d.p_value = Some(p_within.unwrap_or(p_between));
     d.p_within = p_within;
     d.p_between = Some(p_between);
-    let significant = p < cfg.alpha;
-    let change = if worse_by > 0.0 { "worse" } else { "better" };
-    let said = format!(
-        "{change} by {:.3} (band {:.3}), p = {}",
-        worse_by.abs(),
-        band,
-        fmt_p(p)
-    );
-    if significant && worse_by > band {
-        d.with(Verdict::Fail, said)
-    } else if significant && worse_by > cfg.warn * band {
-        d.with(
-            Verdict::Warn,
-            format!("{said}: significant, within the band"),
-        )
+    d.worse_by = worse_by;
+    // The verdict waits for `settle`, which sees every metric's p-value.
+    d
+}
+
+/// Adjusts the p-values of the performance metrics that reached a test
+/// (Holm–Bonferroni step-down) and gives each its verdict.
+pub fn settle(decisions: &mut [Decision], cfg: &GateConfig) {
+    let mut tested: Vec<usize> = (0..decisions.len())
+        .filter(|&i| decisions[i].class == Class::Performance && decisions[i].p_value.is_some())
+        .filter(|&i| decisions[i].verdict != Verdict::Inconclusive)
+        .collect();
+    tested.sort_by(|&a, &b| {
+        let p = |i: usize| decisions[i].p_value.unwrap_or(1.0);
+        p(a).total_cmp(&p(b))
+    });
+    let m = tested.len();
+    let mut running = 0.0f64;
+    for (rank, &i) in tested.iter().enumerate() {
+        let d = &mut decisions[i];
+        let p = d.p_value.unwrap_or(1.0);
+        running = running.max(((m - rank) as f64 * p).min(1.0));
+        d.p_adjusted = Some(running);
+        let band = d.band.unwrap_or(0.0);
+        let change = if d.worse_by > 0.0 { "worse" } else { "better" };
+        let between = match (d.p_within, d.p_between) {
+            (Some(_), Some(b)) => format!(", between runs {}", p_is(b)),
+            _ => String::new(),
+        };
+        let said = format!(
+            "{change} by {:.3} (band {band:.3}), {} ({} adjusted for {m} metrics){between}",
+            d.worse_by.abs(),
+            p_is(p),
+            fmt_p(running)
+        );
+        let apart = d.p_within.is_none() || d.p_between.is_some_and(|b| b < cfg.alpha);
+        let significant = running < cfg.alpha && apart;
+        (d.verdict, d.reason) = if significant && d.worse_by > band {
+            (Verdict::Fail, said)
+        } else if significant && d.worse_by > cfg.warn * band {
+            (
+                Verdict::Warn,
+                format!("{said}: significant, within the band"),
+            )
+        } else {
+            (Verdict::Pass, said)
+        };
+    }
+}
+
+/// `p = 0.0123`, or `p < 0.0001`.
+fn p_is(p: f64) -> String {
+    if p < 1e-4 {
+        "p < 0.0001".into()
     } else {
-        d.with(Verdict::Pass, said)
+        format!("p = {p:.4}")
     }
 }
 

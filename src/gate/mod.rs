@@ -190,11 +190,12 @@ pub fn compare(candidate: &Path, baselines: &[PathBuf]) -> Result<Comparison, Ga
             }
         }
     }
-    let decisions: Vec<Decision> = config
+    let mut decisions: Vec<Decision> = config
         .metrics
         .iter()
         .filter_map(|m| decide::decide(m, &config, &cand, &used))
         .collect();
+    decide::settle(&mut decisions, &config);
     let any = |v| decisions.iter().any(|d| d.verdict == v);
     let (verdict, reason) = if any(Verdict::Fail) {
         (Overall::Regression, "a gated metric got worse".to_string())

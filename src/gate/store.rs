@@ -77,9 +77,9 @@ impl Run {
     }
 
     /// The metric second by second over its phase (whole seconds inside
-    /// it), from latency.hlog: an op's latency percentile or its
+    /// it, with their index since the start of load), from latency.hlog: an op's latency percentile or its
     /// throughput. `None` for other metrics or without the log.
-    pub fn per_second(&self, m: &GateMetric) -> Option<Vec<f64>> {
+    pub fn per_second(&self, m: &GateMetric) -> Option<Vec<(u64, f64)>> {
         let op = m.op.as_ref()?;
         let q = match m.key.as_str() {
             "p50" => Some(0.50),
@@ -92,12 +92,15 @@ impl Run {
         let phase = self.phase(&m.phase)?;
         let secs = self.seconds.get(op)?;
         let inside = |t: u64| t as f64 >= phase.start_s && (t + 1) as f64 <= phase.end_s + 1e-6;
-        let values: Vec<f64> = secs
+        let values: Vec<(u64, f64)> = secs
             .iter()
             .filter(|(t, h)| inside(*t) && (q.is_none() || !h.is_empty()))
-            .map(|(_, h)| match q {
-                Some(q) => h.value_at_quantile(q) as f64,
-                None => h.len() as f64,
+            .map(|(t, h)| {
+                let v = match q {
+                    Some(q) => h.value_at_quantile(q) as f64,
+                    None => h.len() as f64,
+                };
+                (*t, v)
             })
             .collect();
         (!values.is_empty()).then_some(values)

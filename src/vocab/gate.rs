@@ -83,9 +83,13 @@ impl Family {
         }
     }
 
-    /// The default band: (relative, absolute floor in the stored unit).
-    pub fn default_band(self) -> (f64, f64) {
+    /// The default band of `metric`: (relative, absolute floor in the
+    /// stored unit). Tail percentiles move more between identical runs (a
+    /// 5 s run's p99 is its 1 % slowest ops), so their bands are wider.
+    pub fn default_band(self, metric: &str) -> (f64, f64) {
         match self {
+            Family::Latency if metric == "p99" => (0.25, 1000.0),
+            Family::Latency if matches!(metric, "p999" | "max") => (0.50, 2000.0),
             Family::Latency => (0.10, 500.0),
             Family::Throughput => (0.05, 1.0),
             Family::Time => (0.20, 250.0),
