@@ -53,12 +53,13 @@ addr = "{front}"
 
 [load]
 users = 8
-rate = 300
+rate = 200
 
 [workload]
 kind = "cache-aside"
 keys = 200
 read_ratio = 0.8
+ttl = "2s"
 op_timeout = "200ms"
 on_redis_error = {{ policy = "fallback" }}
 "#
@@ -164,6 +165,8 @@ pub async fn bench_gate(args: GateBench) -> anyhow::Result<u8> {
         "bench gate: {total} runs of {} s ({} baselines, {} identical candidates, steps {:?} ms over a base of {} ms)",
         args.seconds, args.baselines, args.identical, args.steps, args.base_latency_ms
     );
+    // The first run after a start is slower (caches, pages, pools).
+    bench.run("warm-up").await?;
     let mut baselines = Vec::new();
     for i in 1..=args.baselines {
         baselines.push(bench.run(&format!("b{i}")).await?);

@@ -249,7 +249,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             out.as_deref(),
             quiet,
         )),
-        Command::Trend { dirs, out } => Ok(trend(&dirs, &out)),
+        Command::Trend { dirs, out } => Ok(crate::gate::trend::command(&dirs, &out)),
         Command::Bench { which } => crate::bench::run(which).await,
     }
 }
@@ -330,43 +330,54 @@ async fn run_scenarios(args: RunArgs) -> anyhow::Result<u8> {
             }),
             progress: !quiet,
         };
-        if !quiet {
-            eprintln!(
-                "gameday: running {} ({}): {}",
-                plan.name,
-                plan.source.display(),
-                plan.description
-            );
-        }
-        let code = match with_test_panic(run::run(plan, &opts, shutdown.clone())).await {
-            Ok(o) => {
-                if quiet {
-                    println!("{} {} {}", plan.name, o.summary.verdict, o.dir.display());
-                }
-                let code = if o.interrupted {
-                    130
-                } else if o.passed {
-                    0
-                } else {
-                    1
-                };
-                if baseline.is_empty() || o.interrupted {
-                    code
-                } else {
-                    crate::gate::reports_of(&o.dir)
-                        .iter()
-                        .map(|d| crate::gate::command(d, &baseline, None, quiet))
-                        .fold(code, crate::gate::combine)
-                }
-            }
-            Err(e) => {
-                eprintln!("gameday: {}: {e}", plan.name);
-                e.exit_code()
-            }
-        };
+        let code = run_one(plan, &opts, shutdown.clone(), &baseline).await;
         worst = worst.max(code);
     }
     Ok(worst)
+}
+
+/// One scenario's run (then its comparison with `baseline`, if any); its
+/// exit code.
+async fn run_one(
+    plan: &RunPlan,
+    opts: &RunOptions,
+    shutdown: watch::Receiver<bool>,
+    baseline: &[PathBuf],
+) -> u8 {
+    let quiet = !opts.progress;
+    if !quiet {
+        eprintln!(
+            "gameday: running {} ({}): {}",
+            plan.name,
+            plan.source.display(),
+            plan.description
+        );
+    }
+    match with_test_panic(run::run(plan, opts, shutdown)).await {
+        Ok(o) => {
+            if quiet {
+                println!("{} {} {}", plan.name, o.summary.verdict, o.dir.display());
+            }
+            let code = if o.interrupted {
+                130
+            } else if o.passed {
+                0
+            } else {
+                1
+            };
+            if baseline.is_empty() || o.interrupted {
+                return code;
+            }
+            crate::gate::reports_of(&o.dir)
+                .iter()
+                .map(|d| crate::gate::command(d, baseline, None, quiet))
+                .fold(code, crate::gate::combine)
+        }
+        Err(e) => {
+            eprintln!("gameday: {}: {e}", plan.name);
+            e.exit_code()
+        }
+    }
 }
 
 /// The run, unless `GAMEDAY_TEST_PANIC_AFTER=<duration>` asks for a panic
@@ -382,38 +393,6 @@ async fn with_test_panic<T>(run: impl std::future::Future<Output = T>) -> T {
     tokio::select! {
         r = run => r,
         _ = tokio::time::sleep(after) => panic!("GAMEDAY_TEST_PANIC_AFTER={after:?}: panicking as asked"),
-    }
-}
-
-/// `gameday trend`: 0, or 2 when the runs cannot be read.
-fn trend(dirs: &[PathBuf], out: &Path) -> u8 {
-    match crate::gate::trend::trend(dirs, out) {
-        Ok(changes) => {
-            for c in &changes {
-                println!(
-                    "change point: {} {} at run {}{}: {:.3} -> {:.3}",
-                    c.group,
-                    c.metric,
-                    c.run_id,
-                    c.commit.as_deref().map_or(String::new(), |h| format!(
-                        " (commit {})",
-                        &h[..h.len().min(12)]
-                    )),
-                    c.before,
-                    c.after
-                );
-            }
-            println!(
-                "gameday: {} change points; trend in {}",
-                changes.len(),
-                out.display()
-            );
-            0
-        }
-        Err(e) => {
-            eprintln!("gameday: {e}");
-            2
-        }
     }
 }
 

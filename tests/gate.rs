@@ -22,7 +22,7 @@ fn scenario(front: SocketAddr) -> String {
     format!(
         r#"name = "gate-small"
 description = "cache-aside on an external node, for the regression gate's tests"
-duration = "5s"
+duration = "8s"
 
 [topology]
 kind = "standalone"
@@ -35,7 +35,7 @@ addr = "{front}"
 
 [load]
 users = 8
-rate = 300
+rate = 200
 
 [workload]
 kind = "cache-aside"
@@ -235,6 +235,9 @@ fn edit_summary(dir: &Path, f: impl FnOnce(&mut Value)) {
 fn the_gate_finds_real_regressions_and_no_false_ones() {
     let _gate = crate::common::gate(module_path!());
     let lab = Lab::start();
+    // The first run after a start is slower (caches, pages, the proxy's
+    // pools): warm up once, as one does before measuring.
+    lab.run("warm-up");
     let base: Vec<PathBuf> = (1..=5).map(|i| lab.run(&format!("b{i}"))).collect();
     let refs: Vec<&Path> = base.iter().map(PathBuf::as_path).collect();
 
@@ -281,40 +284,38 @@ fn the_gate_finds_real_regressions_and_no_false_ones() {
     let (code, j, out) = compare(&slow, &refs, &[("GITHUB_STEP_SUMMARY", &summary_file)]);
     assert_eq!(code, 1, "{out}\n{:#}", j["metrics"]);
     let failed = verdicts(&j, "fail");
-    assert!(failed.contains(&"run.caller.p50"), "{failed:?}");
     assert!(
-        failed.iter().all(|m| m.contains(".caller.p")),
-        "only latency: {failed:?}"
+        !failed.is_empty() && failed.iter().all(|m| m.contains(".caller.p")),
+        "latency, only: {failed:?}"
     );
     assert_eq!(j["schema"], "gameday.compare/1");
-    let p50 = j["metrics"]
+    let p90 = j["metrics"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|m| m["metric"] == "run.caller.p50")
+        .find(|m| m["metric"] == "run.caller.p90")
         .unwrap();
     assert!(
-        p50["delta"].as_f64().unwrap() > 1500.0,
-        "≥ 1.5 ms slower: {p50}"
+        p90["delta"].as_f64().unwrap() > 1500.0,
+        "≥ 1.5 ms slower: {p90}"
     );
-    assert!(p50["p_value"].as_f64().unwrap() < 0.01);
-    assert_eq!(p50["baseline_runs"].as_array().unwrap().len(), 5);
+    assert!(p90["p_value"].as_f64().unwrap() < 0.01);
+    assert_eq!(p90["baseline_runs"].as_array().unwrap().len(), 5);
     let md = std::fs::read_to_string(&summary_file).unwrap();
-    assert!(
-        md.contains("REGRESSION") && md.contains("run.caller.p50"),
-        "{md}"
-    );
+    assert!(md.contains("REGRESSION") && md.contains(failed[0]), "{md}");
     for f in ["compare.md", "compare.html", "junit.xml"] {
         assert!(slow.join("compare").join(f).is_file(), "{f}");
     }
     let junit = std::fs::read_to_string(slow.join("compare/junit.xml")).unwrap();
     assert!(junit.contains("<failure"), "{junit}");
 
-    // `run --baseline`: the run passes its own rules, the comparison fails.
-    let out = lab.run_slow(
-        "r2",
-        &["--baseline", base[0].parent().unwrap().to_str().unwrap()],
-    );
+    // `run --baseline` against a store of the five: the run passes its own
+    // rules, the comparison fails.
+    let store = lab.root.path().join("store");
+    for (i, b) in base.iter().enumerate() {
+        copy_dir(b, &store.join(format!("b{}", i + 1)));
+    }
+    let out = lab.run_slow("r2", &["--baseline", store.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(lab.dir("r2").join("compare/compare.json").is_file());
 
@@ -328,10 +329,7 @@ fn the_gate_finds_real_regressions_and_no_false_ones() {
     assert_eq!(code, 1, "{out}");
     let failed = verdicts(&j, "fail");
     assert!(failed.contains(&"run.stale_reads"), "{failed:?}");
-    assert!(
-        !failed.contains(&"run.caller.p50"),
-        "latency within noise: {failed:?}"
-    );
+    assert_eq!(failed, ["run.stale_reads"], "latency within noise");
 
     // Two baselines are too few.
     let (code, j, out) = compare(&lab.dir("c1"), &refs[..2], &[]);
@@ -390,12 +388,12 @@ fn the_gate_finds_real_regressions_and_no_false_ones() {
     let csv = std::fs::read_to_string(trend_out.join("trend.csv")).unwrap();
     let marked: Vec<&str> = csv
         .lines()
-        .filter(|l| l.contains(",run.caller.p50,") && l.ends_with(",1"))
+        .filter(|l| l.contains(",run.caller.p90,") && l.ends_with(",1"))
         .collect();
     assert_eq!(
         marked.len(),
         1,
-        "one change point in run.caller.p50: {marked:?}"
+        "one change point in run.caller.p90: {marked:?}"
     );
     assert!(
         marked[0].contains(",r1,"),

@@ -126,6 +126,16 @@ async fn raw_api_status_codes_and_toxic_updates() {
         assert!(r.text().unwrap().contains("loopback"));
         let r = post("/proxies", serde_json::json!({"name": "wide", "listen": "0.0.0.0:0", "upstream": "127.0.0.1:6379"}));
         assert_eq!(r.status(), 400);
+
+        // A body is JSON whatever its Content-Type, as with Toxiproxy
+        // (`curl -d` sends none of JSON's).
+        let raw = |path: &str, body: &str| http.post(format!("{base}{path}")).body(body.to_string()).send().unwrap();
+        let r = raw("/populate", r#"[{"name": "bare", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:1"}]"#);
+        assert_eq!(r.status(), 201, "{}", r.text().unwrap());
+        assert_eq!(get("/proxies/bare").status(), 200);
+        let r = raw("/proxies/bare/toxics", "{not json");
+        assert_eq!(r.status(), 400);
+        assert!(r.text().unwrap().contains("bad request body"));
     })
     .await
     .unwrap();

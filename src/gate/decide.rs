@@ -213,7 +213,7 @@ fn performance(
     };
     let worse_by = sign * (c - median);
     let flipped: Vec<f64> = values.iter().map(|v| sign * v).collect();
-    let p_between = stats::prediction_greater(sign * c, &flipped);
+    let p_between = stats::prediction_greater(sign * c, &flipped, cfg.noise_floor);
     let p_within = candidate.per_second(m).and_then(|cand| {
         let theirs: Vec<Vec<(u64, f64)>> = runs.iter().filter_map(|r| r.per_second(m)).collect();
         let strata: Vec<(f64, Vec<f64>)> = cand

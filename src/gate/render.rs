@@ -43,6 +43,7 @@ struct Settings {
     min_baselines: usize,
     max_cv: f64,
     warn: f64,
+    noise_floor: f64,
 }
 
 #[derive(Serialize)]
@@ -80,6 +81,7 @@ pub fn json(c: &Comparison) -> String {
             min_baselines: c.config.min_baselines,
             max_cv: c.config.max_cv,
             warn: c.config.warn,
+            noise_floor: c.config.noise_floor,
         },
         candidate: RunRef::of(&c.candidate),
         baselines: c.baselines.iter().map(RunRef::of).collect(),

@@ -78,23 +78,18 @@ pub fn stratified_rank_greater(strata: &[(f64, Vec<f64>)]) -> f64 {
         .min(1.0)
 }
 
-/// The least run-to-run spread assumed, as a share of the mean: a few
-/// quiet baselines understate how far an identical run can land on a
-/// shared machine.
-pub const NOISE_FLOOR: f64 = 0.05;
-
 /// One-sided prediction test: the p-value of "`x` is larger than a new
 /// draw from the population `sample` came from" (Student's t with n − 1
 /// degrees of freedom on `(x − mean) / (sd·√(1 + 1/n))`, the spread taken
-/// as at least `NOISE_FLOOR` of the mean). With no spread at all (a mean
+/// as at least `noise_floor` of the mean). With no spread at all (a mean
 /// of 0 and equal values), 0 if `x` is above it and 1 if not.
-pub fn prediction_greater(x: f64, sample: &[f64]) -> f64 {
+pub fn prediction_greater(x: f64, sample: &[f64], noise_floor: f64) -> f64 {
     let n = sample.len();
     if n < 2 {
         return 1.0;
     }
     let (mean, sd) = mean_sd(sample);
-    let sd = sd.max(NOISE_FLOOR * mean.abs());
+    let sd = sd.max(noise_floor * mean.abs());
     if sd <= f64::EPSILON * mean.abs().max(1.0) {
         return if x > mean + 1e-9 * mean.abs().max(1.0) {
             0.0
@@ -227,16 +222,18 @@ mod tests {
     #[test]
     fn prediction_needs_a_value_far_outside_the_spread() {
         let base = [10.0, 11.0, 9.0, 10.5, 9.5];
-        assert!(prediction_greater(10.2, &base) > 0.3);
-        assert!(prediction_greater(20.0, &base) < 0.001);
-        // Five equal baselines do not make a 5 % change significant.
+        assert!(prediction_greater(10.2, &base, 0.0) > 0.3);
+        assert!(prediction_greater(20.0, &base, 0.0) < 0.001);
+        // Five equal baselines do not make a change within the noise
+        // floor significant.
         let flat = [100.0; 5];
-        assert!(prediction_greater(105.0, &flat) > 0.1);
-        assert!(prediction_greater(130.0, &flat) < 0.01);
-        assert!(prediction_greater(5.0, &[3.0, 3.0, 3.0]) < 0.01);
-        assert!(prediction_greater(3.0, &[3.0, 3.0, 3.0]) >= 0.5);
-        assert_eq!(prediction_greater(1.0, &[0.0, 0.0, 0.0]), 0.0);
-        assert_eq!(prediction_greater(0.0, &[0.0, 0.0, 0.0]), 1.0);
+        assert!(prediction_greater(105.0, &flat, 0.05) > 0.1);
+        assert!(prediction_greater(130.0, &flat, 0.05) < 0.01);
+        assert!(prediction_greater(130.0, &flat, 0.10) > 0.01);
+        assert!(prediction_greater(5.0, &[3.0, 3.0, 3.0], 0.05) < 0.01);
+        assert!(prediction_greater(3.0, &[3.0, 3.0, 3.0], 0.05) >= 0.5);
+        assert_eq!(prediction_greater(1.0, &[0.0, 0.0, 0.0], 0.1), 0.0);
+        assert_eq!(prediction_greater(0.0, &[0.0, 0.0, 0.0], 0.1), 1.0);
     }
 
     #[test]

@@ -268,3 +268,35 @@ fn html(groups: &[Group]) -> String {
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>gameday trend</title><style>body{{font-family:system-ui,sans-serif;margin:2em}}h3{{font-size:1em;font-weight:normal}}</style></head><body><h1>gameday trend</h1><p>Each gated metric over the runs, oldest first, labelled by commit. Dashed red lines: change points (E-divisive means, permutation test p &lt; {ALPHA}, at least {MIN_SIZE} runs a side).</p>{body}</body></html>\n"
     )
 }
+
+/// `gameday trend`: 0, or 2 when the runs cannot be read.
+pub fn command(dirs: &[PathBuf], out: &Path) -> u8 {
+    match trend(dirs, out) {
+        Ok(changes) => {
+            for c in &changes {
+                println!(
+                    "change point: {} {} at run {}{}: {:.3} -> {:.3}",
+                    c.group,
+                    c.metric,
+                    c.run_id,
+                    c.commit.as_deref().map_or(String::new(), |h| format!(
+                        " (commit {})",
+                        &h[..h.len().min(12)]
+                    )),
+                    c.before,
+                    c.after
+                );
+            }
+            println!(
+                "gameday: {} change points; trend in {}",
+                changes.len(),
+                out.display()
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("gameday: {e}");
+            2
+        }
+    }
+}

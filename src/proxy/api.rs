@@ -2,15 +2,14 @@
 //! client (toxiproxy_rust, toxiproxy-cli, the Go and Ruby clients) can drive
 //! the embedded server.
 
-use super::server::{ApiError, NewProxy, ProxyServer, ProxyUpdate};
-use super::toxic::NewToxic;
-use axum::extract::rejection::JsonRejection;
+use super::server::{ApiError, ProxyServer};
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::Arc;
 
 /// The version string `GET /version` answers with.
@@ -30,10 +29,12 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn body<T>(parsed: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    parsed.map(|Json(v)| v).map_err(|e| ApiError {
+/// A request body read as JSON whatever its Content-Type, as Toxiproxy
+/// does (its clients and `curl -d` do not all send one).
+fn body<T: serde::de::DeserializeOwned>(bytes: Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(&bytes).map_err(|e| ApiError {
         status: 400,
-        message: format!("bad request body: {}", e.body_text()),
+        message: format!("bad request body: {e}"),
     })
 }
 
@@ -58,7 +59,7 @@ async fn reset(State(s): Shared) -> Reply {
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn populate(State(s): Shared, req: Result<Json<Vec<NewProxy>>, JsonRejection>) -> Reply {
+async fn populate(State(s): Shared, req: Bytes) -> Reply {
     let proxies = s.populate(body(req)?).await?;
     Ok((StatusCode::CREATED, Json(json!({ "proxies": proxies }))).into_response())
 }
@@ -67,7 +68,7 @@ async fn list(State(s): Shared) -> Reply {
     Ok(Json(s.list()).into_response())
 }
 
-async fn create(State(s): Shared, req: Result<Json<NewProxy>, JsonRejection>) -> Reply {
+async fn create(State(s): Shared, req: Bytes) -> Reply {
     Ok((StatusCode::CREATED, Json(s.create(body(req)?).await?)).into_response())
 }
 
@@ -75,11 +76,7 @@ async fn show(State(s): Shared, Path(proxy): Path<String>) -> Reply {
     Ok(Json(s.get(&proxy)?).into_response())
 }
 
-async fn update(
-    State(s): Shared,
-    Path(proxy): Path<String>,
-    req: Result<Json<ProxyUpdate>, JsonRejection>,
-) -> Reply {
+async fn update(State(s): Shared, Path(proxy): Path<String>, req: Bytes) -> Reply {
     Ok(Json(s.update(&proxy, body(req)?).await?).into_response())
 }
 
@@ -92,11 +89,7 @@ async fn toxics(State(s): Shared, Path(proxy): Path<String>) -> Reply {
     Ok(Json(s.toxics(&proxy)?).into_response())
 }
 
-async fn add_toxic(
-    State(s): Shared,
-    Path(proxy): Path<String>,
-    req: Result<Json<NewToxic>, JsonRejection>,
-) -> Reply {
+async fn add_toxic(State(s): Shared, Path(proxy): Path<String>, req: Bytes) -> Reply {
     Ok(Json(s.add_toxic(&proxy, body(req)?)?).into_response())
 }
 
@@ -107,7 +100,7 @@ async fn show_toxic(State(s): Shared, Path((proxy, toxic)): Path<(String, String
 async fn update_toxic(
     State(s): Shared,
     Path((proxy, toxic)): Path<(String, String)>,
-    req: Result<Json<Value>, JsonRejection>,
+    req: Bytes,
 ) -> Reply {
     Ok(Json(s.update_toxic(&proxy, &toxic, body(req)?)?).into_response())
 }

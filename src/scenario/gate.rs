@@ -25,6 +25,7 @@ pub struct RawGate {
     pub min_baselines: Option<Spanned<i64>>,
     pub max_cv: Option<Spanned<f64>>,
     pub warn: Option<Spanned<f64>>,
+    pub noise_floor: Option<Spanned<f64>>,
     /// Per family (`latency`, ...) or per metric path.
     #[serde(default)]
     pub tolerance: BTreeMap<String, Spanned<RawTolerance>>,
@@ -61,6 +62,7 @@ pub struct GatePlan {
     min_baselines: usize,
     max_cv: f64,
     warn: f64,
+    noise_floor: f64,
     tolerances: Vec<Tolerance>,
 }
 
@@ -73,6 +75,7 @@ impl Default for GatePlan {
             min_baselines: GateConfig::MIN_BASELINES,
             max_cv: GateConfig::MAX_CV,
             warn: GateConfig::WARN,
+            noise_floor: GateConfig::NOISE_FLOOR,
             tolerances: Vec::new(),
         }
     }
@@ -116,6 +119,18 @@ impl RawGate {
         }
         if let Some(w) = &self.warn {
             plan.warn = open_fraction(w, "warn", 0.0, 1.0)?;
+        }
+        if let Some(f) = &self.noise_floor {
+            plan.noise_floor = *f.get_ref();
+            if !(0.0..1.0).contains(&plan.noise_floor) {
+                return Err(invalid(
+                    f.span(),
+                    format!(
+                        "`noise_floor` is a share of the mean from 0 to below 1, not {}",
+                        plan.noise_floor
+                    ),
+                ));
+            }
         }
         plan.metrics = self.metrics.as_deref().map(|l| paths(l, ctx)).transpose()?;
         plan.invariants = self
@@ -261,6 +276,7 @@ impl GatePlan {
             min_baselines: self.min_baselines,
             max_cv: self.max_cv,
             warn: self.warn,
+            noise_floor: self.noise_floor,
             metrics,
         }
     }

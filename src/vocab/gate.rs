@@ -155,7 +155,16 @@ pub struct GateConfig {
     /// A significant change larger than this fraction of the band, but not
     /// larger than the band, is a warning.
     pub warn: f64,
+    /// The least run-to-run spread the between-run test assumes, as a share
+    /// of the baselines' mean: a few quiet baselines understate how far an
+    /// identical run lands on a shared machine.
+    #[serde(default = "noise_floor")]
+    pub noise_floor: f64,
     pub metrics: Vec<GateMetric>,
+}
+
+fn noise_floor() -> f64 {
+    GateConfig::NOISE_FLOOR
 }
 
 impl GateConfig {
@@ -163,4 +172,5 @@ impl GateConfig {
     pub const MIN_BASELINES: usize = 3;
     pub const MAX_CV: f64 = 0.25;
     pub const WARN: f64 = 0.5;
+    pub const NOISE_FLOOR: f64 = 0.10;
 }

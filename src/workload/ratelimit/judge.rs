@@ -13,22 +13,16 @@ pub(super) struct Decision {
     pub(super) degraded: bool,
 }
 
-/// The oracle over one phase's decisions (sorted by time); see the module
-/// docs. `bound`: what the algorithm may admit per client and aligned
-/// window by its documented error (`excess_admitted` counts admissions
-/// beyond it that were not the error policy's).
-pub(super) fn judge(
+/// Per client and aligned window: (over-admitted, under-admitted, allowed,
+/// the algorithm's own admissions beyond `bound`), summed.
+fn per_window(
     decisions: &[Decision],
     limit: u64,
     window_us: u64,
     bound: u64,
-) -> BTreeMap<String, f64> {
-    let mut m = BTreeMap::new();
-    if decisions.is_empty() {
-        return m;
-    }
-    // Per client and aligned window: requests, admissions, and admissions
-    // the algorithm decided (not the error policy).
+) -> (u64, u64, u64, u64) {
+    // Requests, admissions, and admissions the algorithm decided (not the
+    // error policy).
     let mut per: HashMap<(u32, u64), (u64, u64, u64)> = HashMap::new();
     for d in decisions {
         let e = per.entry((d.client, d.at_us / window_us)).or_default();
@@ -44,6 +38,24 @@ pub(super) fn judge(
         under += allowed.saturating_sub(admitted);
         excess += decided.saturating_sub(bound);
     }
+    (over, under, allowed_total, excess)
+}
+
+/// The oracle over one phase's decisions (sorted by time); see the module
+/// docs. `bound`: what the algorithm may admit per client and aligned
+/// window by its documented error (`excess_admitted` counts admissions
+/// beyond it that were not the error policy's).
+pub(super) fn judge(
+    decisions: &[Decision],
+    limit: u64,
+    window_us: u64,
+    bound: u64,
+) -> BTreeMap<String, f64> {
+    let mut m = BTreeMap::new();
+    if decisions.is_empty() {
+        return m;
+    }
+    let (over, under, allowed_total, excess) = per_window(decisions, limit, window_us, bound);
     let admitted_total = decisions.iter().filter(|d| d.admitted).count() as u64;
     // The largest number admitted in any window-long span, per client.
     let mut logs: HashMap<u32, VecDeque<u64>> = HashMap::new();
