@@ -57,9 +57,9 @@ rate = 200
 
 [workload]
 kind = "cache-aside"
-keys = 200
-read_ratio = 0.8
-ttl = "2s"
+keys = 100
+read_ratio = 0.9
+ttl = "4s"
 op_timeout = "200ms"
 on_redis_error = {{ policy = "fallback" }}
 "#
