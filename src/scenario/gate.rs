@@ -346,9 +346,7 @@ fn default_performance(workload: &WorkloadPlan, faults: &[FaultPlan]) -> Vec<Met
         // The tail is left out by default: over a short run on a shared
         // 2-core machine, identical runs moved p90 by up to +77 % and p99
         // by up to +60 % (README); a scenario may name them.
-        for q in ["p50"] {
-            out.push(path(phase.clone(), Some(CALLER_OP), q, Dim::Micros));
-        }
+        out.push(path(phase.clone(), Some(CALLER_OP), "p50", Dim::Micros));
         if let PhaseRef::Fault(_) = phase {
             out.push(path(phase.clone(), None, "unavailable", Dim::Millis));
             out.push(path(phase.clone(), None, "failover_time", Dim::Millis));
