@@ -19,7 +19,7 @@ use crate::load::LoadPlan;
 use crate::vocab::check::{self, Invalid};
 use crate::vocab::expect::{self, ExpectCtx};
 use crate::vocab::units::{self, Dur};
-use crate::workload::{WorkloadCtx, WorkloadPlan};
+use crate::workload::WorkloadCtx;
 use plan::RunPlan;
 use raw::{RawLoad, RawScenario};
 use std::ops::Range;
@@ -145,10 +145,18 @@ impl Validator<'_> {
             .plan(&ctx)
             .map_err(|e| self.at(e))?;
         let faults = self.faults(&raw.faults, duration, &topology, &workload)?;
-        let expectations =
-            self.expectations(&raw.expect, &raw.faults, &faults, &workload, &variants)?;
+        // What a rule or a gated metric may name.
+        let fault_names: Vec<String> = faults.iter().map(|f| f.name.clone()).collect();
+        let variant_names: Vec<String> = variants.iter().map(|(n, _)| n.clone()).collect();
+        let names = ExpectCtx {
+            variants: &variant_names,
+            faults: &fault_names,
+            ops: workload.ops(),
+            workload_metrics: workload.metrics(),
+        };
+        let expectations = self.expectations(&raw.expect, &raw.faults, &names)?;
         let gate = match &raw.gate {
-            Some(g) => self.gate(g, &faults, &workload, &variants)?,
+            Some(g) => g.plan(&names).map_err(|e| self.at(e))?,
             None => gate::GatePlan::default(),
         };
         Ok(RunPlan {
@@ -167,24 +175,6 @@ impl Validator<'_> {
             gate,
             content_hash: String::new(),
         })
-    }
-
-    fn gate(
-        &self,
-        raw: &gate::RawGate,
-        faults: &[crate::fault::FaultPlan],
-        workload: &WorkloadPlan,
-        variants: &[(String, WorkloadPlan)],
-    ) -> VResult<gate::GatePlan> {
-        let fault_names: Vec<String> = faults.iter().map(|f| f.name.clone()).collect();
-        let variant_names: Vec<String> = variants.iter().map(|(n, _)| n.clone()).collect();
-        let ctx = ExpectCtx {
-            variants: &variant_names,
-            faults: &fault_names,
-            ops: workload.ops(),
-            workload_metrics: workload.metrics(),
-        };
-        raw.plan(&ctx).map_err(|e| self.at(e))
     }
 
     /// What drives the load: `[workload]` or `[target]`, exactly one.
@@ -217,22 +207,12 @@ impl Validator<'_> {
         &self,
         rules: &[Spanned<String>],
         raw_faults: &[Spanned<raw::RawFaultHead>],
-        faults: &[crate::fault::FaultPlan],
-        workload: &WorkloadPlan,
-        variants: &[(String, WorkloadPlan)],
+        ctx: &ExpectCtx,
     ) -> VResult<Vec<expect::Expectation>> {
-        let fault_names: Vec<String> = faults.iter().map(|f| f.name.clone()).collect();
-        let variant_names: Vec<String> = variants.iter().map(|(n, _)| n.clone()).collect();
-        let ctx = ExpectCtx {
-            variants: &variant_names,
-            faults: &fault_names,
-            ops: workload.ops(),
-            workload_metrics: workload.metrics(),
-        };
         rules
             .iter()
             .chain(raw_faults.iter().flat_map(|f| f.get_ref().expect.iter()))
-            .map(|r| expect::parse(r.get_ref(), &ctx).map_err(|m| self.err(r.span(), m)))
+            .map(|r| expect::parse(r.get_ref(), ctx).map_err(|m| self.err(r.span(), m)))
             .collect()
     }
 
