@@ -282,6 +282,18 @@ async fn drive(
     result
 }
 
+/// How the run's load is driven.
+fn load_spec(plan: &RunPlan, dir: &Path) -> LoadSpec {
+    LoadSpec {
+        users: plan.load.users,
+        rate: plan.load.rate,
+        ramp: plan.load.ramp,
+        duration: plan.duration,
+        goose_report: Some(dir.join("goose.html")),
+        goose_metrics: true,
+    }
+}
+
 /// The load against the lab, with the faults beside it: the table of
 /// contents.
 async fn measure(
@@ -291,6 +303,7 @@ async fn measure(
     dir: &Path,
 ) -> Result<RunOutcome, RunError> {
     let seed = plan.seed;
+    let calibrator = crate::testbed::Calibrator::start().await;
     let (t0, started) = (Instant::now(), SystemTime::now());
     let gc = Arc::new(GcPause::default());
     let any = AnyWorkload::new(
@@ -307,14 +320,7 @@ async fn measure(
     let workload = any.oracle();
     let recorder = Arc::new(Mutex::new(Recorder::new(t0, workload.caller_ops())));
     let mut beside = start_beside(plan, ctx, run_id, workload, &recorder, &gc, t0);
-    let spec = LoadSpec {
-        users: plan.load.users,
-        rate: plan.load.rate,
-        ramp: plan.load.ramp,
-        duration: plan.duration,
-        goose_report: Some(dir.join("goose.html")),
-        goose_metrics: true,
-    };
+    let spec = load_spec(plan, dir);
     let loaded = tokio::select! {
         r = load::drive_any(&any, &spec, recorder.clone(), t0) => r,
         Some(e) = beside.failed.recv() => {
@@ -326,6 +332,7 @@ async fn measure(
     };
     let (records, telemetry, events) = beside.finish().await?;
     loaded?;
+    let calibration = calibrator.finish().await;
     let ledger = workload.ledger();
     // The final read-back: every acknowledged write must still be there.
     if let Some((l, decode)) = &ledger {
@@ -355,6 +362,7 @@ async fn measure(
             ctx.lab.telemetry_targets().first().map(|(_, a)| *a),
         )
         .await,
+        calibration,
         commit: crate::testbed::commit(),
     };
     let summary = Summary::assemble(plan, &rec, facts, &|phase, baseline| {

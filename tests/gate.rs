@@ -2,8 +2,9 @@
 //! an external redis-server behind a proxy the test owns, so that a cause
 //! can be injected without changing the scenario (and its content hash):
 //! 2 ms of latency on every reply (a latency toxic on the test's proxy),
-//! or stale values written behind the harness. Five baselines, ten
-//! identical candidates, a slow one, a stale one, a step for the trend.
+//! or stale values written behind the harness, or a busy machine. Five
+//! baselines, ten identical candidates, a slow one, a stale one, one on a
+//! busy machine, a step for the trend.
 
 use crate::common;
 use crate::common::ChildGuard;
@@ -214,6 +215,18 @@ fn corrupt(addr: SocketAddr, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u
     })
 }
 
+/// Spins until told to stop: a noisy neighbour on one core.
+fn spin(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut x = 1u64;
+        while !stop.load(Ordering::Relaxed) {
+            for _ in 0..10_000 {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+        }
+    })
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
@@ -238,7 +251,17 @@ fn the_gate_finds_real_regressions_and_no_false_ones() {
     // The first run after a start is slower (caches, pages, the proxy's
     // pools): warm up once, as one does before measuring.
     lab.run("warm-up");
-    let base: Vec<PathBuf> = (1..=5).map(|i| lab.run(&format!("b{i}"))).collect();
+    // Baselines and identical candidates interleaved (b1 c1 c2 b2 c3 c4
+    // ...), as a CI store's baselines come from other times than the
+    // candidate: a slow spell of the shared machine then falls on both.
+    let mut base = Vec::new();
+    let mut same = Vec::new();
+    for i in 1..=5 {
+        base.push(lab.run(&format!("b{i}")));
+        for j in [2 * i - 1, 2 * i] {
+            same.push(lab.run(&format!("c{j}")));
+        }
+    }
     let refs: Vec<&Path> = base.iter().map(PathBuf::as_path).collect();
 
     // The summary records what the gate matches on.
@@ -256,21 +279,52 @@ fn the_gate_finds_real_regressions_and_no_false_ones() {
         "{}",
         s["testbed"]
     );
+    assert!(s["calibration"]["before_us"].as_f64().unwrap() > 0.0);
     assert!(s["gate"]["metrics"]
         .as_array()
         .unwrap()
         .iter()
         .any(|m| m["path"] == "run.stale_reads" && m["class"] == "invariant"));
 
-    // An identical candidate. How often identical runs raise a false alarm
-    // is a property of the machine as much as of the gate: `gameday bench
-    // gate` measures it (in .ci/run, printed). On the shared 2-core VM a
-    // whole identical run is now and then 2-3x slower at p50 (1.2 -> 3.2
-    // ms seen, hit ratio unchanged), as large as the regression below.
-    let c1 = lab.run("c1");
-    let (code, j, out) = compare(&c1, &refs, &[]);
-    assert!(matches!(code, 0 | 1 | 4), "c1: exit {code}\n{out}");
-    assert_eq!(j["baselines"].as_array().unwrap().len(), 5, "{out}");
+    // Ten identical candidates: no failure, at most one warning.
+    let (mut failed, mut warned) = (Vec::new(), 0);
+    for c in &same {
+        let (code, j, out) = compare(c, &refs, &[]);
+        assert!(
+            matches!(code, 0 | 1 | 4),
+            "{}: exit {code}\n{out}",
+            c.display()
+        );
+        assert_eq!(j["baselines"].as_array().unwrap().len(), 5, "{out}");
+        failed.extend(verdicts(&j, "fail").iter().map(|m| m.to_string()));
+        warned += verdicts(&j, "warn").len();
+    }
+    eprintln!(
+        "gate: 10 identical candidates: {} failures {failed:?}, {warned} warnings",
+        failed.len()
+    );
+    assert!(
+        failed.is_empty() && warned <= 1,
+        "false alarms: {failed:?}, {warned} warnings"
+    );
+
+    // A noisy neighbour (two busy threads) during an identical candidate:
+    // the calibration sees a slower testbed, and the gate does not call a
+    // slower machine a regression.
+    let hog = Arc::new(AtomicBool::new(false));
+    let hogs: Vec<_> = (0..2).map(|_| spin(hog.clone())).collect();
+    let busy = lab.run("busy");
+    hog.store(true, Ordering::Relaxed);
+    hogs.into_iter().for_each(|h| h.join().unwrap());
+    let (code, j, out) = compare(&busy, &refs, &[]);
+    assert!(
+        j["testbed_slower"]
+            .as_str()
+            .is_some_and(|w| w.contains("CPU work")),
+        "{out}\n{:#}",
+        j["candidate"]
+    );
+    assert_ne!(code, 1, "a busy machine is no regression: {out}");
 
     // 2 ms on every reply: a regression, named by the latency metrics.
     let summary_file = lab.root.path().join("step-summary.md");

@@ -98,6 +98,8 @@ pub struct Comparison {
     pub config: crate::vocab::gate::GateConfig,
     pub verdict: Overall,
     pub reason: String,
+    /// Why the candidate's testbed was slower than its baselines', if it was.
+    pub testbed_slower: Option<String>,
 }
 
 impl Comparison {
@@ -196,16 +198,45 @@ pub fn compare(candidate: &Path, baselines: &[PathBuf]) -> Result<Comparison, Ga
         .filter_map(|m| decide::decide(m, &config, &cand, &used))
         .collect();
     decide::settle(&mut decisions, &config);
+    let slower = testbed_slower(&cand, &used);
+    let withheld = slower
+        .as_ref()
+        .map_or(0, |why| withhold(&mut decisions, why));
+    let (verdict, reason) = overall(&decisions, used.len(), &config, slower.as_deref(), withheld);
+    Ok(Comparison {
+        candidate: cand,
+        baselines: used,
+        skipped,
+        decisions,
+        config,
+        verdict,
+        reason,
+        testbed_slower: slower,
+    })
+}
+
+/// The comparison's verdict and why, from its metrics' verdicts.
+fn overall(
+    decisions: &[Decision],
+    used: usize,
+    cfg: &crate::vocab::gate::GateConfig,
+    slower: Option<&str>,
+    withheld: usize,
+) -> (Overall, String) {
     let any = |v| decisions.iter().any(|d| d.verdict == v);
-    let (verdict, reason) = if any(Verdict::Fail) {
+    if any(Verdict::Fail) {
         (Overall::Regression, "a gated metric got worse".to_string())
-    } else if used.len() < config.min_baselines {
+    } else if let Some(why) = slower.filter(|_| withheld > 0) {
+        (
+            Overall::Inconclusive,
+            format!("the testbed was slower during the candidate ({why}): {withheld} performance changes cannot be told from it; run it again"),
+        )
+    } else if used < cfg.min_baselines {
         (
             Overall::Inconclusive,
             format!(
                 "{} matching baselines, {} are needed",
-                used.len(),
-                config.min_baselines
+                used, cfg.min_baselines
             ),
         )
     } else if any(Verdict::Inconclusive) {
@@ -215,16 +246,58 @@ pub fn compare(candidate: &Path, baselines: &[PathBuf]) -> Result<Comparison, Ga
         )
     } else {
         (Overall::Pass, "no gated metric got worse".to_string())
-    };
-    Ok(Comparison {
-        candidate: cand,
-        baselines: used,
-        skipped,
-        decisions,
-        config,
-        verdict,
-        reason,
-    })
+    }
+}
+
+/// How much slower the candidate's testbed may be than its slowest
+/// baseline's before performance changes are no longer judged.
+const SLOWER_TESTBED: f64 = 1.25;
+/// The same for CPU steal, in percentage points above the baselines' most.
+const MORE_STEAL: f64 = 5.0;
+
+/// Why the candidate's testbed was measurably slower than every
+/// baseline's (its calibration), if it was: then a slower candidate may
+/// be a slower machine, not a slower build.
+fn testbed_slower(c: &Run, used: &[Run]) -> Option<String> {
+    let ours = c.summary.calibration?;
+    let theirs: Vec<_> = used.iter().filter_map(|b| b.summary.calibration).collect();
+    if theirs.is_empty() {
+        return None;
+    }
+    let slowest = theirs.iter().map(|b| b.slowest_us()).fold(0.0, f64::max);
+    if ours.slowest_us() > SLOWER_TESTBED * slowest {
+        return Some(format!(
+            "a fixed piece of CPU work took {:.0} µs, {:.2}× the slowest baseline's {slowest:.0} µs",
+            ours.slowest_us(),
+            ours.slowest_us() / slowest
+        ));
+    }
+    let most = theirs
+        .iter()
+        .filter_map(|b| b.steal_pct)
+        .fold(0.0, f64::max);
+    match ours.steal_pct {
+        Some(s) if s > most + MORE_STEAL => Some(format!(
+            "CPU steal {s:.1}% of the time, the baselines' at most {most:.1}%"
+        )),
+        _ => None,
+    }
+}
+
+/// Turns the performance failures and warnings into inconclusive ones,
+/// saying why; returns how many. Invariants stand: a stale read is one on
+/// any machine.
+fn withhold(decisions: &mut [Decision], why: &str) -> usize {
+    let mut n = 0;
+    for d in decisions.iter_mut().filter(|d| {
+        d.class == crate::vocab::gate::Class::Performance
+            && matches!(d.verdict, Verdict::Fail | Verdict::Warn)
+    }) {
+        d.verdict = Verdict::Inconclusive;
+        d.reason = format!("{}; not judged: the testbed was slower ({why})", d.reason);
+        n += 1;
+    }
+    n
 }
 
 /// Writes compare.json, compare.md, compare.html and junit.xml into `out`,

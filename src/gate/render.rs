@@ -16,6 +16,7 @@ struct RunRef {
     run_id: String,
     started_at: String,
     commit: Option<String>,
+    calibration: Option<crate::testbed::Calibration>,
 }
 
 impl RunRef {
@@ -25,6 +26,7 @@ impl RunRef {
             run_id: r.summary.run_id.clone(),
             started_at: r.summary.started_at.clone(),
             commit: r.summary.commit.clone(),
+            calibration: r.summary.calibration,
         }
     }
 }
@@ -54,6 +56,8 @@ struct CompareJson<'a> {
     verdict: &'static str,
     exit_code: u8,
     reason: &'a str,
+    /// Why the candidate's testbed was slower than its baselines', if it was.
+    testbed_slower: Option<&'a str>,
     counts: Counts,
     settings: Settings,
     candidate: RunRef,
@@ -70,6 +74,7 @@ pub fn json(c: &Comparison) -> String {
         verdict: c.verdict.as_str(),
         exit_code: c.verdict.exit_code(),
         reason: &c.reason,
+        testbed_slower: c.testbed_slower.as_deref(),
         counts: Counts {
             fail: c.count(Verdict::Fail),
             warn: c.count(Verdict::Warn),

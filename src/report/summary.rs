@@ -7,7 +7,7 @@ use crate::ledger::{Losses, LostWrite};
 use crate::recorder::{OpStats, PhaseStats, Recorder};
 use crate::scenario::plan::RunPlan;
 use crate::telemetry::ServerEvent;
-use crate::testbed::Testbed;
+use crate::testbed::{Calibration, Testbed};
 use crate::vocab::expect::{Expectation, PhaseValues};
 use crate::vocab::gate::GateConfig;
 use serde::{Deserialize, Serialize};
@@ -54,6 +54,9 @@ pub struct Summary {
     /// What it ran on; baselines must match it.
     #[serde(default)]
     pub testbed: Option<Testbed>,
+    /// How fast the testbed itself was around this run.
+    #[serde(default)]
+    pub calibration: Option<Calibration>,
     /// What `gameday compare` judges this run on.
     #[serde(default)]
     pub gate: Option<GateConfig>,
@@ -302,6 +305,7 @@ pub struct RunFacts {
     /// What the ledger found, for a workload with one.
     pub ledger: Option<Losses>,
     pub testbed: Testbed,
+    pub calibration: Calibration,
     pub commit: Option<String>,
 }
 
@@ -367,6 +371,7 @@ impl Summary {
             scenario_hash: plan.content_hash.clone(),
             commit: facts.commit,
             testbed: Some(facts.testbed),
+            calibration: Some(facts.calibration),
             gate: Some(plan.gate_config()),
         }
     }
