@@ -144,16 +144,6 @@ fn judge(candidate: &Path, baselines: &[PathBuf]) -> anyhow::Result<(Vec<String>
     Ok((failed, c.count(Verdict::Warn)))
 }
 
-/// The median of the baselines' caller p99, µs.
-fn baseline_p99(baselines: &[PathBuf]) -> anyhow::Result<f64> {
-    let mut p99 = baselines
-        .iter()
-        .map(|b| caller_latency(b).map(|(_, p99)| p99))
-        .collect::<anyhow::Result<Vec<f64>>>()?;
-    p99.sort_by(f64::total_cmp);
-    Ok(p99[p99.len() / 2])
-}
-
 pub async fn bench_gate(args: GateBench) -> anyhow::Result<u8> {
     if args.baselines < 3 {
         bail!("--baselines must be at least 3 (the gate's default minimum)");
@@ -187,7 +177,7 @@ pub async fn bench_gate(args: GateBench) -> anyhow::Result<u8> {
     // ...), as a CI store's baselines come from other times than the
     // candidate: a slow spell of the machine falls on both.
     let per = args.identical.div_ceil(args.baselines);
-    let (mut baselines, mut same) = (Vec::new(), Vec::new());
+    let (mut baselines, mut same, mut tails) = (Vec::new(), Vec::new(), Vec::new());
     for i in 1..=args.baselines {
         let dir = bench.run(&format!("b{i}")).await?;
         let (p50, p99) = caller_latency(&dir)?;
@@ -196,11 +186,13 @@ pub async fn bench_gate(args: GateBench) -> anyhow::Result<u8> {
             args.baselines
         );
         baselines.push(dir);
+        tails.push(p99);
         while same.len() < (i * per).min(args.identical) {
             same.push(bench.run(&format!("c{}", same.len() + 1)).await?);
         }
     }
-    let p99 = baseline_p99(&baselines)?;
+    tails.sort_by(f64::total_cmp);
+    let p99 = tails[tails.len() / 2];
     let (mut false_alarms, mut warned) = (0usize, 0usize);
     for (i, dir) in same.iter().enumerate() {
         let (failed, warnings) = judge(dir, &baselines)?;
