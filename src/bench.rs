@@ -8,23 +8,17 @@
 //! - `proxy`: PING latency and `redis-benchmark` throughput through the
 //!   embedded proxy (no toxics) vs straight to the server.
 
+use crate::bench_peer::{redis_benchmark, GetOnly};
 use crate::load::{self, LoadSpec};
 use crate::proxy::control::ProxyControl;
 use crate::proxy::EmbeddedProxy;
-use crate::recorder::PhaseStats;
 use crate::recorder::Recorder;
 use crate::topology::plan::TopologyPlan;
 use crate::topology::process::RedisProcess;
-use crate::topology::ClientSpec;
-use crate::vocab::outcome::{Outcome, Trace};
 use crate::vocab::topo::Role;
-use crate::workload::conn::RedisConn;
-use crate::workload::{Done, Oracle, Workload};
 use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -56,6 +50,16 @@ pub enum Which {
     /// The regression gate's false-positive rate and smallest detected
     /// latency regression, over real runs.
     Gate(crate::bench_gate::GateBench),
+    /// The open-model scheduler at a high arrival rate: achieved vs
+    /// offered and its lateness, vs the closed model and a bare sleep loop.
+    Open {
+        #[arg(long, default_value_t = 50_000.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        #[arg(long, default_value_t = 64)]
+        max_in_flight: usize,
+    },
     /// Latency and throughput added by the embedded proxy.
     Proxy {
         #[arg(long, default_value_t = 20000)]
@@ -78,85 +82,11 @@ pub async fn run(which: Which) -> anyhow::Result<u8> {
             seconds,
         } => crate::bench_http::bench_http(connections, seconds).await,
         Which::Gate(args) => crate::bench_gate::bench_gate(args).await,
-    }
-}
-
-/// `redis-benchmark -t get` against `addr`; returns requests per second.
-fn redis_benchmark(addr: SocketAddr, connections: usize, requests: u64) -> anyhow::Result<f64> {
-    let out = Command::new("redis-benchmark")
-        .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
-        .args([
-            "-c",
-            &connections.to_string(),
-            "-n",
-            &requests.to_string(),
-            "-t",
-            "get",
-            "--csv",
-        ])
-        .output()
-        .context("cannot run redis-benchmark (apt-get install redis-tools)")?;
-    if !out.status.success() {
-        bail!(
-            "redis-benchmark failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    // CSV: "test","rps",... ; the GET row's second field.
-    text.lines()
-        .find(|l| l.starts_with("\"GET\""))
-        .and_then(|l| l.split(',').nth(1))
-        .and_then(|v| v.trim_matches('"').parse().ok())
-        .with_context(|| format!("cannot read redis-benchmark's output: {text}"))
-}
-
-/// A workload of plain GETs of one 3-byte key, as redis-benchmark does.
-struct GetOnly {
-    addr: SocketAddr,
-    t0: Instant,
-}
-
-impl Workload for GetOnly {
-    type User = (RedisConn, Trace);
-
-    fn new_user(&self, _index: usize) -> Self::User {
-        (
-            RedisConn::new(
-                &ClientSpec::Direct(self.addr),
-                Duration::from_secs(5),
-                self.t0,
-            ),
-            Trace::default(),
-        )
-    }
-
-    async fn op(&self, user: &mut Self::User, _intended_us: u64, _trace: &mut Trace) -> Done {
-        let scratch = &mut user.1;
-        scratch.clear();
-        let r = user
-            .0
-            .query::<Option<Vec<u8>>>(
-                "redis_get",
-                redis::cmd("GET").arg("key:__rand_int__"),
-                scratch,
-            )
-            .await;
-        let outcome = match r {
-            Ok(_) => Outcome::Ok,
-            Err(c) => Outcome::Err(c),
-        };
-        Done::new("get", outcome)
-    }
-}
-
-impl Oracle for GetOnly {
-    fn caller_ops(&self) -> &'static [&'static str] {
-        &["get"]
-    }
-
-    fn phase_metrics(&self, _phase: &PhaseStats, _baseline: &PhaseStats) -> BTreeMap<String, f64> {
-        BTreeMap::new()
+        Which::Open {
+            rate,
+            seconds,
+            max_in_flight,
+        } => crate::bench_open::bench_open(rate, seconds, max_in_flight).await,
     }
 }
 
@@ -170,12 +100,8 @@ async fn engine_throughput(
     let workload = GetOnly { addr, t0 };
     let recorder = Arc::new(Mutex::new(Recorder::new(t0, &["get"])));
     let spec = LoadSpec {
-        users,
-        rate: None,
-        ramp: Duration::ZERO,
-        duration: Duration::from_secs(seconds),
-        goose_report: None,
         goose_metrics,
+        ..LoadSpec::closed(users, None, Duration::from_secs(seconds))
     };
     load::drive(std::sync::Arc::new(workload), &spec, recorder.clone(), t0).await?;
     let rec = recorder.lock().expect("recorder lock");

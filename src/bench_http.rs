@@ -89,12 +89,8 @@ async fn gameday_rate(
     let workload = Arc::new(Http::new(plan, &setup));
     let recorder = Arc::new(Mutex::new(Recorder::new(t0, ops)));
     let spec = LoadSpec {
-        users,
-        rate: None,
-        ramp: Duration::ZERO,
-        duration: Duration::from_secs(seconds),
-        goose_report: None,
         goose_metrics,
+        ..LoadSpec::closed(users, None, Duration::from_secs(seconds))
     };
     load::drive(workload, &spec, recorder.clone(), t0).await?;
     let rec = recorder.lock().unwrap_or_else(|p| p.into_inner());

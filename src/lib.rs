@@ -32,6 +32,8 @@
 mod bench;
 mod bench_gate;
 mod bench_http;
+mod bench_open;
+mod bench_peer;
 pub mod cli;
 mod conductor;
 mod fault;

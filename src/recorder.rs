@@ -63,6 +63,8 @@ pub struct PhaseStats {
     pub end_us: Option<u64>,
     pub ops: BTreeMap<&'static str, OpStats>,
     pub counters: BTreeMap<Counter, u64>,
+    /// The most each gauge read in this phase.
+    pub gauges: BTreeMap<&'static str, u64>,
     /// End of the first successful Redis command that started in this phase.
     pub first_redis_ok_us: Option<u64>,
 }
@@ -75,12 +77,18 @@ impl PhaseStats {
             end_us: None,
             ops: BTreeMap::new(),
             counters: BTreeMap::new(),
+            gauges: BTreeMap::new(),
             first_redis_ok_us: None,
         }
     }
 
     pub fn counter(&self, c: Counter) -> u64 {
         self.counters.get(&c).copied().unwrap_or(0)
+    }
+
+    /// The most gauge `g` read in this phase; 0 if it never did.
+    pub fn gauge(&self, g: &str) -> u64 {
+        self.gauges.get(g).copied().unwrap_or(0)
     }
 
     /// Seconds the phase lasted.
@@ -108,11 +116,16 @@ impl PhaseStats {
 pub struct SecondStats {
     pub ops: BTreeMap<&'static str, OpStats>,
     pub counters: BTreeMap<Counter, u64>,
+    pub gauges: BTreeMap<&'static str, u64>,
 }
 
 impl SecondStats {
     pub fn counter(&self, c: Counter) -> u64 {
         self.counters.get(&c).copied().unwrap_or(0)
+    }
+
+    pub fn gauge(&self, g: &str) -> u64 {
+        self.gauges.get(g).copied().unwrap_or(0)
     }
 }
 
@@ -245,6 +258,41 @@ impl Recorder {
             *self.phases[phase].counters.entry(c).or_default() += 1;
             *self.seconds[second].counters.entry(c).or_default() += 1;
         }
+    }
+
+    /// Counts `n` events of `c` that happened at `t_us`, under the phase
+    /// and the second they happened in (not an op's intended start: the
+    /// load's offered, started and completed counts are filed as they
+    /// happen, so a stall shows in the second it lasts).
+    pub fn count_at(&mut self, c: Counter, t_us: u64, n: u64) {
+        let phase = self.phase_index(t_us);
+        let second = self.second(t_us);
+        for p in [0, phase] {
+            *self.phases[p].counters.entry(c).or_default() += n;
+        }
+        *self.seconds[second].counters.entry(c).or_default() += n;
+    }
+
+    /// A reading `v` of gauge `g` at `t_us`: kept if it is the most of its
+    /// phase or second.
+    pub fn gauge_at(&mut self, g: &'static str, t_us: u64, v: u64) {
+        let phase = self.phase_index(t_us);
+        let second = self.second(t_us);
+        for p in [0, phase] {
+            let e = self.phases[p].gauges.entry(g).or_default();
+            *e = (*e).max(v);
+        }
+        let e = self.seconds[second].gauges.entry(g).or_default();
+        *e = (*e).max(v);
+    }
+
+    /// The index of the second `t_us` falls in, made if need be.
+    fn second(&mut self, t_us: u64) -> usize {
+        let second = (t_us / 1_000_000) as usize;
+        if self.seconds.len() <= second {
+            self.seconds.resize_with(second + 1, SecondStats::default);
+        }
+        second
     }
 
     pub fn phases(&self) -> &[PhaseStats] {

@@ -283,14 +283,17 @@ async fn drive(
 }
 
 /// How the run's load is driven.
-fn load_spec(plan: &RunPlan, dir: &Path) -> LoadSpec {
+fn load_spec(plan: &RunPlan, dir: &Path, shutdown: tokio::sync::watch::Receiver<bool>) -> LoadSpec {
     LoadSpec {
         users: plan.load.users,
         rate: plan.load.rate,
         ramp: plan.load.ramp,
         duration: plan.duration,
+        model: plan.load.model,
+        seed: plan.seed,
         goose_report: Some(dir.join("goose.html")),
         goose_metrics: true,
+        stop: Some(shutdown),
     }
 }
 
@@ -320,7 +323,7 @@ async fn measure(
     let workload = any.oracle();
     let recorder = Arc::new(Mutex::new(Recorder::new(t0, workload.caller_ops())));
     let mut beside = start_beside(plan, ctx, run_id, workload, &recorder, &gc, t0);
-    let spec = load_spec(plan, dir);
+    let spec = load_spec(plan, dir, ctx.shutdown.clone());
     let loaded = tokio::select! {
         r = load::drive_any(&any, &spec, recorder.clone(), t0) => r,
         Some(e) = beside.failed.recv() => {

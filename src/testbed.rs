@@ -179,7 +179,9 @@ impl Calibrator {
         }
     }
 
-    pub async fn finish(self) -> Calibration {
+    /// The calibration; none if a measurement could not be made (its
+    /// thread died), so that no NaN reaches summary.json.
+    pub async fn finish(self) -> Option<Calibration> {
         let ticks = cpu_ticks();
         let after_us = tokio::task::spawn_blocking(work_time_us)
             .await
@@ -187,10 +189,11 @@ impl Calibrator {
         let steal_pct = self.ticks.zip(ticks).and_then(|((s0, t0), (s1, t1))| {
             (t1 > t0).then(|| s1.saturating_sub(s0) as f64 * 100.0 / (t1 - t0) as f64)
         });
-        Calibration {
+        let c = Calibration {
             before_us: self.before_us,
             after_us,
             steal_pct,
-        }
+        };
+        (c.before_us.is_finite() && c.after_us.is_finite()).then_some(c)
     }
 }

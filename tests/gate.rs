@@ -332,7 +332,11 @@ fn the_gate_finds_real_regressions_and_no_false_ones() {
     let out = lab.run_slow("r1", &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let (code, j, out) = compare(&slow, &refs, &[("GITHUB_STEP_SUMMARY", &summary_file)]);
-    assert_eq!(code, 1, "{out}\n{:#}", j["metrics"]);
+    assert_eq!(
+        code, 1,
+        "{} (testbed: {})\n{out}\n{:#}",
+        j["reason"], j["testbed_slower"], j["metrics"]
+    );
     let failed = verdicts(&j, "fail");
     assert!(
         !failed.is_empty() && failed.iter().all(|m| m.contains(".caller.p")),
@@ -376,7 +380,7 @@ fn the_gate_finds_real_regressions_and_no_false_ones() {
     stop.store(true, Ordering::Relaxed);
     assert!(writer.join().unwrap() > 0);
     let (code, j, out) = compare(&stale, &refs, &[]);
-    assert_eq!(code, 1, "{out}");
+    assert_eq!(code, 1, "{}: {out}", j["reason"]);
     let failed = verdicts(&j, "fail");
     assert!(failed.contains(&"run.stale_reads"), "{failed:?}");
     assert_eq!(failed, ["run.stale_reads"], "latency within noise");

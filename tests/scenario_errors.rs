@@ -320,3 +320,50 @@ fn topology_keys_must_fit_the_kind() {
         "a standalone topology has no sentinels",
     );
 }
+
+#[test]
+fn open_model_keys_are_checked_at_their_place() {
+    let _gate = crate::common::gate(module_path!());
+    let open = |keys: &str| GOOD.replace("users = 4\nrate = 100", keys);
+    let ok = open(
+        "model = \"open\"\nrate = 100\nmax_in_flight = 8\nmax_queue = 0\narrivals = \"poisson\"",
+    );
+    let plan = gameday::parse_scenario(Path::new("good.toml"), &ok).unwrap();
+    assert_eq!(plan.load.users, 8, "one client per slot");
+    assert_points_at(
+        &open("model = \"open\"\nmax_in_flight = 8"),
+        "model = \"open\"",
+        "needs a `rate`",
+    );
+    assert_points_at(
+        &open("model = \"open\"\nrate = 100\nusers = 4"),
+        "users = 4",
+        "has no users",
+    );
+    assert_points_at(
+        &open("model = \"open\"\nrate = 100\nmax_queue = -1"),
+        "max_queue",
+        "between 0 and 1000000",
+    );
+    assert_points_at(
+        &open("model = \"open\"\nrate = 100\nmax_in_flight = 0"),
+        "max_in_flight",
+        "between 1 and 10000",
+    );
+    assert_points_at(
+        &open("model = \"open\"\nrate = 100\narrivals = \"bursty\""),
+        "arrivals",
+        "unknown variant",
+    );
+    assert_points_at(
+        &open("model = \"lifo\"\nrate = 100"),
+        "model",
+        "unknown variant",
+    );
+    assert_points_at(
+        &open("users = 4\nmax_queue = 10"),
+        "max_queue",
+        "belongs to the open model",
+    );
+    assert_points_at(&open("rate = 100"), "[load]", "needs `users`");
+}

@@ -17,6 +17,7 @@ mod ledger;
 mod lock;
 mod memory;
 mod node_faults;
+mod open_model;
 mod partition;
 mod proxy_api;
 mod ratelimit;

@@ -11,6 +11,7 @@ mod stats;
 pub mod store;
 pub mod trend;
 
+use crate::vocab::gate::Worse;
 use decide::{Decision, Verdict};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -201,7 +202,8 @@ pub fn compare(candidate: &Path, baselines: &[PathBuf]) -> Result<Comparison, Ga
     let slower = testbed_slower(&cand, &used);
     let withheld = slower
         .as_ref()
-        .map_or(0, |why| withhold(&mut decisions, why));
+        .map_or(0, |slow| withhold(&mut decisions, slow));
+    let slower = slower.map(|s| s.why);
     let (verdict, reason) = overall(&decisions, used.len(), &config, slower.as_deref(), withheld);
     Ok(Comparison {
         candidate: cand,
@@ -255,49 +257,93 @@ const SLOWER_TESTBED: f64 = 1.25;
 /// The same for CPU steal, in percentage points above the baselines' most.
 const MORE_STEAL: f64 = 5.0;
 
-/// Why the candidate's testbed was measurably slower than every
-/// baseline's (its calibration), if it was: then a slower candidate may
-/// be a slower machine, not a slower build.
-fn testbed_slower(c: &Run, used: &[Run]) -> Option<String> {
+/// How much slower the candidate's testbed was than every baseline's, and
+/// why we think so.
+struct Slowdown {
+    why: String,
+    /// The work-time ratio (or its equivalent for steal), above 1.
+    factor: f64,
+}
+
+/// The candidate's testbed, if it was measurably slower than every
+/// baseline's (its calibration): then a slower candidate may be a slower
+/// machine, not a slower build.
+fn testbed_slower(c: &Run, used: &[Run]) -> Option<Slowdown> {
     let ours = c.summary.calibration?;
     let theirs: Vec<_> = used.iter().filter_map(|b| b.summary.calibration).collect();
-    if theirs.is_empty() {
+    if theirs.is_empty() || !ours.slowest_us().is_finite() {
         return None;
     }
-    let slowest = theirs.iter().map(|b| b.slowest_us()).fold(0.0, f64::max);
-    if ours.slowest_us() > SLOWER_TESTBED * slowest {
-        return Some(format!(
-            "a fixed piece of CPU work took {:.0} µs, {:.2}× the slowest baseline's {slowest:.0} µs",
-            ours.slowest_us(),
-            ours.slowest_us() / slowest
-        ));
+    let slowest = theirs
+        .iter()
+        .map(|b| b.slowest_us())
+        .filter(|t| t.is_finite())
+        .fold(0.0, f64::max);
+    if slowest > 0.0 && ours.slowest_us() > SLOWER_TESTBED * slowest {
+        let factor = ours.slowest_us() / slowest;
+        return Some(Slowdown {
+            why: format!(
+                "a fixed piece of CPU work took {:.0} µs, {factor:.2}× the slowest baseline's {slowest:.0} µs",
+                ours.slowest_us(),
+            ),
+            factor,
+        });
     }
     let most = theirs
         .iter()
         .filter_map(|b| b.steal_pct)
         .fold(0.0, f64::max);
     match ours.steal_pct {
-        Some(s) if s > most + MORE_STEAL => Some(format!(
-            "CPU steal {s:.1}% of the time, the baselines' at most {most:.1}%"
-        )),
+        Some(s) if s > most + MORE_STEAL => Some(Slowdown {
+            why: format!("CPU steal {s:.1}% of the time, the baselines' at most {most:.1}%"),
+            factor: (100.0 - most) / (100.0 - s).max(1.0),
+        }),
         _ => None,
     }
 }
 
-/// Turns the performance failures and warnings into inconclusive ones,
-/// saying why; returns how many. Invariants stand: a stale read is one on
-/// any machine.
-fn withhold(decisions: &mut [Decision], why: &str) -> usize {
+/// Turns the performance failures and warnings that the slower testbed
+/// can explain into inconclusive ones, saying why; returns how many.
+///
+/// A testbed `k`× slower is taken to explain a metric up to `k²`× worse
+/// than the baselines' median: a queue in front of a CPU-bound service at
+/// moderate utilisation (up to about 40 %) slows by about that much when
+/// its service time grows `k`-fold. A change beyond that is the build's,
+/// whatever the machine did, and stands. Invariants always stand: a stale
+/// read is one on any machine.
+fn withhold(decisions: &mut [Decision], slow: &Slowdown) -> usize {
+    let explained = slow.factor * slow.factor;
     let mut n = 0;
     for d in decisions.iter_mut().filter(|d| {
         d.class == crate::vocab::gate::Class::Performance
             && matches!(d.verdict, Verdict::Fail | Verdict::Warn)
     }) {
-        d.verdict = Verdict::Inconclusive;
-        d.reason = format!("{}; not judged: the testbed was slower ({why})", d.reason);
-        n += 1;
+        let worse = times_worse(d.baseline_median, d.candidate, d.worse);
+        if worse <= explained {
+            d.verdict = Verdict::Inconclusive;
+            d.reason = format!(
+                "{}; not judged: the testbed was slower ({}), which can explain up to {explained:.2}× worse",
+                d.reason, slow.why
+            );
+            n += 1;
+        } else {
+            d.reason = format!(
+                "{}; {worse:.2}× worse, more than the slower testbed ({:.2}×) can explain",
+                d.reason, slow.factor
+            );
+        }
     }
     n
+}
+
+/// How many times worse the candidate is than the baselines' median;
+/// infinite when no ratio can be formed (a zero median, a missing value).
+fn times_worse(median: Option<f64>, candidate: Option<f64>, worse: Worse) -> f64 {
+    match (median, candidate, worse) {
+        (Some(m), Some(c), Worse::Higher) if m > 0.0 => c / m,
+        (Some(m), Some(c), Worse::Lower) if c > 0.0 => m / c,
+        _ => f64::INFINITY,
+    }
 }
 
 /// Writes compare.json, compare.md, compare.html and junit.xml into `out`,
@@ -380,4 +426,27 @@ pub fn reports_of(dir: &Path) -> Vec<PathBuf> {
         return vec![dir.to_path_buf()];
     }
     store::find(dir).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slower_testbed_explains_only_so_much() {
+        let slow = Slowdown {
+            why: "test".into(),
+            factor: 1.3,
+        };
+        let explained = slow.factor * slow.factor;
+        // p50 0.65 ms → 0.9 ms on a testbed 1.3× slower: could be the machine.
+        assert!(times_worse(Some(650.0), Some(900.0), Worse::Higher) <= explained);
+        // 0.65 ms → 2.7 ms (2 ms more on every reply): the build's.
+        assert!(times_worse(Some(650.0), Some(2700.0), Worse::Higher) > explained);
+        // Throughput halved is more than 1.3² explains; 20 % less is not.
+        assert!(times_worse(Some(1000.0), Some(500.0), Worse::Lower) > explained);
+        assert!(times_worse(Some(1000.0), Some(800.0), Worse::Lower) <= explained);
+        assert!(times_worse(Some(0.0), Some(1.0), Worse::Higher).is_infinite());
+        assert!(times_worse(Some(1.0), None, Worse::Higher).is_infinite());
+    }
 }

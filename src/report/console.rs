@@ -13,7 +13,6 @@ use std::io::Write;
 pub fn progress_line(rec: &Recorder, t: usize) -> Option<String> {
     let sec = rec.seconds().get(t)?;
     let caller = sec.ops.get("caller");
-    let ops = caller.map_or(0, |c| c.count);
     let p99 = caller.filter(|c| c.count > 0).map_or("-".into(), |c| {
         fmt_micros(c.hist.value_at_quantile(0.99) as f64)
     });
@@ -29,11 +28,23 @@ pub fn progress_line(rec: &Recorder, t: usize) -> Option<String> {
     } else {
         "-".into()
     };
+    // The open model's queue, when there is one: its scheduler records its
+    // lateness every second, whatever Redis does.
+    let queue = if sec.ops.contains_key(crate::load::OPEN_OPS[2]) {
+        format!(
+            "  shed {:>5}  queued {:>5}",
+            sec.counter(crate::load::SHED),
+            sec.gauge(crate::load::QUEUED)
+        )
+    } else {
+        String::new()
+    };
     Some(format!(
-        "[{:>4}s] {:<22} {:>7} ops/s  p99 {:>8}  caller errors {:>5}  redis errors {:>6}  hit {:>4}  origin {:>5}/s",
+        "[{:>4}s] {:<22} offered {:>6}/s  done {:>6}/s  p99 {:>8}  caller errors {:>5}  redis errors {:>6}  hit {:>4}  origin {:>5}/s{queue}",
         t + 1,
         rec.phase_at(t as u64 * 1_000_000),
-        ops,
+        sec.counter(crate::load::OFFERED),
+        sec.counter(crate::load::COMPLETED),
         p99,
         // A workload's own count, or the caller ops' failures (a target's
         // requests).

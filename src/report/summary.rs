@@ -236,6 +236,7 @@ pub fn phases(
                     .collect(),
                 metrics: {
                     let mut m = workload_metrics(p, baseline);
+                    m.extend(crate::load::phase_metrics(p));
                     let record = p
                         .name
                         .strip_prefix("fault:")
@@ -305,7 +306,7 @@ pub struct RunFacts {
     /// What the ledger found, for a workload with one.
     pub ledger: Option<Losses>,
     pub testbed: Testbed,
-    pub calibration: Calibration,
+    pub calibration: Option<Calibration>,
     pub commit: Option<String>,
 }
 
@@ -371,7 +372,7 @@ impl Summary {
             scenario_hash: plan.content_hash.clone(),
             commit: facts.commit,
             testbed: Some(facts.testbed),
-            calibration: Some(facts.calibration),
+            calibration: facts.calibration,
             gate: Some(plan.gate_config()),
         }
     }

@@ -16,8 +16,10 @@ pub fn write(report: &RunReport, out: &mut impl Write) -> std::io::Result<()> {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let counters = all_counters();
+    let mut counters = all_counters();
+    counters.extend(crate::load::COUNTERS);
     header.extend(counters.iter().map(|c| c.as_str().to_string()));
+    header.extend(crate::load::GAUGES.iter().map(|g| format!("{g}_max")));
     header.extend(NodeSample::COLUMNS.iter().map(|c| c.to_string()));
     w.write_record(&header)?;
     let op_cols = header.len() - NodeSample::COLUMNS.len();
@@ -46,6 +48,7 @@ pub fn write(report: &RunReport, out: &mut impl Write) -> std::io::Result<()> {
                 s.hist.max().to_string(),
             ];
             row.extend(counters.iter().map(|&c| sec.counter(c).to_string()));
+            row.extend(crate::load::GAUGES.iter().map(|g| sec.gauge(g).to_string()));
             row.resize(header.len(), String::new());
             w.write_record(&row)?;
         }

@@ -15,13 +15,13 @@ pub mod plan;
 pub mod raw;
 mod topology;
 
-use crate::load::LoadPlan;
+use crate::load::{LoadPlan, Model, OpenPlan};
 use crate::vocab::check::{self, Invalid};
 use crate::vocab::expect::{self, ExpectCtx};
 use crate::vocab::units::{self, Dur};
 use crate::workload::WorkloadCtx;
 use plan::RunPlan;
-use raw::{RawLoad, RawScenario};
+use raw::{ModelName, RawLoad, RawScenario};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -74,6 +74,12 @@ fn content_hash(text: &str) -> String {
     };
     plan::hex(&Sha256::digest(canonical.as_bytes()))
 }
+
+/// The open model's slots when `max_in_flight` is left out: enough for a
+/// few thousand ops/s at millisecond latencies.
+const DEFAULT_MAX_IN_FLIGHT: i64 = 64;
+/// Its queue when `max_queue` is left out: a second of arrivals at 1000/s.
+const DEFAULT_MAX_QUEUE: i64 = 1000;
 
 struct Validator<'a> {
     file: String,
@@ -139,7 +145,12 @@ impl Validator<'_> {
         let load = self.load(&raw.load, duration)?;
         let ctx = WorkloadCtx {
             users: load.users,
-            users_span: raw.load.users.span(),
+            users_span: raw
+                .load
+                .get_ref()
+                .users
+                .as_ref()
+                .map_or(raw.load.span(), |u| u.span()),
         };
         let (workload, variants) = params::workload(self, kind)?
             .plan(&ctx)
@@ -148,10 +159,14 @@ impl Validator<'_> {
         // What a rule or a gated metric may name.
         let fault_names: Vec<String> = faults.iter().map(|f| f.name.clone()).collect();
         let variant_names: Vec<String> = variants.iter().map(|(n, _)| n.clone()).collect();
+        let mut ops = workload.ops().to_vec();
+        if matches!(load.model, Model::Open(_)) {
+            ops.extend(crate::load::OPEN_OPS);
+        }
         let names = ExpectCtx {
             variants: &variant_names,
             faults: &fault_names,
-            ops: workload.ops(),
+            ops: &ops,
             workload_metrics: workload.metrics(),
         };
         let expectations = self.expectations(&raw.expect, &raw.faults, &names)?;
@@ -216,13 +231,8 @@ impl Validator<'_> {
             .collect()
     }
 
-    fn load(&self, l: &RawLoad, duration: Duration) -> VResult<LoadPlan> {
-        let users = self.positive_int(&l.users, "users")?;
-        self.check(
-            &l.users,
-            users <= 10_000,
-            "`users` above 10000 is not supported",
-        )?;
+    fn load(&self, raw: &Spanned<RawLoad>, duration: Duration) -> VResult<LoadPlan> {
+        let l = raw.get_ref();
         let rate = match &l.rate {
             Some(r) => {
                 let v = *r.get_ref();
@@ -247,10 +257,88 @@ impl Validator<'_> {
             }
             None => Duration::ZERO,
         };
+        let open = l
+            .model
+            .as_ref()
+            .is_some_and(|m| *m.get_ref() == ModelName::Open);
+        if open {
+            return self.open_load(raw, rate);
+        }
+        for (key, span) in [
+            ("max_in_flight", l.max_in_flight.as_ref().map(|s| s.span())),
+            ("max_queue", l.max_queue.as_ref().map(|s| s.span())),
+            ("arrivals", l.arrivals.as_ref().map(|s| s.span())),
+        ] {
+            if let Some(span) = span {
+                return Err(self.err(span, format!("`{key}` belongs to the open model: add `model = \"open\"` to [load], or leave it out")));
+            }
+        }
+        let Some(users) = &l.users else {
+            return Err(self.err(raw.span(), "[load] needs `users` (the closed model's virtual users), or `model = \"open\"` with a `rate`"));
+        };
+        let users = self.positive_int(users, "users")?;
+        self.check(
+            l.users.as_ref().expect("checked above"),
+            users <= 10_000,
+            "`users` above 10000 is not supported",
+        )?;
         Ok(LoadPlan {
             users: users as usize,
             rate,
             ramp,
+            model: Model::Closed,
+        })
+    }
+
+    /// `[load] model = "open"`: arrivals at `rate`, served by
+    /// `max_in_flight` slots with a queue of `max_queue`.
+    fn open_load(&self, raw: &Spanned<RawLoad>, rate: Option<f64>) -> VResult<LoadPlan> {
+        let l = raw.get_ref();
+        let model_span = l.model.as_ref().map_or(raw.span(), |m| m.span());
+        let Some(rate) = rate else {
+            return Err(self.err(model_span, "an open model needs a `rate` (arrivals per second): arrivals come on their own schedule"));
+        };
+        if let Some(u) = &l.users {
+            return Err(self.err(u.span(), "the open model has no users: `max_in_flight` bounds the ops served at once (one client each)"));
+        }
+        if let Some(r) = &l.ramp {
+            return Err(self.err(r.span(), "`ramp` starts the closed model's users one by one; the open model's arrivals start at `rate`"));
+        }
+        let bounded = |s: &Option<Spanned<i64>>, key: &str, range: (i64, i64), default: i64| {
+            let Some(s) = s else {
+                return Ok(default as usize);
+            };
+            let v = *s.get_ref();
+            self.check(
+                s,
+                (range.0..=range.1).contains(&v),
+                format!(
+                    "`{key}` must be between {} and {}, not {v}",
+                    range.0, range.1
+                ),
+            )?;
+            Ok(v as usize)
+        };
+        // One client per slot: as many as `users` may be.
+        let max_in_flight = bounded(
+            &l.max_in_flight,
+            "max_in_flight",
+            (1, 10_000),
+            DEFAULT_MAX_IN_FLIGHT,
+        )?;
+        let max_queue = bounded(&l.max_queue, "max_queue", (0, 1_000_000), DEFAULT_MAX_QUEUE)?;
+        Ok(LoadPlan {
+            users: max_in_flight,
+            rate: Some(rate),
+            ramp: Duration::ZERO,
+            model: Model::Open(OpenPlan {
+                max_in_flight,
+                max_queue,
+                arrivals: l
+                    .arrivals
+                    .as_ref()
+                    .map_or(crate::load::ArrivalProcess::Constant, |a| *a.get_ref()),
+            }),
         })
     }
 }

@@ -19,7 +19,7 @@ pub struct RawScenario {
     pub duration: Spanned<Dur>,
     pub seed: Option<u64>,
     pub topology: RawTopology,
-    pub load: RawLoad,
+    pub load: Spanned<RawLoad>,
     pub workload: Option<RawWorkloadHead>,
     /// The team's own service instead of a reference workload.
     pub target: Option<RawTargetHead>,
@@ -81,9 +81,21 @@ pub struct RawEndpoint {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLoad {
-    pub users: Spanned<i64>,
+    pub users: Option<Spanned<i64>>,
     pub rate: Option<Spanned<f64>>,
     pub ramp: Option<Spanned<Dur>>,
+    pub model: Option<Spanned<ModelName>>,
+    pub max_in_flight: Option<Spanned<i64>>,
+    pub max_queue: Option<Spanned<i64>>,
+    pub arrivals: Option<Spanned<crate::load::ArrivalProcess>>,
+}
+
+/// `[load] model`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelName {
+    Closed,
+    Open,
 }
 
 /// `[workload]` as the first reading sees it: its kind. The kind's own

@@ -49,6 +49,21 @@ pub const FAULT_METRICS: &[(&str, Dim)] = &[
     ("ballast_refused", Dim::Count),
 ];
 
+/// Metrics of the load itself, in every phase: what arrived (open model)
+/// or was begun (closed), was served, was shed, and the most in flight
+/// and queued.
+pub const LOAD_METRICS: &[(&str, Dim)] = &[
+    ("offered", Dim::Count),
+    ("started", Dim::Count),
+    ("completed", Dim::Count),
+    ("shed", Dim::Count),
+    ("queued_at_end", Dim::Count),
+    ("offered_rate", Dim::PerSec),
+    ("completed_rate", Dim::PerSec),
+    ("in_flight_max", Dim::Count),
+    ("queued_max", Dim::Count),
+];
+
 /// Metrics of what the servers answered, in every phase.
 pub const SERVER_METRICS: &[(&str, Dim)] = &[
     // Redis commands refused with OOM (maxmemory reached, noeviction).
@@ -304,7 +319,11 @@ fn resolve_metric(
     if let Some(dim) = op_dim {
         return Ok((Some(CALLER_OP.to_string()), dim));
     }
-    if let Some((_, dim)) = SERVER_METRICS.iter().find(|(n, _)| *n == metric) {
+    if let Some((_, dim)) = SERVER_METRICS
+        .iter()
+        .chain(LOAD_METRICS)
+        .find(|(n, _)| *n == metric)
+    {
         return Ok((None, *dim));
     }
     if let Some((_, dim)) = FAULT_METRICS.iter().find(|(n, _)| *n == metric) {
@@ -322,11 +341,12 @@ fn resolve_metric(
         .map(|(_, d)| *d)
         .ok_or_else(|| {
             format!(
-                "unknown metric `{metric}` (op metrics: {}; workload metrics: {}; fault metrics: {}; server metrics: {})",
+                "unknown metric `{metric}` (op metrics: {}; workload metrics: {}; fault metrics: {}; server metrics: {}; load metrics: {})",
                 names(OP_METRICS),
                 names(ctx.workload_metrics),
                 names(FAULT_METRICS),
-                names(SERVER_METRICS)
+                names(SERVER_METRICS),
+                names(LOAD_METRICS)
             )
         })?;
     if metric == "time_to_recover" && !matches!(phase, PhaseRef::Recovery(_)) {

@@ -1,4 +1,4 @@
-//! The load engine: goose drives `users` virtual users as a library, each
+//! The closed model: goose drives `users` virtual users as a library, each
 //! running one workload op per goose transaction. With a `rate`, every user
 //! follows a fixed schedule (rate / users ops/s). An op that starts late
 //! because the user's previous op ran long counts its latency from its slot
@@ -8,42 +8,16 @@
 //! caller op is also handed to goose, whose own report lands in the report
 //! dir.
 
+use super::{LoadError, LoadSpec, COMPLETED, OFFERED, STARTED};
 use crate::recorder::Recorder;
 use crate::vocab::outcome::{Outcome, Sample, Trace};
-use crate::workload::{AnyWorkload, Workload};
+use crate::workload::Workload;
 use goose::config::GooseConfiguration;
 use goose::metrics::GooseCoordinatedOmissionMitigation;
 use goose::prelude::*;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
-
-#[derive(Debug, Clone)]
-pub struct LoadPlan {
-    pub users: usize,
-    /// Target ops/s over all users; `None` = as fast as possible.
-    pub rate: Option<f64>,
-    pub ramp: Duration,
-}
-
-/// How much load, for how long.
-#[derive(Debug, Clone)]
-pub struct LoadSpec {
-    pub users: usize,
-    /// ops/s over all users; `None` = as fast as possible.
-    pub rate: Option<f64>,
-    pub ramp: Duration,
-    pub duration: Duration,
-    /// Where goose writes its own report (`.html`, `.json` or `.md`).
-    pub goose_report: Option<PathBuf>,
-    /// Hand every caller op to goose's metrics as well as to the recorder.
-    pub goose_metrics: bool,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("the load engine (goose) failed: {0}")]
-pub struct LoadError(#[from] Box<goose::GooseError>);
 
 struct Slot<U> {
     state: U,
@@ -122,10 +96,14 @@ impl<W: Workload> Engine<W> {
         caller.end_us = done.end_us.unwrap_or_else(|| self.now_us());
         caller.outcome = done.outcome;
         trace.samples[0] = caller;
-        self.recorder
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .record(trace);
+        {
+            let mut rec = self.recorder.lock().unwrap_or_else(|p| p.into_inner());
+            rec.record(trace);
+            // What a closed user offers is what it starts.
+            rec.count_at(OFFERED, start_us, 1);
+            rec.count_at(STARTED, start_us, 1);
+            rec.count_at(COMPLETED, caller.end_us, 1);
+        }
         if self.goose_metrics {
             let callers = self.workload.caller_ops();
             for s in trace.samples.iter().filter(|s| callers.contains(&s.op)) {
@@ -201,28 +179,10 @@ pub async fn drive<W: Workload>(
     });
     let scenario = scenario!("gameday").register_transaction(Transaction::new(step).set_name("op"));
     GooseAttack::initialize_with_config(goose_config(spec))
-        .map_err(|e| LoadError(Box::new(e)))?
+        .map_err(|e| LoadError::Goose(Box::new(e)))?
         .register_scenario(scenario)
         .execute()
         .await
-        .map_err(|e| LoadError(Box::new(e)))?;
+        .map_err(|e| LoadError::Goose(Box::new(e)))?;
     Ok(())
-}
-
-/// Drives whichever workload the run made: the one place the engine is
-/// instantiated per workload kind.
-pub async fn drive_any(
-    workload: &AnyWorkload,
-    spec: &LoadSpec,
-    recorder: Arc<Mutex<Recorder>>,
-    t0: Instant,
-) -> Result<(), LoadError> {
-    match workload {
-        AnyWorkload::CacheAside(w) => drive(w.clone(), spec, recorder, t0).await,
-        AnyWorkload::Session(w) => drive(w.clone(), spec, recorder, t0).await,
-        AnyWorkload::Lock(w) => drive(w.clone(), spec, recorder, t0).await,
-        AnyWorkload::Stampede(w) => drive(w.clone(), spec, recorder, t0).await,
-        AnyWorkload::RateLimit(w) => drive(w.clone(), spec, recorder, t0).await,
-        AnyWorkload::Http(w) => drive(w.clone(), spec, recorder, t0).await,
-    }
 }

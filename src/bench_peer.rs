@@ -1,0 +1,93 @@
+//! What the benchmarks share: `redis-benchmark` as the peer, and a
+//! workload of plain GETs that does what it does.
+
+use crate::recorder::PhaseStats;
+use crate::topology::ClientSpec;
+use crate::vocab::outcome::{Outcome, Trace};
+use crate::workload::conn::RedisConn;
+use crate::workload::{Done, Oracle, Workload};
+use anyhow::{bail, Context};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// `redis-benchmark -t get` against `addr`; returns requests per second.
+pub fn redis_benchmark(addr: SocketAddr, connections: usize, requests: u64) -> anyhow::Result<f64> {
+    let out = Command::new("redis-benchmark")
+        .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
+        .args([
+            "-c",
+            &connections.to_string(),
+            "-n",
+            &requests.to_string(),
+            "-t",
+            "get",
+            "--csv",
+        ])
+        .output()
+        .context("cannot run redis-benchmark (apt-get install redis-tools)")?;
+    if !out.status.success() {
+        bail!(
+            "redis-benchmark failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    // CSV: "test","rps",... ; the GET row's second field.
+    text.lines()
+        .find(|l| l.starts_with("\"GET\""))
+        .and_then(|l| l.split(',').nth(1))
+        .and_then(|v| v.trim_matches('"').parse().ok())
+        .with_context(|| format!("cannot read redis-benchmark's output: {text}"))
+}
+
+/// A workload of plain GETs of one 3-byte key, as redis-benchmark does.
+pub struct GetOnly {
+    pub addr: SocketAddr,
+    pub t0: Instant,
+}
+
+impl Workload for GetOnly {
+    type User = (RedisConn, Trace);
+
+    fn new_user(&self, _index: usize) -> Self::User {
+        (
+            RedisConn::new(
+                &ClientSpec::Direct(self.addr),
+                Duration::from_secs(5),
+                self.t0,
+            ),
+            Trace::default(),
+        )
+    }
+
+    async fn op(&self, user: &mut Self::User, _intended_us: u64, _trace: &mut Trace) -> Done {
+        let scratch = &mut user.1;
+        scratch.clear();
+        let r = user
+            .0
+            .query::<Option<Vec<u8>>>(
+                "redis_get",
+                redis::cmd("GET").arg("key:__rand_int__"),
+                scratch,
+            )
+            .await;
+        let outcome = match r {
+            Ok(_) => Outcome::Ok,
+            Err(c) => Outcome::Err(c),
+        };
+        Done::new("get", outcome)
+    }
+}
+
+impl Oracle for GetOnly {
+    fn caller_ops(&self) -> &'static [&'static str] {
+        &["get"]
+    }
+
+    fn phase_metrics(&self, _phase: &PhaseStats, _baseline: &PhaseStats) -> BTreeMap<String, f64> {
+        BTreeMap::new()
+    }
+}
