@@ -62,13 +62,14 @@ fn bare_lateness_p99(rate: f64, seconds: u64) -> u64 {
     let mut hist = Histogram::<u64>::new(3).expect("valid precision");
     let t0 = std::time::Instant::now();
     let end = seconds * 1_000_000;
-    let mut arrivals = load::Arrivals::new(ArrivalProcess::Constant, rate, 0).peekable();
+    let mut arrivals =
+        load::Arrivals::new(ArrivalProcess::Constant, load::Shape::constant(rate), 0).peekable();
     while let Some(&at) = arrivals.peek() {
         if at >= end {
             break;
         }
         let now = t0.elapsed().as_micros() as u64;
-        if at > now + 20 {
+        if at > now + 5 {
             std::thread::sleep(Duration::from_micros(at - now));
             continue;
         }

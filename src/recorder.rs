@@ -147,6 +147,8 @@ pub struct Recorder {
     t0: Instant,
     /// `run` first, then baseline and each fault/recovery phase in order.
     phases: Vec<PhaseStats>,
+    /// `stage:<name>` windows, fixed in advance, beside the phases.
+    stages: Vec<PhaseStats>,
     seconds: Vec<SecondStats>,
     /// Caller ops merged, per phase, under the name `caller`.
     caller_ops: &'static [&'static str],
@@ -169,11 +171,43 @@ impl Recorder {
         Recorder {
             t0,
             phases: vec![PhaseStats::new("run", 0), PhaseStats::new("baseline", 0)],
+            stages: Vec::new(),
             seconds: Vec::new(),
             caller_ops,
             outages: Vec::new(),
             open_outage: None,
         }
+    }
+
+    /// Records the load's stages too, each under its `stage:<name>` phase
+    /// over its window `[start, end)` (µs), whatever faults do meanwhile.
+    pub fn with_stages(mut self, stages: &[(String, u64, u64)]) -> Self {
+        self.stages = stages
+            .iter()
+            .map(|(name, start, end)| {
+                let mut p = PhaseStats::new(&format!("stage:{name}"), *start);
+                p.end_us = Some(*end);
+                p
+            })
+            .collect();
+        self
+    }
+
+    /// The stage phases, in order.
+    pub fn stages(&self) -> &[PhaseStats] {
+        &self.stages
+    }
+
+    /// The stage in force at `t_us`, if any.
+    pub fn stage_at(&self, t_us: u64) -> Option<&str> {
+        self.stage_index(t_us)
+            .map(|i| self.stages[i].name.trim_start_matches("stage:"))
+    }
+
+    fn stage_index(&self, t_us: u64) -> Option<usize> {
+        self.stages
+            .iter()
+            .position(|p| p.start_us <= t_us && p.end_us.is_some_and(|e| t_us < e))
     }
 
     /// The closed unavailability windows, in order (µs since t0).
@@ -236,6 +270,9 @@ impl Recorder {
             }
             let p = self.phase_index(s.intended_us);
             let is_caller = self.caller_ops.contains(&s.op);
+            if let Some(st) = self.stage_index(s.intended_us) {
+                add_sample(&mut self.stages[st].ops, s, is_caller, PHASE_SIGFIG);
+            }
             for idx in [0, p] {
                 let ph = &mut self.phases[idx];
                 add_sample(&mut ph.ops, s, is_caller, PHASE_SIGFIG);
@@ -253,10 +290,14 @@ impl Recorder {
             }
             add_sample(&mut self.seconds[sec].ops, s, is_caller, SECOND_SIGFIG);
         }
+        let stage = self.stage_index(when);
         for &c in &trace.counters {
             *self.phases[0].counters.entry(c).or_default() += 1;
             *self.phases[phase].counters.entry(c).or_default() += 1;
             *self.seconds[second].counters.entry(c).or_default() += 1;
+            if let Some(st) = stage {
+                *self.stages[st].counters.entry(c).or_default() += 1;
+            }
         }
     }
 
@@ -270,6 +311,9 @@ impl Recorder {
         for p in [0, phase] {
             *self.phases[p].counters.entry(c).or_default() += n;
         }
+        if let Some(st) = self.stage_index(t_us) {
+            *self.stages[st].counters.entry(c).or_default() += n;
+        }
         *self.seconds[second].counters.entry(c).or_default() += n;
     }
 
@@ -280,6 +324,10 @@ impl Recorder {
         let second = self.second(t_us);
         for p in [0, phase] {
             let e = self.phases[p].gauges.entry(g).or_default();
+            *e = (*e).max(v);
+        }
+        if let Some(st) = self.stage_index(t_us) {
+            let e = self.stages[st].gauges.entry(g).or_default();
             *e = (*e).max(v);
         }
         let e = self.seconds[second].gauges.entry(g).or_default();

@@ -290,11 +290,22 @@ fn load_spec(plan: &RunPlan, dir: &Path, shutdown: tokio::sync::watch::Receiver<
         ramp: plan.load.ramp,
         duration: plan.duration,
         model: plan.load.model,
+        stages: plan.load.stages.clone(),
         seed: plan.seed,
         goose_report: Some(dir.join("goose.html")),
         goose_metrics: true,
         stop: Some(shutdown),
     }
+}
+
+/// The load's stages as the recorder files them: name and window (µs).
+fn stage_windows(plan: &RunPlan) -> Vec<(String, u64, u64)> {
+    let us = |d: Duration| d.as_micros() as u64;
+    plan.load
+        .stages
+        .iter()
+        .map(|s| (s.name.clone(), us(s.start), us(s.end)))
+        .collect()
 }
 
 /// The load against the lab, with the faults beside it: the table of
@@ -321,7 +332,9 @@ async fn measure(
         },
     );
     let workload = any.oracle();
-    let recorder = Arc::new(Mutex::new(Recorder::new(t0, workload.caller_ops())));
+    let recorder = Arc::new(Mutex::new(
+        Recorder::new(t0, workload.caller_ops()).with_stages(&stage_windows(plan)),
+    ));
     let mut beside = start_beside(plan, ctx, run_id, workload, &recorder, &gc, t0);
     let spec = load_spec(plan, dir, ctx.shutdown.clone());
     let loaded = tokio::select! {

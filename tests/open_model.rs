@@ -170,3 +170,133 @@ fn open_arrivals_keep_coming_while_redis_is_paused() {
         "Redis commands under latency: closed {closed_cmds}, open {open_cmds}"
     );
 }
+
+const STAGES: &str = r#"
+[[load.stage]]
+name = "warm"
+rate = 200
+for = "2s"
+
+[[load.stage]]
+name = "ramp"
+ramp_to = 600
+for = "2s"
+
+[[load.stage]]
+name = "peak"
+rate = 600
+for = "2s"
+
+[[load.stage]]
+name = "spike"
+rate = 1000
+for = "1s"
+
+[[load.stage]]
+name = "cool"
+rate = 200
+for = "1s"
+"#;
+
+fn staged(load: &str) -> String {
+    format!(
+        r#"
+name = "stages"
+duration = "8s"
+seed = 5
+expect = ["stage:peak.p99 < 1s", "stage:spike.offered >= 990"]
+
+[topology]
+kind = "standalone"
+
+[load]
+{load}
+{STAGES}
+[workload]
+kind = "cache-aside"
+keys = 200
+read_ratio = 0.9
+ttl = "30s"
+origin = {{ latency = "1ms", concurrency = 64 }}
+"#
+    )
+}
+
+/// timeseries.csv's `stage` for each second.
+fn stage_per_second(report: &std::path::Path) -> Vec<String> {
+    let mut r = csv::Reader::from_path(report.join("timeseries.csv")).unwrap();
+    let h = r.headers().unwrap().clone();
+    let col = |n: &str| h.iter().position(|c| c == n).unwrap();
+    let (t, op, stage) = (col("t_s"), col("op"), col("stage"));
+    let mut per: Vec<String> = Vec::new();
+    for row in r.records() {
+        let row = row.unwrap();
+        if &row[op] == "caller" {
+            let s: usize = row[t].parse().unwrap();
+            per.resize(per.len().max(s + 1), String::new());
+            per[s] = row[stage].to_string();
+        }
+    }
+    per
+}
+
+#[test]
+fn stages_shape_the_offered_rate_in_both_models() {
+    let _gate = crate::common::gate(module_path!());
+    // Per second: 2 s at 200, a ramp 200 → 600 (300 and 500 on average),
+    // 2 s at 600, 1 s at 1000, 1 s at 200.
+    let want = [200.0, 200.0, 300.0, 500.0, 600.0, 600.0, 1000.0, 200.0];
+    let open = Scratch::new(&staged("model = \"open\"\nmax_in_flight = 32"));
+    let s = open.run_ok(&[]);
+    let per = offered_per_second(&open.report());
+    for (t, (&got, &w)) in per.iter().zip(&want).enumerate() {
+        assert!(
+            (got as f64 - w).abs() <= 3.0,
+            "second {t}: {got} offered, {w} wanted: {per:?}"
+        );
+    }
+    for (stage, n) in [
+        ("warm", 400.0),
+        ("ramp", 800.0),
+        ("peak", 1200.0),
+        ("spike", 1000.0),
+        ("cool", 200.0),
+    ] {
+        let p = phase(&s, &format!("stage:{stage}"));
+        let got = metric(p, "offered");
+        assert!((got - n).abs() <= 3.0, "{stage}: {got} offered, {n} wanted");
+        assert_eq!(metric(p, "shed"), 0.0, "{stage}");
+    }
+    let stages = stage_per_second(&open.report());
+    assert_eq!(
+        stages,
+        ["warm", "warm", "ramp", "ramp", "peak", "peak", "spike", "cool"]
+    );
+    assert!(
+        s["expectations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["passed"] == true),
+        "{:#}",
+        s["expectations"]
+    );
+
+    // The closed model follows the same stages with its users' schedules
+    // (which begin when goose has started each user, a little after the
+    // load's clock: hence the wider tolerance on the first stage).
+    let closed = Scratch::new(&staged("users = 16"));
+    let c = closed.run_ok(&[]);
+    for (stage, n, tol) in [
+        ("warm", 400.0, 0.12),
+        ("peak", 1200.0, 0.05),
+        ("spike", 1000.0, 0.05),
+    ] {
+        let got = metric(phase(&c, &format!("stage:{stage}")), "offered");
+        eprintln!("closed {stage}: {got} begun, {n} scheduled");
+        assert!(
+            (got / n - 1.0).abs() < tol,
+            "closed {stage}: {got} begun, {n} scheduled"
+        );
+    }
+}

@@ -367,3 +367,36 @@ fn open_model_keys_are_checked_at_their_place() {
     );
     assert_points_at(&open("rate = 100"), "[load]", "needs `users`");
 }
+
+#[test]
+fn load_stages_are_checked_at_their_place() {
+    let _gate = crate::common::gate(module_path!());
+    // Stages go in [load], just before [workload].
+    let staged = |stages: &str| GOOD.replace("\n[workload]", &format!("{stages}\n[workload]"));
+    let ok = staged("[[load.stage]]\nrate = 50\nfor = \"5s\"\n[[load.stage]]\nname = \"peak\"\nramp_to = 300\nfor = \"10s\"\n");
+    let plan = gameday::parse_scenario(Path::new("good.toml"), &ok).unwrap();
+    assert_eq!(plan.load.stages.len(), 2);
+    assert_eq!(plan.load.stages[1].from, 50.0);
+    assert_points_at(
+        &staged(
+            "[[load.stage]]\nrate = 50\nfor = \"15s\"\n[[load.stage]]\nrate = 60\nfor = \"10s\"\n",
+        ),
+        "for = \"10s\"",
+        "past `duration`",
+    );
+    assert_points_at(
+        &staged("[[load.stage]]\nrate = 50\nramp_to = 60\nfor = \"5s\"\n"),
+        "[[load.stage]]",
+        "exactly one",
+    );
+    assert_points_at(
+        &staged("[[load.stage]]\nrate = 50\nfor = \"5s\"\n[[load.stage]]\nname = \"1\"\nrate = 60\nfor = \"5s\"\n"),
+        "name = \"1\"",
+        "comes earlier",
+    );
+    let no_rate =
+        staged("[[load.stage]]\nramp_to = 60\nfor = \"5s\"\n").replace("rate = 100\n", "");
+    assert_points_at(&no_rate, "ramp_to = 60", "ramps from [load] `rate`");
+    let rule = format!("expect = [\"stage:nope.p99 < 5ms\"]\n{ok}");
+    assert_points_at(&rule, "stage:nope", "names no stage");
+}

@@ -1,15 +1,15 @@
 //! The open model's arrival times: a sequence of µs since t0, at a rate,
 //! evenly spaced or Poisson, independent of how fast anything is served.
 
-use super::ArrivalProcess;
+use super::{ArrivalProcess, Shape};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 /// The arrival times of one run, in order.
 pub struct Arrivals {
     process: ArrivalProcess,
-    /// ops/s.
-    rate: f64,
+    /// ops/s over time.
+    shape: Shape,
     /// The next arrival, µs since t0 (fractional, so that 1/rate need not
     /// be a whole number of µs).
     next_us: f64,
@@ -17,10 +17,10 @@ pub struct Arrivals {
 }
 
 impl Arrivals {
-    pub fn new(process: ArrivalProcess, rate: f64, seed: u64) -> Arrivals {
+    pub fn new(process: ArrivalProcess, shape: Shape, seed: u64) -> Arrivals {
         let mut a = Arrivals {
             process,
-            rate,
+            shape,
             next_us: 0.0,
             rng: SmallRng::seed_from_u64(seed ^ 0x0a11_1a15),
         };
@@ -31,9 +31,10 @@ impl Arrivals {
         a
     }
 
-    /// The gap to the arrival after the current one, µs.
+    /// The gap to the arrival after the current one, µs, at the rate in
+    /// force now.
     fn gap_us(&mut self) -> f64 {
-        let mean = 1e6 / self.rate;
+        let mean = 1e6 / self.shape.rate_at(self.next_us);
         match self.process {
             ArrivalProcess::Constant => mean,
             // Inverse transform: −ln(U)·mean, U in (0, 1].
@@ -58,7 +59,7 @@ mod tests {
 
     #[test]
     fn constant_arrivals_are_evenly_spaced() {
-        let a: Vec<u64> = Arrivals::new(ArrivalProcess::Constant, 3000.0, 1)
+        let a: Vec<u64> = Arrivals::new(ArrivalProcess::Constant, Shape::constant(3000.0), 1)
             .take(4)
             .collect();
         assert_eq!(a, [0, 333, 666, 1000]);
@@ -67,7 +68,7 @@ mod tests {
     #[test]
     fn poisson_arrivals_keep_the_rate_and_vary() {
         let rate = 5000.0;
-        let a: Vec<u64> = Arrivals::new(ArrivalProcess::Poisson, rate, 7)
+        let a: Vec<u64> = Arrivals::new(ArrivalProcess::Poisson, Shape::constant(rate), 7)
             .take_while(|&t| t < 10_000_000)
             .collect();
         let n = a.len() as f64;

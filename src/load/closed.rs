@@ -30,7 +30,8 @@ struct Engine<W: Workload> {
     users: Vec<tokio::sync::Mutex<Slot<W::User>>>,
     recorder: Arc<Mutex<Recorder>>,
     t0: Instant,
-    interval_us: Option<f64>,
+    /// The rate over time; each user's slots are `users / rate` apart.
+    shape: Option<super::Shape>,
     end_us: u64,
     goose_metrics: bool,
 }
@@ -49,9 +50,10 @@ impl<W: Workload> Engine<W> {
             .lock()
             .await;
         let now = self.now_us();
-        let intended = match self.interval_us {
-            Some(interval) => {
+        let intended = match &self.shape {
+            Some(shape) => {
                 let next = *slot.next_us.get_or_insert(now as f64);
+                let interval = self.users.len() as f64 * 1e6 / shape.rate_at(next);
                 slot.next_us = Some(next + interval);
                 next as u64
             }
@@ -168,7 +170,7 @@ pub async fn drive<W: Workload>(
         users,
         recorder,
         t0,
-        interval_us: spec.rate.map(|r| spec.users as f64 * 1e6 / r),
+        shape: spec.shape(),
         end_us: spec.duration.as_micros() as u64,
         goose_metrics: spec.goose_metrics,
         workload,

@@ -19,9 +19,11 @@
 mod arrivals;
 mod closed;
 mod open;
+mod shape;
 
 pub use arrivals::Arrivals;
 pub use closed::drive;
+pub use shape::{Shape, Stage};
 
 use crate::recorder::Recorder;
 use crate::vocab::outcome::Counter;
@@ -105,6 +107,26 @@ pub struct LoadPlan {
     pub rate: Option<f64>,
     pub ramp: Duration,
     pub model: Model,
+    /// `[[load.stage]]`, contiguous from 0; empty for one rate throughout.
+    pub stages: Vec<Stage>,
+}
+
+impl LoadPlan {
+    /// The rate over time; none when the closed users run as fast as
+    /// they can.
+    pub fn shape(&self) -> Option<Shape> {
+        shape_of(self.rate, &self.stages)
+    }
+}
+
+fn shape_of(rate: Option<f64>, stages: &[Stage]) -> Option<Shape> {
+    match stages.last() {
+        Some(last) => Some(Shape {
+            stages: stages.to_vec(),
+            rest: last.to,
+        }),
+        None => rate.map(Shape::constant),
+    }
 }
 
 /// How much load, for how long.
@@ -116,6 +138,7 @@ pub struct LoadSpec {
     pub ramp: Duration,
     pub duration: Duration,
     pub model: Model,
+    pub stages: Vec<Stage>,
     /// Seeds the Poisson arrivals.
     pub seed: u64,
     /// Where goose writes its own report (`.html`, `.json` or `.md`).
@@ -128,6 +151,12 @@ pub struct LoadSpec {
 }
 
 impl LoadSpec {
+    /// The rate over time; none when the closed users run as fast as
+    /// they can.
+    pub fn shape(&self) -> Option<Shape> {
+        shape_of(self.rate, &self.stages)
+    }
+
     /// A closed-model spec with no goose report, as benchmarks use.
     pub fn closed(users: usize, rate: Option<f64>, duration: Duration) -> LoadSpec {
         LoadSpec {
@@ -136,6 +165,7 @@ impl LoadSpec {
             ramp: Duration::ZERO,
             duration,
             model: Model::Closed,
+            stages: Vec::new(),
             seed: 0,
             goose_report: None,
             goose_metrics: false,

@@ -42,7 +42,10 @@ pub fn progress_line(rec: &Recorder, t: usize) -> Option<String> {
     Some(format!(
         "[{:>4}s] {:<22} offered {:>6}/s  done {:>6}/s  p99 {:>8}  caller errors {:>5}  redis errors {:>6}  hit {:>4}  origin {:>5}/s{queue}",
         t + 1,
-        rec.phase_at(t as u64 * 1_000_000),
+        match rec.stage_at(t as u64 * 1_000_000) {
+            Some(stage) => format!("{} @{stage}", rec.phase_at(t as u64 * 1_000_000)),
+            None => rec.phase_at(t as u64 * 1_000_000).to_string(),
+        },
         sec.counter(crate::load::OFFERED),
         sec.counter(crate::load::COMPLETED),
         p99,

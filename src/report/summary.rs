@@ -100,9 +100,42 @@ pub struct ProxySummary {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoadSummary {
+    /// Closed: virtual users. Open: `max_in_flight` (one client each).
     pub users: usize,
     pub rate: Option<f64>,
     pub ramp_s: f64,
+    /// `closed` or `open`; runs before the open model were closed.
+    #[serde(default = "closed")]
+    pub model: String,
+    /// Open model only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queue: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrivals: Option<String>,
+}
+
+fn closed() -> String {
+    "closed".into()
+}
+
+impl LoadSummary {
+    /// The load in words: `16 users, 2000 ops/s target` or `open model:
+    /// 500 arrivals/s (poisson), 64 in flight, queue 1000`.
+    pub fn describe(&self) -> String {
+        let rate = |unit: &str| {
+            self.rate.map_or("as fast as possible".to_string(), |r| {
+                format!("{r:.0} {unit}")
+            })
+        };
+        match (&self.arrivals, self.max_queue) {
+            (Some(a), Some(q)) => format!(
+                "open model: {} ({a}), {} in flight, queue {q}",
+                rate("arrivals/s"),
+                self.users
+            ),
+            _ => format!("{} users, {}", self.users, rate("ops/s target")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -220,6 +253,7 @@ pub fn phases(
     let stats = rec.phases();
     let baseline = &stats[1];
     let mut ordered: Vec<&PhaseStats> = stats[1..].iter().collect();
+    ordered.extend(rec.stages());
     ordered.push(&stats[0]);
     ordered
         .into_iter()
@@ -291,6 +325,21 @@ pub fn phases(
         .collect()
 }
 
+fn load_summary(l: &crate::load::LoadPlan) -> LoadSummary {
+    let open = match l.model {
+        crate::load::Model::Open(o) => Some(o),
+        crate::load::Model::Closed => None,
+    };
+    LoadSummary {
+        users: l.users,
+        rate: l.rate,
+        ramp_s: l.ramp.as_secs_f64(),
+        model: if open.is_some() { "open" } else { "closed" }.into(),
+        max_queue: open.map(|o| o.max_queue),
+        arrivals: open.map(|o| o.arrivals.as_str().into()),
+    }
+}
+
 /// What a finished run hands the report, besides its plan and recorder.
 pub struct RunFacts {
     pub run_id: String,
@@ -353,11 +402,7 @@ impl Summary {
             backend: facts.backend,
             topology: facts.topology,
             proxy: facts.proxy,
-            load: LoadSummary {
-                users: plan.load.users,
-                rate: plan.load.rate,
-                ramp_s: plan.load.ramp.as_secs_f64(),
-            },
+            load: load_summary(&plan.load),
             workload: plan.workload.kind().as_str().into(),
             phases,
             faults: facts.faults,

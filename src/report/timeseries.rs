@@ -20,6 +20,7 @@ pub fn write(report: &RunReport, out: &mut impl Write) -> std::io::Result<()> {
     counters.extend(crate::load::COUNTERS);
     header.extend(counters.iter().map(|c| c.as_str().to_string()));
     header.extend(crate::load::GAUGES.iter().map(|g| format!("{g}_max")));
+    header.push("stage".into());
     header.extend(NodeSample::COLUMNS.iter().map(|c| c.to_string()));
     w.write_record(&header)?;
     let op_cols = header.len() - NodeSample::COLUMNS.len();
@@ -49,6 +50,13 @@ pub fn write(report: &RunReport, out: &mut impl Write) -> std::io::Result<()> {
             ];
             row.extend(counters.iter().map(|&c| sec.counter(c).to_string()));
             row.extend(crate::load::GAUGES.iter().map(|g| sec.gauge(g).to_string()));
+            row.push(
+                report
+                    .recorder
+                    .stage_at(t as u64 * 1_000_000)
+                    .unwrap_or("")
+                    .to_string(),
+            );
             row.resize(header.len(), String::new());
             w.write_record(&row)?;
         }

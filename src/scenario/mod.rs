@@ -15,13 +15,13 @@ pub mod plan;
 pub mod raw;
 mod topology;
 
-use crate::load::{LoadPlan, Model, OpenPlan};
+use crate::load::{LoadPlan, Model, OpenPlan, Stage};
 use crate::vocab::check::{self, Invalid};
 use crate::vocab::expect::{self, ExpectCtx};
 use crate::vocab::units::{self, Dur};
 use crate::workload::WorkloadCtx;
 use plan::RunPlan;
-use raw::{ModelName, RawLoad, RawScenario};
+use raw::{ModelName, RawLoad, RawScenario, RawStage};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -163,9 +163,11 @@ impl Validator<'_> {
         if matches!(load.model, Model::Open(_)) {
             ops.extend(crate::load::OPEN_OPS);
         }
+        let stage_names: Vec<String> = load.stages.iter().map(|s| s.name.clone()).collect();
         let names = ExpectCtx {
             variants: &variant_names,
             faults: &fault_names,
+            stages: &stage_names,
             ops: &ops,
             workload_metrics: workload.metrics(),
         };
@@ -257,12 +259,13 @@ impl Validator<'_> {
             }
             None => Duration::ZERO,
         };
+        let stages = self.stages(&l.stages, rate, duration)?;
         let open = l
             .model
             .as_ref()
             .is_some_and(|m| *m.get_ref() == ModelName::Open);
         if open {
-            return self.open_load(raw, rate);
+            return self.open_load(raw, rate, stages);
         }
         for (key, span) in [
             ("max_in_flight", l.max_in_flight.as_ref().map(|s| s.span())),
@@ -284,19 +287,97 @@ impl Validator<'_> {
         )?;
         Ok(LoadPlan {
             users: users as usize,
-            rate,
+            rate: rate.or(stages.first().map(|s| s.from)),
             ramp,
             model: Model::Closed,
+            stages,
         })
+    }
+
+    /// `[[load.stage]]`: contiguous steps from 0, each a rate held or a
+    /// ramp from the rate before, ending within `duration`.
+    fn stages(
+        &self,
+        raw: &[Spanned<RawStage>],
+        rate: Option<f64>,
+        duration: Duration,
+    ) -> VResult<Vec<Stage>> {
+        let mut out: Vec<Stage> = Vec::new();
+        let mut start = Duration::ZERO;
+        for (i, st) in raw.iter().enumerate() {
+            let s = st.get_ref();
+            let name = match &s.name {
+                Some(n) => check::name(
+                    n,
+                    "-_",
+                    "a stage `name` must be non-empty and use only letters, digits, `-` and `_`",
+                )
+                .map_err(|e| self.at(e))?,
+                None => format!("{}", i + 1),
+            };
+            if out.iter().any(|o| o.name == name) {
+                let span = s.name.as_ref().map_or(st.span(), |n| n.span());
+                return Err(self.err(span, format!("a stage named `{name}` comes earlier")));
+            }
+            let positive = |r: &Spanned<f64>, key: &str| -> VResult<f64> {
+                let v = *r.get_ref();
+                self.check(
+                    r,
+                    v.is_finite() && v > 0.0,
+                    format!("`{key}` must be above 0 ops/s, not {v}"),
+                )?;
+                Ok(v)
+            };
+            let before = out.last().map(|o| o.to).or(rate);
+            let (from, to) = match (&s.rate, &s.ramp_to) {
+                (Some(r), None) => {
+                    let v = positive(r, "rate")?;
+                    (v, v)
+                }
+                (None, Some(r)) => {
+                    let v = positive(r, "ramp_to")?;
+                    let Some(from) = before else {
+                        return Err(self.err(r.span(), "the first stage ramps from [load] `rate`, which is not set: give one, or start with a `rate` stage"));
+                    };
+                    (from, v)
+                }
+                _ => return Err(self.err(st.span(), "a stage has a `rate` (held) or a `ramp_to` (a linear ramp from the rate before), exactly one")),
+            };
+            let len = self.positive_dur(Some(&s.for_), "for", Duration::ZERO)?;
+            let end = start + len;
+            self.check(
+                &s.for_,
+                end <= duration,
+                format!(
+                    "the stages run to {}, past `duration` ({})",
+                    units::fmt_duration(end),
+                    units::fmt_duration(duration)
+                ),
+            )?;
+            out.push(Stage {
+                name,
+                start,
+                end,
+                from,
+                to,
+            });
+            start = end;
+        }
+        Ok(out)
     }
 
     /// `[load] model = "open"`: arrivals at `rate`, served by
     /// `max_in_flight` slots with a queue of `max_queue`.
-    fn open_load(&self, raw: &Spanned<RawLoad>, rate: Option<f64>) -> VResult<LoadPlan> {
+    fn open_load(
+        &self,
+        raw: &Spanned<RawLoad>,
+        rate: Option<f64>,
+        stages: Vec<Stage>,
+    ) -> VResult<LoadPlan> {
         let l = raw.get_ref();
         let model_span = l.model.as_ref().map_or(raw.span(), |m| m.span());
-        let Some(rate) = rate else {
-            return Err(self.err(model_span, "an open model needs a `rate` (arrivals per second): arrivals come on their own schedule"));
+        let Some(rate) = rate.or(stages.first().map(|s| s.from)) else {
+            return Err(self.err(model_span, "an open model needs a `rate` (arrivals per second) or [[load.stage]] rates: arrivals come on their own schedule"));
         };
         if let Some(u) = &l.users {
             return Err(self.err(u.span(), "the open model has no users: `max_in_flight` bounds the ops served at once (one client each)"));
@@ -331,6 +412,7 @@ impl Validator<'_> {
             users: max_in_flight,
             rate: Some(rate),
             ramp: Duration::ZERO,
+            stages,
             model: Model::Open(OpenPlan {
                 max_in_flight,
                 max_queue,

@@ -88,6 +88,21 @@ pub struct RawLoad {
     pub max_in_flight: Option<Spanned<i64>>,
     pub max_queue: Option<Spanned<i64>>,
     pub arrivals: Option<Spanned<crate::load::ArrivalProcess>>,
+    /// `[[load.stage]]`, in order.
+    #[serde(default, rename = "stage")]
+    pub stages: Vec<Spanned<RawStage>>,
+}
+
+/// One `[[load.stage]]`: a `rate` held, or a ramp to `ramp_to`, `for` a
+/// while.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStage {
+    pub name: Option<Spanned<String>>,
+    pub rate: Option<Spanned<f64>>,
+    pub ramp_to: Option<Spanned<f64>>,
+    #[serde(rename = "for")]
+    pub for_: Spanned<Dur>,
 }
 
 /// `[load] model`.

@@ -76,6 +76,8 @@ pub enum PhaseRef {
     Run,
     Fault(String),
     Recovery(String),
+    /// A `[[load.stage]]` window, beside the fault phases.
+    Stage(String),
 }
 
 impl fmt::Display for PhaseRef {
@@ -85,6 +87,7 @@ impl fmt::Display for PhaseRef {
             PhaseRef::Run => f.write_str("run"),
             PhaseRef::Fault(n) => write!(f, "fault:{n}"),
             PhaseRef::Recovery(n) => write!(f, "recovery:{n}"),
+            PhaseRef::Stage(n) => write!(f, "stage:{n}"),
         }
     }
 }
@@ -152,6 +155,8 @@ pub struct ExpectCtx<'a> {
     /// The scenario's variants (`strategies`, `fencing = [...]`, ...).
     pub variants: &'a [String],
     pub faults: &'a [String],
+    /// The names of the load's stages.
+    pub stages: &'a [String],
     pub ops: &'a [&'a str],
     pub workload_metrics: &'a [(&'a str, Dim)],
 }
@@ -240,7 +245,7 @@ pub fn parse_path(lhs: &str, ctx: &ExpectCtx) -> Result<MetricPath, String> {
         [p, o, m] => (p, Some(o), m),
         _ => return Err(format!("cannot read `{lhs}`: {GRAMMAR}")),
     };
-    let phase = parse_phase(phase, ctx.faults)?;
+    let phase = parse_phase(phase, ctx.faults, ctx.stages)?;
     let (op, dim) = resolve_metric(&phase, op, metric, ctx)?;
     Ok(MetricPath {
         variant,
@@ -265,11 +270,11 @@ fn family_metric(lhs: &str, ctx: &ExpectCtx) -> Result<Option<(PhaseRef, String,
     let Some((_, dim)) = family else {
         return Ok(None);
     };
-    let phase = parse_phase(phase, ctx.faults)?;
+    let phase = parse_phase(phase, ctx.faults, ctx.stages)?;
     Ok(Some((phase, metric.to_string(), *dim)))
 }
 
-fn parse_phase(text: &str, faults: &[String]) -> Result<PhaseRef, String> {
+fn parse_phase(text: &str, faults: &[String], stages: &[String]) -> Result<PhaseRef, String> {
     let known = |name: &str| {
         if faults.iter().any(|f| f == name) {
             Ok(name.to_string())
@@ -289,8 +294,17 @@ fn parse_phase(text: &str, faults: &[String]) -> Result<PhaseRef, String> {
         None if text == "run" => Ok(PhaseRef::Run),
         Some(("fault", n)) => known(n).map(PhaseRef::Fault),
         Some(("recovery", n)) => known(n).map(PhaseRef::Recovery),
+        Some(("stage", n)) if stages.iter().any(|s| s == n) => Ok(PhaseRef::Stage(n.into())),
+        Some(("stage", _)) => Err(format!(
+            "phase `{text}` names no stage of this scenario (stages: {})",
+            if stages.is_empty() {
+                "none".to_string()
+            } else {
+                stages.join(", ")
+            }
+        )),
         _ => Err(format!(
-            "unknown phase `{text}` (use baseline, run, fault:<name> or recovery:<name>)"
+            "unknown phase `{text}` (use baseline, run, fault:<name>, recovery:<name> or stage:<name>)"
         )),
     }
 }
@@ -441,6 +455,7 @@ mod tests {
         ExpectCtx {
             variants: &[],
             faults: Box::leak(Box::new(vec!["outage".to_string()])),
+            stages: &[],
             ops: &["read", "write", "redis_get"],
             workload_metrics: &[
                 ("caller_errors", Dim::Count),

@@ -221,7 +221,11 @@ pub(super) fn charts(report: &RunReport) -> String {
             "Throughput and errors (per second)",
             "ops/s",
             vec![
+                // The offered rate (its stages, an open model's arrivals)
+                // against what was served; shed only in an open model.
+                line("offered", GREEN_, counter(crate::load::OFFERED)),
                 line("caller ops", BLUE_, count("caller")),
+                line("shed", ORANGE, counter(crate::load::SHED)),
                 line("Redis errors", RED_, redis_errors),
                 line("caller errors", BLACK, counter(CALLER_ERRORS)),
             ],

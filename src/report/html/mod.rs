@@ -211,9 +211,9 @@ pub fn render(report: &RunReport) -> String {
     format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>gameday: {name}</title><style>{STYLE}</style></head><body>\n\
 <h1>gameday: {name} {badge}</h1>\n<p>{desc}</p>\n\
-<p class=\"meta\">run {run_id} · started {started} · {dur:.1}s of load · seed {seed} · {topo} on the {backend} backend · {users} users, {rate} · proxy: {pkind} {pver}{interrupted}<br>nodes: {nodes}</p>\n\
+<p class=\"meta\">run {run_id} · started {started} · {dur:.1}s of load · seed {seed} · {topo} on the {backend} backend · {load} · proxy: {pkind} {pver}{interrupted}<br>nodes: {nodes}</p>\n\
 <h2>Verdict</h2>\n{verdicts}\n<h2>Faults</h2>\n{faults}\n<h2>Phases</h2>\n{phases}\n<h2>Over time</h2>\n<p class=\"meta\">Shaded: fault windows, from when gameday asked the proxy to apply the fault to when the proxy showed it removed.</p>\n{charts}\n{servers}{ledger}\
-<p class=\"meta\">Raw data: summary.json, timeseries.csv, latency.hlog (HdrHistogram interval log), junit.xml; goose's own report: goose.html.</p>\n</body></html>\n",
+<p class=\"meta\">Raw data: summary.json, timeseries.csv, latency.hlog (HdrHistogram interval log), junit.xml{goose}.</p>\n</body></html>\n",
         name = esc(&s.scenario),
         desc = esc(&s.description),
         run_id = esc(&s.run_id),
@@ -222,8 +222,9 @@ pub fn render(report: &RunReport) -> String {
         seed = s.seed,
         topo = esc(&s.topology.kind),
         backend = esc(&s.backend),
-        users = s.load.users,
-        rate = s.load.rate.map_or("as fast as possible".to_string(), |r| format!("{r:.0} ops/s target")),
+        load = esc(&s.load.describe()),
+        // goose drives the closed model only.
+        goose = if s.load.model == "closed" { "; goose's own report: goose.html" } else { "" },
         pkind = esc(&s.proxy.kind),
         pver = esc(&s.proxy.version),
         interrupted = if s.interrupted { " · <b>interrupted</b>" } else { "" },
