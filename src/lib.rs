@@ -34,6 +34,7 @@ mod bench_gate;
 mod bench_http;
 mod bench_open;
 mod bench_peer;
+mod capacity;
 pub mod cli;
 mod conductor;
 mod fault;

@@ -193,6 +193,13 @@ impl Recorder {
         self
     }
 
+    /// One more stage, `[start, end)` µs, from now on (a capacity step).
+    pub fn add_stage(&mut self, name: &str, start_us: u64, end_us: u64) {
+        let mut p = PhaseStats::new(&format!("stage:{name}"), start_us);
+        p.end_us = Some(end_us);
+        self.stages.push(p);
+    }
+
     /// The stage phases, in order.
     pub fn stages(&self) -> &[PhaseStats] {
         &self.stages

@@ -289,6 +289,7 @@ fn load_spec(plan: &RunPlan, dir: &Path, shutdown: tokio::sync::watch::Receiver<
         rate: plan.load.rate,
         ramp: plan.load.ramp,
         duration: plan.duration,
+        begin: Duration::ZERO,
         model: plan.load.model,
         stages: plan.load.stages.clone(),
         seed: plan.seed,
@@ -338,7 +339,7 @@ async fn measure(
     let mut beside = start_beside(plan, ctx, run_id, workload, &recorder, &gc, t0);
     let spec = load_spec(plan, dir, ctx.shutdown.clone());
     let loaded = tokio::select! {
-        r = load::drive_any(&any, &spec, recorder.clone(), t0) => r,
+        r = crate::capacity::drive(&any, plan.capacity.as_ref(), &spec, (recorder.clone(), t0), ctx.opts.progress) => r,
         Some(e) = beside.failed.recv() => {
             // A fault that cannot be applied invalidates the run.
             goose::trigger_killswitch("gameday: a fault could not be applied");
@@ -347,7 +348,7 @@ async fn measure(
         }
     };
     let (records, telemetry, events) = beside.finish().await?;
-    loaded?;
+    let capacity = loaded?;
     let calibration = calibrator.finish().await;
     let ledger = workload.ledger();
     // The final read-back: every acknowledged write must still be there.
@@ -380,6 +381,7 @@ async fn measure(
         .await,
         calibration,
         commit: crate::testbed::commit(),
+        capacity,
     };
     let summary = Summary::assemble(plan, &rec, facts, &|phase, baseline| {
         workload.phase_metrics(phase, baseline)

@@ -15,8 +15,8 @@ fn layer(module: &str) -> Option<u8> {
         | "testbed" => 2,
         "scenario" => 3,
         "report" => 4,
-        "run" | "lab" | "bench" | "bench_http" | "bench_gate" | "bench_open" | "bench_peer"
-        | "gate" => 5,
+        "run" | "capacity" | "lab" | "bench" | "bench_http" | "bench_gate" | "bench_open"
+        | "bench_peer" | "gate" => 5,
         "cli" | "testing" => 6,
         _ => return None,
     })

@@ -400,3 +400,42 @@ fn load_stages_are_checked_at_their_place() {
     let rule = format!("expect = [\"stage:nope.p99 < 5ms\"]\n{ok}");
     assert_points_at(&rule, "stage:nope", "names no stage");
 }
+
+#[test]
+fn capacity_searches_are_checked_at_their_place() {
+    let _gate = crate::common::gate(module_path!());
+    let open = GOOD.replace("users = 4\nrate = 100", "model = \"open\"");
+    let search = |keys: &str| format!("{open}\n[capacity]\n{keys}\n");
+    let ok = search("start = 100\nfactor = 2\nmax = 1000\nhold = \"2s\"\nslo = [\"p99 < 50ms\", \"shed == 0\", \"error_rate < 1%\"]");
+    let plan = gameday::parse_scenario(Path::new("good.toml"), &ok).unwrap();
+    assert_eq!(plan.capacity.unwrap().slo.len(), 3);
+    assert_points_at(
+        &search("start = 100\nfactor = 2\nmax = 1000\nhold = \"2s\"\nslo = []"),
+        "slo = []",
+        "needs SLO rules",
+    );
+    assert_points_at(
+        &search("start = 100\nfactor = 2\nmax = 1000\nhold = \"2s\""),
+        "[capacity]",
+        "needs SLO rules",
+    );
+    assert_points_at(
+        &search("start = 100\nfactor = 2\nmax = 1000\nhold = \"2s\"\nslo = [\"run.p99 < 5ms\"]"),
+        "slo = [",
+        "names no phase",
+    );
+    assert_points_at(
+        &search("start = 100\nfactor = 1\nmax = 1000\nhold = \"2s\"\nslo = [\"p99 < 5ms\"]"),
+        "factor = 1",
+        "above 1",
+    );
+    assert_points_at(
+        &search(
+            "start = 100\nfactor = 2\nstep = 50\nmax = 1000\nhold = \"2s\"\nslo = [\"p99 < 5ms\"]",
+        ),
+        "[capacity]",
+        "exactly one",
+    );
+    let closed = format!("{GOOD}\n[capacity]\nstart = 100\nfactor = 2\nmax = 1000\nhold = \"2s\"\nslo = [\"p99 < 5ms\"]\n");
+    assert_points_at(&closed, "[capacity]", "needs [load] `model = \"open\"`");
+}

@@ -5,6 +5,7 @@
 
 mod common;
 
+mod capacity;
 mod cluster_workloads;
 mod conductor;
 mod external;

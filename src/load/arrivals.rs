@@ -18,15 +18,20 @@ pub struct Arrivals {
 
 impl Arrivals {
     pub fn new(process: ArrivalProcess, shape: Shape, seed: u64) -> Arrivals {
+        Arrivals::starting(process, shape, seed, 0)
+    }
+
+    /// Arrivals from `begin_us` on.
+    pub fn starting(process: ArrivalProcess, shape: Shape, seed: u64, begin_us: u64) -> Arrivals {
         let mut a = Arrivals {
             process,
             shape,
-            next_us: 0.0,
+            next_us: begin_us as f64,
             rng: SmallRng::seed_from_u64(seed ^ 0x0a11_1a15),
         };
         // A Poisson stream does not start with an arrival at exactly 0.
         if process == ArrivalProcess::Poisson {
-            a.next_us = a.gap_us();
+            a.next_us += a.gap_us();
         }
         a
     }

@@ -17,6 +17,7 @@
 //! than as fewer ops (no coordinated omission).
 
 mod arrivals;
+pub mod capacity;
 mod closed;
 mod open;
 mod shape;
@@ -137,6 +138,9 @@ pub struct LoadSpec {
     pub rate: Option<f64>,
     pub ramp: Duration,
     pub duration: Duration,
+    /// Open model: arrivals begin here (since t0) and end at `duration`
+    /// (a capacity step on the run's clock). Zero otherwise.
+    pub begin: Duration,
     pub model: Model,
     pub stages: Vec<Stage>,
     /// Seeds the Poisson arrivals.
@@ -164,6 +168,7 @@ impl LoadSpec {
             rate,
             ramp: Duration::ZERO,
             duration,
+            begin: Duration::ZERO,
             model: Model::Closed,
             stages: Vec::new(),
             seed: 0,

@@ -78,7 +78,8 @@ pub async fn drive<W: Workload>(
     });
     let _guard = CancelOnDrop(shared.clone());
     let (tx, rx) = flume::bounded::<u64>(plan.max_queue);
-    let arrivals = Arrivals::new(plan.arrivals, shape, spec.seed);
+    let begin_us = spec.begin.as_micros() as u64;
+    let arrivals = Arrivals::starting(plan.arrivals, shape, spec.seed ^ begin_us, begin_us);
     let scheduler = {
         let shared = shared.clone();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();

@@ -238,6 +238,9 @@ async fn direction(
     let mut tally = Tally::default();
     let mut eof = false;
     let mut buf = vec![0u8; CHUNK];
+    // Delayed chunks wait on a timerfd: tokio's timer ticks in whole
+    // milliseconds, which would add up to a millisecond to every delay.
+    let mut precise = tokio_timerfd::Delay::new(std::time::Instant::now()).ok();
     loop {
         let active = rolls.active(&toxics.borrow(), Some(stream));
         tally
@@ -287,7 +290,7 @@ async fn direction(
                 let _ = events.send(Event::Close).await;
                 return;
             }
-            _ = sleep_until(next_due.unwrap_or_else(far_future)), if next_due.is_some() => {
+            _ = until_due(&mut precise, next_due.unwrap_or_else(far_future)), if next_due.is_some() => {
                 let chunk = pending.pop_front().expect("a due chunk");
                 if !deliver(&mut wr, chunk.data, &active, &mut tally, &mut rng).await {
                     let _ = events.send(Event::Close).await;
@@ -307,6 +310,18 @@ async fn direction(
             },
         }
     }
+}
+
+/// Sleeps until `due` on the timerfd when there is one (to the
+/// microsecond), else on tokio's timer.
+async fn until_due(precise: &mut Option<tokio_timerfd::Delay>, due: Instant) {
+    if let Some(delay) = precise {
+        delay.reset(due.into_std());
+        if delay.await.is_ok() {
+            return;
+        }
+    }
+    sleep_until(due).await;
 }
 
 fn latency_of(active: &[Toxic], rng: &mut SmallRng) -> Duration {

@@ -2,6 +2,7 @@
 //! `latency.hlog`, `report.html`, `junit.xml` (plus goose's own report and,
 //! when a run fails, the Redis logs). Every renderer reads one `RunReport`.
 
+pub mod capacity;
 pub mod compare;
 pub mod console;
 pub mod hlog;

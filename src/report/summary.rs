@@ -60,6 +60,9 @@ pub struct Summary {
     /// What `gameday compare` judges this run on.
     #[serde(default)]
     pub gate: Option<GateConfig>,
+    /// A `[capacity]` search's result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<super::capacity::CapacitySummary>,
 }
 
 /// What the ledger found.
@@ -357,6 +360,7 @@ pub struct RunFacts {
     pub testbed: Testbed,
     pub calibration: Option<Calibration>,
     pub commit: Option<String>,
+    pub capacity: Option<super::capacity::CapacitySummary>,
 }
 
 impl Summary {
@@ -419,6 +423,7 @@ impl Summary {
             testbed: Some(facts.testbed),
             calibration: facts.calibration,
             gate: Some(plan.gate_config()),
+            capacity: facts.capacity,
         }
     }
 

@@ -8,6 +8,7 @@
 //! `kind` (`params`): each workload and fault kind owns its keys and
 //! checks them itself, and every refusal keeps its position.
 
+mod capacity;
 mod fault;
 pub mod gate;
 mod params;
@@ -142,7 +143,11 @@ impl Validator<'_> {
         )?;
         let kind = self.workload_kind(&raw)?;
         let topology = self.topology(raw.topology)?;
-        let load = self.load(&raw.load, duration)?;
+        let load = self.load(
+            &raw.load,
+            duration,
+            raw.capacity.as_ref().map(|c| *c.get_ref().start.get_ref()),
+        )?;
         let ctx = WorkloadCtx {
             users: load.users,
             users_span: raw
@@ -172,6 +177,10 @@ impl Validator<'_> {
             workload_metrics: workload.metrics(),
         };
         let expectations = self.expectations(&raw.expect, &raw.faults, &names)?;
+        let capacity = match &raw.capacity {
+            Some(c) => Some(self.capacity(c, (&raw.load, &load), &names)?),
+            None => None,
+        };
         let gate = match &raw.gate {
             Some(g) => g.plan(&names).map_err(|e| self.at(e))?,
             None => gate::GatePlan::default(),
@@ -190,6 +199,7 @@ impl Validator<'_> {
             variants,
             variant: None,
             gate,
+            capacity,
             content_hash: String::new(),
         })
     }
@@ -233,7 +243,13 @@ impl Validator<'_> {
             .collect()
     }
 
-    fn load(&self, raw: &Spanned<RawLoad>, duration: Duration) -> VResult<LoadPlan> {
+    /// `searched`: a capacity search's first rate, which sets the rate.
+    fn load(
+        &self,
+        raw: &Spanned<RawLoad>,
+        duration: Duration,
+        searched: Option<f64>,
+    ) -> VResult<LoadPlan> {
         let l = raw.get_ref();
         let rate = match &l.rate {
             Some(r) => {
@@ -265,7 +281,7 @@ impl Validator<'_> {
             .as_ref()
             .is_some_and(|m| *m.get_ref() == ModelName::Open);
         if open {
-            return self.open_load(raw, rate, stages);
+            return self.open_load(raw, rate.or(searched), stages);
         }
         for (key, span) in [
             ("max_in_flight", l.max_in_flight.as_ref().map(|s| s.span())),

@@ -32,6 +32,8 @@ pub struct RunPlan {
     pub variant: Option<String>,
     /// `[gate]`: what `gameday compare` judges a run on.
     pub gate: GatePlan,
+    /// `[capacity]`: the run is a search for the knee.
+    pub capacity: Option<crate::load::capacity::CapacityPlan>,
     /// SHA-256 (hex) of the scenario without `[gate]`, and of the command
     /// line's changes to what runs (`--target-env`): baselines must match it.
     pub content_hash: String,

@@ -29,6 +29,21 @@ pub struct RawScenario {
     pub expect: Vec<Spanned<String>>,
     /// What `gameday compare` judges a run on against its baselines.
     pub gate: Option<super::gate::RawGate>,
+    /// A search for the knee instead of one load.
+    pub capacity: Option<Spanned<RawCapacity>>,
+}
+
+/// `[capacity]`, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCapacity {
+    pub start: Spanned<f64>,
+    pub factor: Option<Spanned<f64>>,
+    pub step: Option<Spanned<f64>>,
+    pub max: Spanned<f64>,
+    pub hold: Spanned<Dur>,
+    pub resolution: Option<Spanned<f64>>,
+    pub slo: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -212,7 +212,7 @@ pub fn render(report: &RunReport) -> String {
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>gameday: {name}</title><style>{STYLE}</style></head><body>\n\
 <h1>gameday: {name} {badge}</h1>\n<p>{desc}</p>\n\
 <p class=\"meta\">run {run_id} · started {started} · {dur:.1}s of load · seed {seed} · {topo} on the {backend} backend · {load} · proxy: {pkind} {pver}{interrupted}<br>nodes: {nodes}</p>\n\
-<h2>Verdict</h2>\n{verdicts}\n<h2>Faults</h2>\n{faults}\n<h2>Phases</h2>\n{phases}\n<h2>Over time</h2>\n<p class=\"meta\">Shaded: fault windows, from when gameday asked the proxy to apply the fault to when the proxy showed it removed.</p>\n{charts}\n{servers}{ledger}\
+<h2>Verdict</h2>\n{verdicts}\n<h2>Faults</h2>\n{faults}\n<h2>Phases</h2>\n{phases}\n<h2>Over time</h2>\n<p class=\"meta\">Shaded: fault windows, from when gameday asked the proxy to apply the fault to when the proxy showed it removed.</p>\n{charts}\n{capacity}{servers}{ledger}\
 <p class=\"meta\">Raw data: summary.json, timeseries.csv, latency.hlog (HdrHistogram interval log), junit.xml{goose}.</p>\n</body></html>\n",
         name = esc(&s.scenario),
         desc = esc(&s.description),
@@ -239,5 +239,6 @@ pub fn render(report: &RunReport) -> String {
             format!("<h2>Servers</h2>\n{}\n{}\n", role_timeline(report), server_charts(report))
         },
         ledger = ledger_section(s),
+        capacity = s.capacity.as_ref().map_or(String::new(), crate::report::capacity::html),
     )
 }
