@@ -38,11 +38,19 @@ pub struct NodeSample {
     pub connected_clients: u64,
     /// Cluster nodes: `ok` or `fail` as `CLUSTER INFO` says; empty otherwise.
     pub cluster_state: String,
+    /// `instantaneous_ops_per_sec`: the node's own view of its load (a hot
+    /// shard shows here).
+    pub ops_per_sec: u64,
+    /// `latest_fork_usec`: how long the last fork (BGSAVE, a full sync)
+    /// stopped the server.
+    pub latest_fork_usec: u64,
+    /// `sync_full`: full resyncs this primary has served.
+    pub sync_full: u64,
 }
 
 impl NodeSample {
     /// Column names, in `csv_row` order.
-    pub const COLUMNS: [&'static str; 13] = [
+    pub const COLUMNS: [&'static str; 16] = [
         "node",
         "up",
         "role",
@@ -56,6 +64,9 @@ impl NodeSample {
         "rejected_connections",
         "connected_clients",
         "cluster_state",
+        "ops_per_sec",
+        "latest_fork_usec",
+        "sync_full",
     ];
 
     pub fn csv_row(&self) -> Vec<String> {
@@ -73,6 +84,9 @@ impl NodeSample {
             self.rejected_connections.to_string(),
             self.connected_clients.to_string(),
             self.cluster_state.clone(),
+            self.ops_per_sec.to_string(),
+            self.latest_fork_usec.to_string(),
+            self.sync_full.to_string(),
         ]
     }
 }
@@ -136,6 +150,9 @@ async fn sample(node: &str, addr: SocketAddr, t_s: u64) -> NodeSample {
         rejected_connections: num("rejected_connections"),
         connected_clients: num("connected_clients"),
         cluster_state,
+        ops_per_sec: num("instantaneous_ops_per_sec"),
+        latest_fork_usec: num("latest_fork_usec"),
+        sync_full: num("sync_full"),
         ..down
     }
 }

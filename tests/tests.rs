@@ -7,6 +7,7 @@ mod common;
 
 mod capacity;
 mod cluster_workloads;
+mod cold_cache;
 mod conductor;
 mod external;
 mod external_proxy;

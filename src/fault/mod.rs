@@ -16,6 +16,7 @@
 //! | memory_pressure | `memory` |
 //! | gc_pause | `gc_pause` |
 
+pub mod cold_cache;
 pub mod failover;
 pub mod gc_pause;
 pub mod memory;
@@ -65,13 +66,14 @@ pub enum FaultKind {
     Failover,
     MemoryPressure,
     GcPause,
+    ColdCache,
 }
 
 /// The keys every `[[fault]]` takes, whatever its kind.
 pub const COMMON_KEYS: &[&str] = &["name", "kind", "target", "at", "for", "expect"];
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 17] = [
+    pub const ALL: [FaultKind; 18] = [
         FaultKind::Down,
         FaultKind::Latency,
         FaultKind::Bandwidth,
@@ -89,6 +91,7 @@ impl FaultKind {
         FaultKind::Failover,
         FaultKind::MemoryPressure,
         FaultKind::GcPause,
+        FaultKind::ColdCache,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -110,6 +113,7 @@ impl FaultKind {
             FaultKind::Failover => "failover",
             FaultKind::MemoryPressure => "memory_pressure",
             FaultKind::GcPause => "gc_pause",
+            FaultKind::ColdCache => "cold_cache",
         }
     }
 
@@ -133,6 +137,7 @@ impl FaultKind {
             FaultKind::Failover => failover::KEYS,
             FaultKind::MemoryPressure => memory::KEYS,
             FaultKind::GcPause => gc_pause::KEYS,
+            FaultKind::ColdCache => cold_cache::KEYS,
         }
     }
 
@@ -155,7 +160,8 @@ impl FaultKind {
             | FaultKind::DebugSleep
             | FaultKind::Failover
             | FaultKind::MemoryPressure
-            | FaultKind::GcPause => true,
+            | FaultKind::GcPause
+            | FaultKind::ColdCache => true,
         }
     }
 
@@ -194,6 +200,9 @@ impl FaultKind {
                 memory::Raw::deserialize(d).map(|r| r.plan(ctx).map(Fault::Memory))
             }
             FaultKind::GcPause => bare(d, Fault::GcPause),
+            FaultKind::ColdCache => {
+                cold_cache::Raw::deserialize(d).map(|r| r.plan(ctx).map(Fault::ColdCache))
+            }
         }
     }
 }
@@ -250,7 +259,7 @@ impl FaultPlan {
     /// touch the traffic through a proxy: none of them is.
     pub fn destructive(&self) -> bool {
         match self.fault {
-            Fault::Node(_) | Fault::Failover(_) | Fault::Memory(_) => true,
+            Fault::Node(_) | Fault::Failover(_) | Fault::Memory(_) | Fault::ColdCache(_) => true,
             Fault::Network(_) | Fault::Partition | Fault::GcPause => false,
         }
     }
@@ -271,6 +280,8 @@ pub enum Fault {
     Memory(MemoryPressure),
     /// The next lock holder stalls (the application, not Redis).
     GcPause,
+    /// Keys removed from the targets at once.
+    ColdCache(cold_cache::ColdCache),
 }
 
 /// Where a fault acts: what the run resolved its target to.
@@ -297,6 +308,8 @@ pub enum Active {
     Failover(failover::Active),
     Memory(memory::Active),
     GcPause(gc_pause::Active),
+    /// Done at once (a cold cache): nothing to remove.
+    Done,
 }
 
 /// A fault that could not be applied or removed: the run is void.
@@ -322,6 +335,13 @@ pub enum FaultError {
     NoLockHolders { fault: String },
 }
 
+/// A seed from a fault's name: the same fault chooses the same way.
+fn name_seed(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// When a fault runs, on the run's clock.
 pub struct Window {
     pub t0: Instant,
@@ -344,7 +364,7 @@ impl FaultPlan {
             Fault::Node(n) => no_node.or((n.needs_owned() && env.nodes.iter().any(|n| !n.owned()))
                 .then_some(node::NEEDS_OWNED)),
             Fault::Failover(_) => no_node.or(env.failover.is_none().then_some(failover::NEEDS)),
-            Fault::Memory(_) => no_node,
+            Fault::Memory(_) | Fault::ColdCache(_) => no_node,
             Fault::GcPause => None,
         }
     }
@@ -358,7 +378,8 @@ impl FaultPlan {
             | Fault::Node(_)
             | Fault::Failover(_)
             | Fault::Memory(_)
-            | Fault::GcPause => false,
+            | Fault::GcPause
+            | Fault::ColdCache(_) => false,
         }
     }
 
@@ -386,6 +407,12 @@ impl FaultPlan {
                     fault: self.name.clone(),
                 }
             })?),
+            Fault::ColdCache(c) => {
+                cold_cache::apply(env, c, name_seed(&self.name), notes)
+                    .await
+                    .map_err(on_node)?;
+                Active::Done
+            }
         })
     }
 }
@@ -419,6 +446,7 @@ impl Active {
             }
             Active::Memory(a) => a.remove(notes).await.map_err(on_node)?,
             Active::GcPause(a) => a.remove().await,
+            Active::Done => {}
         }
         Ok(None)
     }

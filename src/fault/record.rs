@@ -42,6 +42,9 @@ pub struct FaultRecord {
     /// key class.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub memory: Vec<MemoryOutcome>,
+    /// cold_cache: keys removed from the target nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys_removed: Option<u64>,
 }
 
 impl FaultRecord {
@@ -62,6 +65,7 @@ impl FaultRecord {
             new_primary: None,
             failover_time_ms: None,
             memory: Vec::new(),
+            keys_removed: None,
         }
     }
 }

@@ -274,33 +274,7 @@ pub fn phases(
                 metrics: {
                     let mut m = workload_metrics(p, baseline);
                     m.extend(crate::load::phase_metrics(p));
-                    let record = p
-                        .name
-                        .strip_prefix("fault:")
-                        .and_then(|n| faults.iter().find(|f| f.name == n));
-                    if let Some(ms) = record.and_then(|f| f.failover_time_ms) {
-                        m.insert("failover_time_ms".into(), ms);
-                    }
-                    // The first unavailability window that began while the
-                    // fault was in force.
-                    if let Some(f) = record {
-                        let from = f.applied_at_s.map(|a| (a * 1e6) as u64);
-                        let to = f.removed_at_s.map_or(u64::MAX, |r| (r * 1e6) as u64);
-                        if let Some(&(a, b)) = from.and_then(|from| {
-                            rec.outages().iter().find(|(a, _)| (from..=to).contains(a))
-                        }) {
-                            m.insert("unavailable_ms".into(), (b - a) as f64 / 1e3);
-                        }
-                    }
-                    if let Some(r) = record.filter(|r| !r.memory.is_empty()) {
-                        let sum = |f: fn(&crate::fault::memory::MemoryOutcome) -> u64| {
-                            r.memory.iter().map(f).sum::<u64>() as f64
-                        };
-                        m.insert("evicted_keys".into(), sum(|o| o.evicted_keys));
-                        m.insert("evicted_workload".into(), sum(|o| o.evicted_workload));
-                        m.insert("evicted_ballast".into(), sum(|o| o.evicted_ballast));
-                        m.insert("ballast_refused".into(), sum(|o| o.ballast_refused));
-                    }
+                    fault_metrics(&mut m, p, rec, faults, baseline);
                     let oom: u64 = p
                         .ops
                         .iter()
@@ -341,6 +315,74 @@ fn load_summary(l: &crate::load::LoadPlan) -> LoadSummary {
         max_queue: open.map(|o| o.max_queue),
         arrivals: open.map(|o| o.arrivals.as_str().into()),
     }
+}
+
+/// What a phase's fault measured, from its record: failover and
+/// unavailability times, a cold cache's keys and re-warm, memory
+/// pressure's evictions.
+fn fault_metrics(
+    m: &mut BTreeMap<String, f64>,
+    p: &PhaseStats,
+    rec: &Recorder,
+    faults: &[FaultRecord],
+    baseline: &PhaseStats,
+) {
+    let record = p
+        .name
+        .strip_prefix("fault:")
+        .and_then(|n| faults.iter().find(|f| f.name == n));
+    if let Some(ms) = record.and_then(|f| f.failover_time_ms) {
+        m.insert("failover_time_ms".into(), ms);
+    }
+    // The first unavailability window that began while the
+    // fault was in force.
+    if let Some(f) = record {
+        let from = f.applied_at_s.map(|a| (a * 1e6) as u64);
+        let to = f.removed_at_s.map_or(u64::MAX, |r| (r * 1e6) as u64);
+        if let Some(&(a, b)) =
+            from.and_then(|from| rec.outages().iter().find(|(a, _)| (from..=to).contains(a)))
+        {
+            m.insert("unavailable_ms".into(), (b - a) as f64 / 1e3);
+        }
+    }
+    if let Some(r) = record.filter(|r| r.keys_removed.is_some()) {
+        m.insert("keys_removed".into(), r.keys_removed.unwrap_or(0) as f64);
+        if let Some(ms) = rewarm_ms(rec, r, baseline) {
+            m.insert("rewarm_time_ms".into(), ms);
+        }
+    }
+    if let Some(r) = record.filter(|r| !r.memory.is_empty()) {
+        let sum = |f: fn(&crate::fault::memory::MemoryOutcome) -> u64| {
+            r.memory.iter().map(f).sum::<u64>() as f64
+        };
+        m.insert("evicted_keys".into(), sum(|o| o.evicted_keys));
+        m.insert("evicted_workload".into(), sum(|o| o.evicted_workload));
+        m.insert("evicted_ballast".into(), sum(|o| o.evicted_ballast));
+        m.insert("ballast_refused".into(), sum(|o| o.ballast_refused));
+    }
+}
+
+/// A cold cache's time to re-warm: from the fault's start to the end of
+/// the first second after it whose hit ratio is back to 90 % of the
+/// baseline's (so to the second; a second the fault began in its first
+/// tenth counts as after it); none if that never happened, or there was
+/// no baseline hit ratio to go back to.
+fn rewarm_ms(rec: &Recorder, r: &FaultRecord, baseline: &PhaseStats) -> Option<f64> {
+    use crate::workload::cache_aside::{HITS, MISSES};
+    let ratio = |h: u64, m: u64| (h + m > 0).then(|| h as f64 / (h + m) as f64);
+    let target = 0.9 * ratio(baseline.counter(HITS), baseline.counter(MISSES))?;
+    let applied = r.applied_at_s?;
+    let first = if applied.fract() < 0.1 {
+        applied.floor()
+    } else {
+        applied.ceil()
+    } as usize;
+    rec.seconds()
+        .iter()
+        .enumerate()
+        .skip(first)
+        .find(|(_, s)| ratio(s.counter(HITS), s.counter(MISSES)).is_some_and(|x| x >= target))
+        .map(|(t, _)| ((t + 1) as f64 - applied) * 1e3)
 }
 
 /// What a finished run hands the report, besides its plan and recorder.

@@ -47,6 +47,10 @@ pub const FAULT_METRICS: &[(&str, Dim)] = &[
     ("evicted_workload", Dim::Count),
     ("evicted_ballast", Dim::Count),
     ("ballast_refused", Dim::Count),
+    // cold_cache: keys removed, and how long the hit ratio took to be back
+    // to 90 % of the baseline's (to the second).
+    ("keys_removed", Dim::Count),
+    ("rewarm_time", Dim::Millis),
 ];
 
 /// Metrics of the load itself, in every phase: what arrived (open model)

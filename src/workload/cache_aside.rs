@@ -88,6 +88,9 @@ pub struct CacheAsidePlan {
     pub keys: u64,
     pub distribution: Distribution,
     pub zipf_exponent: f64,
+    /// Share of reads sent to one hot key (key 0), on top of the
+    /// distribution; 0 = none.
+    pub hot_key_share: f64,
     pub value_size: usize,
     pub read_ratio: f64,
     pub ttl: Duration,
@@ -112,6 +115,7 @@ pub struct Raw {
     keys: Option<Spanned<i64>>,
     distribution: Option<Distribution>,
     zipf_exponent: Option<Spanned<f64>>,
+    hot_key_share: Option<Spanned<f64>>,
     value_size: Option<Spanned<i64>>,
     read_ratio: Option<Spanned<f64>>,
     ttl: Option<Spanned<Dur>>,
@@ -156,6 +160,7 @@ impl Raw {
             keys: positive_int_or(self.keys.as_ref(), "keys", 10_000)?,
             distribution,
             zipf_exponent,
+            hot_key_share: fraction_or(self.hot_key_share.as_ref(), "hot_key_share", 0.0)?,
             value_size,
             read_ratio: fraction_or(self.read_ratio.as_ref(), "read_ratio", 0.95)?,
             ttl: positive_dur(self.ttl.as_ref(), "ttl", Duration::from_secs(30))?,
@@ -499,7 +504,9 @@ impl Workload for CacheAside {
 
     async fn op(&self, user: &mut User, _intended_us: u64, trace: &mut Trace) -> Done {
         let is_read = user.rng.gen_bool(self.plan.read_ratio);
-        let key = self.pick_key(&mut user.rng);
+        let hot =
+            is_read && self.plan.hot_key_share > 0.0 && user.rng.gen_bool(self.plan.hot_key_share);
+        let key = if hot { 0 } else { self.pick_key(&mut user.rng) };
         if is_read {
             Done::new("read", self.read(user, key, trace).await)
         } else {

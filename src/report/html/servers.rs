@@ -4,6 +4,7 @@
 use super::super::markup::escape as esc;
 use super::super::RunReport;
 use super::chart::{chart, Series, BLUE_, GREEN_, ORANGE, RED_};
+use crate::telemetry::NodeSample;
 use plotters::prelude::*;
 use std::fmt::Write;
 
@@ -96,6 +97,33 @@ pub(super) fn role_timeline(report: &RunReport) -> String {
 }
 
 /// Memory and evictions per node, from the telemetry.
+/// One line per node of `f` (this second's sample, the one before).
+fn node_series(
+    report: &RunReport,
+    nodes: &[String],
+    f: &dyn Fn(&NodeSample, Option<&NodeSample>) -> Option<f64>,
+) -> Vec<Series> {
+    nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let mut prev: Option<&NodeSample> = None;
+            let mut points = Vec::new();
+            for n in report.telemetry.iter().filter(|n| &n.node == node && n.up) {
+                if let Some(v) = f(n, prev) {
+                    points.push((n.t_s as f64, v));
+                }
+                prev = Some(n);
+            }
+            Series {
+                label: node.clone(),
+                color: PALETTE[i % PALETTE.len()],
+                points,
+            }
+        })
+        .collect()
+}
+
 pub(super) fn server_charts(report: &RunReport) -> String {
     let nodes: Vec<String> = telemetry_nodes(report)
         .into_iter()
@@ -109,29 +137,8 @@ pub(super) fn server_charts(report: &RunReport) -> String {
     if nodes.is_empty() {
         return String::new();
     }
-    let series = |f: &dyn Fn(
-        &crate::telemetry::NodeSample,
-        Option<&crate::telemetry::NodeSample>,
-    ) -> Option<f64>| {
-        nodes
-            .iter()
-            .enumerate()
-            .map(|(i, node)| {
-                let mut prev: Option<&crate::telemetry::NodeSample> = None;
-                let mut points = Vec::new();
-                for n in report.telemetry.iter().filter(|n| &n.node == node && n.up) {
-                    if let Some(v) = f(n, prev) {
-                        points.push((n.t_s as f64, v));
-                    }
-                    prev = Some(n);
-                }
-                Series {
-                    label: node.clone(),
-                    color: PALETTE[i % PALETTE.len()],
-                    points,
-                }
-            })
-            .collect::<Vec<_>>()
+    let series = |f: &dyn Fn(&NodeSample, Option<&NodeSample>) -> Option<f64>| {
+        node_series(report, &nodes, f)
     };
     let memory = series(&|n, _| Some(n.used_memory as f64 / (1 << 20) as f64));
     let limit: Vec<(f64, f64)> = report
@@ -150,7 +157,24 @@ pub(super) fn server_charts(report: &RunReport) -> String {
     }
     let evictions =
         series(&|n, prev| prev.map(|p| n.evicted_keys.saturating_sub(p.evicted_keys) as f64));
+    // The node's own count: a hot shard stands out here.
+    let ops = series(&|n, _| Some(n.ops_per_sec as f64));
+    let clients = series(&|n, _| Some(n.connected_clients as f64));
     [
+        chart(
+            report,
+            "Commands per second, per node (instantaneous_ops_per_sec)",
+            "ops/s",
+            ops,
+            false,
+        ),
+        chart(
+            report,
+            "Connected clients per node",
+            "clients",
+            clients,
+            false,
+        ),
         chart(report, "Memory used per node (MB)", "MB", memory, false),
         chart(
             report,
