@@ -8,6 +8,12 @@
 //! the report measures how long the hit ratio took to come back
 //! (`rewarm_time`). Nothing is restored: the fault's window is how long
 //! its phase watches the cache refill.
+//!
+//! The keys are removed where they live: on the nodes that are primaries
+//! when the fault strikes (after a failover, not the ones that were at the
+//! start): with `target = "primary"` (the default) or `"all"`, every
+//! primary of the topology; with `node:<id>`, that node. Replicas lose
+//! them by replication.
 
 use super::{Env, FaultCtx, Notes};
 use crate::topology::handle::NodeHandle;
@@ -70,15 +76,38 @@ const BATCH: usize = 500;
 pub async fn apply(
     env: &Env,
     c: &ColdCache,
+    target: &super::Target,
     seed: u64,
     notes: &Notes,
 ) -> Result<(), TopologyError> {
+    // `primary` and `all` mean the cache wherever it lives now; a named
+    // node means that node (if it is a primary when the fault strikes).
+    let whole = matches!(target, super::Target::Primary | super::Target::All);
+    let candidates: Vec<NodeHandle> = match &env.failover {
+        Some(f) if whole => f.nodes.iter().map(|(n, _)| n.clone()).collect(),
+        _ => env.nodes.clone(),
+    };
     let mut removed = 0u64;
-    for (i, n) in env.nodes.iter().enumerate() {
-        removed += cool(n, c, &env.prefix, seed.wrapping_add(i as u64)).await?;
+    for (i, n) in candidates.iter().enumerate() {
+        if is_primary(n).await {
+            removed += cool(n, c, &env.prefix, seed.wrapping_add(i as u64)).await?;
+        }
     }
     notes.note(|r| r.keys_removed = Some(removed));
     Ok(())
+}
+
+/// Whether the node says it is a primary now.
+async fn is_primary(n: &NodeHandle) -> bool {
+    let info = crate::redis_admin::ask::<String>(
+        n.addr,
+        &crate::redis_admin::cmd(&["INFO", "replication"]),
+        std::time::Duration::from_secs(2),
+    )
+    .await;
+    info.as_deref()
+        .and_then(|i| crate::redis_admin::info_field(i, "role"))
+        == Some("master")
 }
 
 /// One node: scan, choose, unlink; returns how many went.

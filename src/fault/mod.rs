@@ -408,7 +408,7 @@ impl FaultPlan {
                 }
             })?),
             Fault::ColdCache(c) => {
-                cold_cache::apply(env, c, name_seed(&self.name), notes)
+                cold_cache::apply(env, c, &self.target, name_seed(&self.name), notes)
                     .await
                     .map_err(on_node)?;
                 Active::Done
