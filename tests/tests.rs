@@ -5,6 +5,7 @@
 
 mod common;
 
+mod bgsave;
 mod capacity;
 mod cluster_workloads;
 mod cold_cache;

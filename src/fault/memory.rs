@@ -122,14 +122,14 @@ pub struct MemoryOutcome {
     pub evicted_workload: u64,
 }
 
-fn err(node: &NodeHandle, source: redis::RedisError) -> TopologyError {
+pub(super) fn err(node: &NodeHandle, source: redis::RedisError) -> TopologyError {
     TopologyError::Command {
         node: node.id.clone(),
         source,
     }
 }
 
-async fn connect(node: &NodeHandle) -> Result<MultiplexedConnection, TopologyError> {
+pub(super) async fn connect(node: &NodeHandle) -> Result<MultiplexedConnection, TopologyError> {
     crate::redis_admin::connect(node.addr)
         .await
         .map_err(|source| TopologyError::Node {
@@ -157,7 +157,7 @@ async fn evicted(c: &mut MultiplexedConnection) -> redis::RedisResult<u64> {
 }
 
 /// A hash tag that lands in the node's own slots, for a cluster node.
-async fn slot_tag(c: &mut MultiplexedConnection) -> Option<String> {
+pub(super) async fn slot_tag(c: &mut MultiplexedConnection) -> Option<String> {
     let nodes: String = redis::cmd("CLUSTER")
         .arg("NODES")
         .query_async(c)

@@ -16,6 +16,7 @@
 //! | memory_pressure | `memory` |
 //! | gc_pause | `gc_pause` |
 
+pub mod bgsave;
 pub mod cold_cache;
 pub mod failover;
 pub mod gc_pause;
@@ -67,13 +68,14 @@ pub enum FaultKind {
     MemoryPressure,
     GcPause,
     ColdCache,
+    Bgsave,
 }
 
 /// The keys every `[[fault]]` takes, whatever its kind.
 pub const COMMON_KEYS: &[&str] = &["name", "kind", "target", "at", "for", "expect"];
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 18] = [
+    pub const ALL: [FaultKind; 19] = [
         FaultKind::Down,
         FaultKind::Latency,
         FaultKind::Bandwidth,
@@ -92,6 +94,7 @@ impl FaultKind {
         FaultKind::MemoryPressure,
         FaultKind::GcPause,
         FaultKind::ColdCache,
+        FaultKind::Bgsave,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -114,6 +117,7 @@ impl FaultKind {
             FaultKind::MemoryPressure => "memory_pressure",
             FaultKind::GcPause => "gc_pause",
             FaultKind::ColdCache => "cold_cache",
+            FaultKind::Bgsave => "bgsave",
         }
     }
 
@@ -138,6 +142,7 @@ impl FaultKind {
             FaultKind::MemoryPressure => memory::KEYS,
             FaultKind::GcPause => gc_pause::KEYS,
             FaultKind::ColdCache => cold_cache::KEYS,
+            FaultKind::Bgsave => bgsave::KEYS,
         }
     }
 
@@ -161,7 +166,8 @@ impl FaultKind {
             | FaultKind::Failover
             | FaultKind::MemoryPressure
             | FaultKind::GcPause
-            | FaultKind::ColdCache => true,
+            | FaultKind::ColdCache
+            | FaultKind::Bgsave => true,
         }
     }
 
@@ -202,6 +208,9 @@ impl FaultKind {
             FaultKind::GcPause => bare(d, Fault::GcPause),
             FaultKind::ColdCache => {
                 cold_cache::Raw::deserialize(d).map(|r| r.plan(ctx).map(Fault::ColdCache))
+            }
+            FaultKind::Bgsave => {
+                bgsave::Raw::deserialize(d).map(|r| r.plan(ctx).map(Fault::Bgsave))
             }
         }
     }
@@ -259,7 +268,11 @@ impl FaultPlan {
     /// touch the traffic through a proxy: none of them is.
     pub fn destructive(&self) -> bool {
         match self.fault {
-            Fault::Node(_) | Fault::Failover(_) | Fault::Memory(_) | Fault::ColdCache(_) => true,
+            Fault::Node(_)
+            | Fault::Failover(_)
+            | Fault::Memory(_)
+            | Fault::ColdCache(_)
+            | Fault::Bgsave(_) => true,
             Fault::Network(_) | Fault::Partition | Fault::GcPause => false,
         }
     }
@@ -282,6 +295,8 @@ pub enum Fault {
     GcPause,
     /// Keys removed from the targets at once.
     ColdCache(cold_cache::ColdCache),
+    /// A fork (BGSAVE) under load.
+    Bgsave(bgsave::Bgsave),
 }
 
 /// Where a fault acts: what the run resolved its target to.
@@ -308,6 +323,7 @@ pub enum Active {
     Failover(failover::Active),
     Memory(memory::Active),
     GcPause(gc_pause::Active),
+    Bgsave(bgsave::Active),
     /// Done at once (a cold cache): nothing to remove.
     Done,
 }
@@ -364,7 +380,7 @@ impl FaultPlan {
             Fault::Node(n) => no_node.or((n.needs_owned() && env.nodes.iter().any(|n| !n.owned()))
                 .then_some(node::NEEDS_OWNED)),
             Fault::Failover(_) => no_node.or(env.failover.is_none().then_some(failover::NEEDS)),
-            Fault::Memory(_) | Fault::ColdCache(_) => no_node,
+            Fault::Memory(_) | Fault::ColdCache(_) | Fault::Bgsave(_) => no_node,
             Fault::GcPause => None,
         }
     }
@@ -379,7 +395,8 @@ impl FaultPlan {
             | Fault::Failover(_)
             | Fault::Memory(_)
             | Fault::GcPause
-            | Fault::ColdCache(_) => false,
+            | Fault::ColdCache(_)
+            | Fault::Bgsave(_) => false,
         }
     }
 
@@ -413,6 +430,7 @@ impl FaultPlan {
                     .map_err(on_node)?;
                 Active::Done
             }
+            Fault::Bgsave(b) => Active::Bgsave(bgsave::apply(env, b).await.map_err(on_node)?),
         })
     }
 }
@@ -446,6 +464,7 @@ impl Active {
             }
             Active::Memory(a) => a.remove(notes).await.map_err(on_node)?,
             Active::GcPause(a) => a.remove().await,
+            Active::Bgsave(a) => a.remove(notes).await.map_err(on_node)?,
             Active::Done => {}
         }
         Ok(None)

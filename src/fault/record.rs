@@ -42,6 +42,9 @@ pub struct FaultRecord {
     /// key class.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub memory: Vec<MemoryOutcome>,
+    /// bgsave: per target node, the fork's cost.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forks: Vec<super::bgsave::ForkOutcome>,
     /// cold_cache: keys removed from the target nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys_removed: Option<u64>,
@@ -66,6 +69,7 @@ impl FaultRecord {
             failover_time_ms: None,
             memory: Vec::new(),
             keys_removed: None,
+            forks: Vec::new(),
         }
     }
 }

@@ -345,6 +345,10 @@ fn fault_metrics(
             m.insert("unavailable_ms".into(), (b - a) as f64 / 1e3);
         }
     }
+    if let Some(r) = record.filter(|r| !r.forks.is_empty()) {
+        let most = r.forks.iter().map(|f| f.fork_usec).max().unwrap_or(0);
+        m.insert("fork_time_ms".into(), most as f64 / 1e3);
+    }
     if let Some(r) = record.filter(|r| r.keys_removed.is_some()) {
         m.insert("keys_removed".into(), r.keys_removed.unwrap_or(0) as f64);
         if let Some(ms) = rewarm_ms(rec, r, baseline) {

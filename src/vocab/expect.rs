@@ -51,6 +51,8 @@ pub const FAULT_METRICS: &[(&str, Dim)] = &[
     // to 90 % of the baseline's (to the second).
     ("keys_removed", Dim::Count),
     ("rewarm_time", Dim::Millis),
+    // bgsave: the longest fork of the target nodes (`latest_fork_usec`).
+    ("fork_time", Dim::Millis),
 ];
 
 /// Metrics of the load itself, in every phase: what arrived (open model)
