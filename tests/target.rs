@@ -510,3 +510,36 @@ fn the_shop_reaches_sentinel_and_cluster_through_the_proxies() {
         rt.block_on(lab.stop());
     }
 }
+
+/// The open model drives a service too: 100 arrivals/s at a request that
+/// takes 50 ms, with 4 in flight, can be served 80 times a second; the
+/// rest wait, then are shed, and every arrival is accounted for.
+#[test]
+fn open_arrivals_reach_a_service_and_its_overload_is_shed() {
+    let _gate = crate::common::gate(module_path!());
+    let port = free_port();
+    let text = small_scenario(port, &shop_command(port), "", "/debug/sleep/50").replace(
+        "users = 8\nrate = 100",
+        "model = \"open\"\nrate = 100\nmax_in_flight = 4\nmax_queue = 20",
+    );
+    let scratch = Scratch::new(&text);
+    let s = scratch.run_ok(&[]);
+    let run = crate::common::phase(&s, "run");
+    let m = |k: &str| run["metrics"][k].as_f64().unwrap();
+    assert_eq!(m("offered"), 600.0, "6 s at 100/s");
+    assert_eq!(
+        m("completed") + m("shed") + m("queued_at_end"),
+        m("offered")
+    );
+    assert!(m("in_flight_max") <= 4.0, "{}", run["metrics"]);
+    // 4 / 50 ms = 80/s at most, a little less with the shop's own time.
+    let served = m("completed") / 6.0;
+    assert!((60.0..=82.0).contains(&served), "{served}/s served");
+    assert!(m("shed") > 50.0, "{}", run["metrics"]);
+    let service = run["ops"]["load_service"]["p50_us"].as_u64().unwrap();
+    assert!(
+        (50_000..=56_000).contains(&service),
+        "service p50 {service} µs"
+    );
+    assert!(!shop_alive(port));
+}
