@@ -6,6 +6,7 @@
 mod common;
 
 mod bgsave;
+mod big_key;
 mod capacity;
 mod cluster_workloads;
 mod cold_cache;

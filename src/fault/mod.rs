@@ -17,6 +17,7 @@
 //! | gc_pause | `gc_pause` |
 
 pub mod bgsave;
+pub mod big_key;
 pub mod cold_cache;
 pub mod failover;
 pub mod gc_pause;
@@ -69,13 +70,14 @@ pub enum FaultKind {
     GcPause,
     ColdCache,
     Bgsave,
+    BigKey,
 }
 
 /// The keys every `[[fault]]` takes, whatever its kind.
 pub const COMMON_KEYS: &[&str] = &["name", "kind", "target", "at", "for", "expect"];
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 19] = [
+    pub const ALL: [FaultKind; 20] = [
         FaultKind::Down,
         FaultKind::Latency,
         FaultKind::Bandwidth,
@@ -95,6 +97,7 @@ impl FaultKind {
         FaultKind::GcPause,
         FaultKind::ColdCache,
         FaultKind::Bgsave,
+        FaultKind::BigKey,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -118,6 +121,7 @@ impl FaultKind {
             FaultKind::GcPause => "gc_pause",
             FaultKind::ColdCache => "cold_cache",
             FaultKind::Bgsave => "bgsave",
+            FaultKind::BigKey => "big_key",
         }
     }
 
@@ -143,6 +147,7 @@ impl FaultKind {
             FaultKind::GcPause => gc_pause::KEYS,
             FaultKind::ColdCache => cold_cache::KEYS,
             FaultKind::Bgsave => bgsave::KEYS,
+            FaultKind::BigKey => big_key::KEYS,
         }
     }
 
@@ -167,7 +172,8 @@ impl FaultKind {
             | FaultKind::MemoryPressure
             | FaultKind::GcPause
             | FaultKind::ColdCache
-            | FaultKind::Bgsave => true,
+            | FaultKind::Bgsave
+            | FaultKind::BigKey => true,
         }
     }
 
@@ -211,6 +217,9 @@ impl FaultKind {
             }
             FaultKind::Bgsave => {
                 bgsave::Raw::deserialize(d).map(|r| r.plan(ctx).map(Fault::Bgsave))
+            }
+            FaultKind::BigKey => {
+                big_key::Raw::deserialize(d).map(|r| r.plan(ctx).map(Fault::BigKey))
             }
         }
     }
@@ -272,7 +281,8 @@ impl FaultPlan {
             | Fault::Failover(_)
             | Fault::Memory(_)
             | Fault::ColdCache(_)
-            | Fault::Bgsave(_) => true,
+            | Fault::Bgsave(_)
+            | Fault::BigKey(_) => true,
             Fault::Network(_) | Fault::Partition | Fault::GcPause => false,
         }
     }
@@ -297,6 +307,8 @@ pub enum Fault {
     ColdCache(cold_cache::ColdCache),
     /// A fork (BGSAVE) under load.
     Bgsave(bgsave::Bgsave),
+    /// A huge key read whole, then deleted.
+    BigKey(big_key::BigKey),
 }
 
 /// Where a fault acts: what the run resolved its target to.
@@ -324,6 +336,7 @@ pub enum Active {
     Memory(memory::Active),
     GcPause(gc_pause::Active),
     Bgsave(bgsave::Active),
+    BigKey(big_key::Active),
     /// Done at once (a cold cache): nothing to remove.
     Done,
 }
@@ -380,7 +393,7 @@ impl FaultPlan {
             Fault::Node(n) => no_node.or((n.needs_owned() && env.nodes.iter().any(|n| !n.owned()))
                 .then_some(node::NEEDS_OWNED)),
             Fault::Failover(_) => no_node.or(env.failover.is_none().then_some(failover::NEEDS)),
-            Fault::Memory(_) | Fault::ColdCache(_) | Fault::Bgsave(_) => no_node,
+            Fault::Memory(_) | Fault::ColdCache(_) | Fault::Bgsave(_) | Fault::BigKey(_) => no_node,
             Fault::GcPause => None,
         }
     }
@@ -396,7 +409,8 @@ impl FaultPlan {
             | Fault::Memory(_)
             | Fault::GcPause
             | Fault::ColdCache(_)
-            | Fault::Bgsave(_) => false,
+            | Fault::Bgsave(_)
+            | Fault::BigKey(_) => false,
         }
     }
 
@@ -431,6 +445,7 @@ impl FaultPlan {
                 Active::Done
             }
             Fault::Bgsave(b) => Active::Bgsave(bgsave::apply(env, b).await.map_err(on_node)?),
+            Fault::BigKey(b) => Active::BigKey(big_key::apply(env, b).await.map_err(on_node)?),
         })
     }
 }
@@ -465,6 +480,7 @@ impl Active {
             Active::Memory(a) => a.remove(notes).await.map_err(on_node)?,
             Active::GcPause(a) => a.remove().await,
             Active::Bgsave(a) => a.remove(notes).await.map_err(on_node)?,
+            Active::BigKey(a) => a.remove(notes).await.map_err(on_node)?,
             Active::Done => {}
         }
         Ok(None)

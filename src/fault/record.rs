@@ -45,6 +45,9 @@ pub struct FaultRecord {
     /// bgsave: per target node, the fork's cost.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub forks: Vec<super::bgsave::ForkOutcome>,
+    /// big_key: per target node, its reads and its delete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub big_keys: Vec<super::big_key::BigKeyOutcome>,
     /// cold_cache: keys removed from the target nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys_removed: Option<u64>,
@@ -70,6 +73,7 @@ impl FaultRecord {
             memory: Vec::new(),
             keys_removed: None,
             forks: Vec::new(),
+            big_keys: Vec::new(),
         }
     }
 }

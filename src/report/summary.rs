@@ -349,6 +349,13 @@ fn fault_metrics(
         let most = r.forks.iter().map(|f| f.fork_usec).max().unwrap_or(0);
         m.insert("fork_time_ms".into(), most as f64 / 1e3);
     }
+    if let Some(r) = record.filter(|r| !r.big_keys.is_empty()) {
+        let most = |f: fn(&crate::fault::big_key::BigKeyOutcome) -> f64| {
+            r.big_keys.iter().map(f).fold(0.0, f64::max)
+        };
+        m.insert("big_key_read_ms".into(), most(|o| o.read_ms));
+        m.insert("big_key_delete_ms".into(), most(|o| o.delete_ms));
+    }
     if let Some(r) = record.filter(|r| r.keys_removed.is_some()) {
         m.insert("keys_removed".into(), r.keys_removed.unwrap_or(0) as f64);
         if let Some(ms) = rewarm_ms(rec, r, baseline) {

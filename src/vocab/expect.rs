@@ -53,6 +53,9 @@ pub const FAULT_METRICS: &[(&str, Dim)] = &[
     ("rewarm_time", Dim::Millis),
     // bgsave: the longest fork of the target nodes (`latest_fork_usec`).
     ("fork_time", Dim::Millis),
+    // big_key: the server's time per whole read of it, and its delete.
+    ("big_key_read", Dim::Millis),
+    ("big_key_delete", Dim::Millis),
 ];
 
 /// Metrics of the load itself, in every phase: what arrived (open model)
