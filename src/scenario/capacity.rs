@@ -34,15 +34,7 @@ impl Validator<'_> {
                 "[capacity] sets the rate of every step: [[load.stage]] cannot be used with it",
             ));
         }
-        let positive = |s: &Spanned<f64>, key: &str| -> VResult<f64> {
-            let v = *s.get_ref();
-            self.check(
-                s,
-                v.is_finite() && v > 0.0,
-                format!("`{key}` must be above 0, not {v}"),
-            )?;
-            Ok(v)
-        };
+        let positive = |s: &Spanned<f64>, key: &str| self.above_zero(s, key, "");
         let start = positive(&c.start, "start")?;
         let max = positive(&c.max, "max")?;
         self.check(

@@ -119,6 +119,17 @@ impl Validator<'_> {
         check::positive_int(s, key).map_err(|e| self.at(e))
     }
 
+    /// A finite number above 0 (`unit` for the message).
+    fn above_zero(&self, s: &Spanned<f64>, key: &str, unit: &str) -> VResult<f64> {
+        let v = *s.get_ref();
+        self.check(
+            s,
+            v.is_finite() && v > 0.0,
+            format!("`{key}` must be above 0{unit}, not {v}"),
+        )?;
+        Ok(v)
+    }
+
     fn positive_dur(
         &self,
         d: Option<&Spanned<Dur>>,
@@ -335,15 +346,7 @@ impl Validator<'_> {
                 let span = s.name.as_ref().map_or(st.span(), |n| n.span());
                 return Err(self.err(span, format!("a stage named `{name}` comes earlier")));
             }
-            let positive = |r: &Spanned<f64>, key: &str| -> VResult<f64> {
-                let v = *r.get_ref();
-                self.check(
-                    r,
-                    v.is_finite() && v > 0.0,
-                    format!("`{key}` must be above 0 ops/s, not {v}"),
-                )?;
-                Ok(v)
-            };
+            let positive = |r: &Spanned<f64>, key: &str| self.above_zero(r, key, " ops/s");
             let before = out.last().map(|o| o.to).or(rate);
             let (from, to) = match (&s.rate, &s.ramp_to) {
                 (Some(r), None) => {
