@@ -11,6 +11,7 @@ mod capacity;
 mod cluster_workloads;
 mod cold_cache;
 mod conductor;
+mod connection_storm;
 mod external;
 mod external_proxy;
 mod failover;

@@ -19,6 +19,7 @@
 pub mod bgsave;
 pub mod big_key;
 pub mod cold_cache;
+pub mod connection_storm;
 pub mod failover;
 pub mod gc_pause;
 pub mod memory;
@@ -71,13 +72,14 @@ pub enum FaultKind {
     ColdCache,
     Bgsave,
     BigKey,
+    ConnectionStorm,
 }
 
 /// The keys every `[[fault]]` takes, whatever its kind.
 pub const COMMON_KEYS: &[&str] = &["name", "kind", "target", "at", "for", "expect"];
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 20] = [
+    pub const ALL: [FaultKind; 21] = [
         FaultKind::Down,
         FaultKind::Latency,
         FaultKind::Bandwidth,
@@ -98,6 +100,7 @@ impl FaultKind {
         FaultKind::ColdCache,
         FaultKind::Bgsave,
         FaultKind::BigKey,
+        FaultKind::ConnectionStorm,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -122,6 +125,7 @@ impl FaultKind {
             FaultKind::ColdCache => "cold_cache",
             FaultKind::Bgsave => "bgsave",
             FaultKind::BigKey => "big_key",
+            FaultKind::ConnectionStorm => "connection_storm",
         }
     }
 
@@ -148,6 +152,7 @@ impl FaultKind {
             FaultKind::ColdCache => cold_cache::KEYS,
             FaultKind::Bgsave => bgsave::KEYS,
             FaultKind::BigKey => big_key::KEYS,
+            FaultKind::ConnectionStorm => connection_storm::KEYS,
         }
     }
 
@@ -173,7 +178,8 @@ impl FaultKind {
             | FaultKind::GcPause
             | FaultKind::ColdCache
             | FaultKind::Bgsave
-            | FaultKind::BigKey => true,
+            | FaultKind::BigKey
+            | FaultKind::ConnectionStorm => true,
         }
     }
 
@@ -221,6 +227,8 @@ impl FaultKind {
             FaultKind::BigKey => {
                 big_key::Raw::deserialize(d).map(|r| r.plan(ctx).map(Fault::BigKey))
             }
+            FaultKind::ConnectionStorm => connection_storm::Raw::deserialize(d)
+                .map(|r| r.plan(ctx).map(Fault::ConnectionStorm)),
         }
     }
 }
@@ -282,7 +290,8 @@ impl FaultPlan {
             | Fault::Memory(_)
             | Fault::ColdCache(_)
             | Fault::Bgsave(_)
-            | Fault::BigKey(_) => true,
+            | Fault::BigKey(_)
+            | Fault::ConnectionStorm(_) => true,
             Fault::Network(_) | Fault::Partition | Fault::GcPause => false,
         }
     }
@@ -309,6 +318,8 @@ pub enum Fault {
     Bgsave(bgsave::Bgsave),
     /// A huge key read whole, then deleted.
     BigKey(big_key::BigKey),
+    /// Every client connection cut at once.
+    ConnectionStorm(connection_storm::ConnectionStorm),
 }
 
 /// Where a fault acts: what the run resolved its target to.
@@ -337,6 +348,7 @@ pub enum Active {
     GcPause(gc_pause::Active),
     Bgsave(bgsave::Active),
     BigKey(big_key::Active),
+    ConnectionStorm(connection_storm::Active),
     /// Done at once (a cold cache): nothing to remove.
     Done,
 }
@@ -393,7 +405,11 @@ impl FaultPlan {
             Fault::Node(n) => no_node.or((n.needs_owned() && env.nodes.iter().any(|n| !n.owned()))
                 .then_some(node::NEEDS_OWNED)),
             Fault::Failover(_) => no_node.or(env.failover.is_none().then_some(failover::NEEDS)),
-            Fault::Memory(_) | Fault::ColdCache(_) | Fault::Bgsave(_) | Fault::BigKey(_) => no_node,
+            Fault::Memory(_)
+            | Fault::ColdCache(_)
+            | Fault::Bgsave(_)
+            | Fault::BigKey(_)
+            | Fault::ConnectionStorm(_) => no_node,
             Fault::GcPause => None,
         }
     }
@@ -410,7 +426,8 @@ impl FaultPlan {
             | Fault::GcPause
             | Fault::ColdCache(_)
             | Fault::Bgsave(_)
-            | Fault::BigKey(_) => false,
+            | Fault::BigKey(_)
+            | Fault::ConnectionStorm(_) => false,
         }
     }
 
@@ -446,6 +463,9 @@ impl FaultPlan {
             }
             Fault::Bgsave(b) => Active::Bgsave(bgsave::apply(env, b).await.map_err(on_node)?),
             Fault::BigKey(b) => Active::BigKey(big_key::apply(env, b).await.map_err(on_node)?),
+            Fault::ConnectionStorm(c) => {
+                Active::ConnectionStorm(connection_storm::apply(env, c).await.map_err(on_node)?)
+            }
         })
     }
 }
@@ -481,6 +501,7 @@ impl Active {
             Active::GcPause(a) => a.remove().await,
             Active::Bgsave(a) => a.remove(notes).await.map_err(on_node)?,
             Active::BigKey(a) => a.remove(notes).await.map_err(on_node)?,
+            Active::ConnectionStorm(a) => a.remove(notes).await.map_err(on_node)?,
             Active::Done => {}
         }
         Ok(None)

@@ -48,6 +48,10 @@ pub struct FaultRecord {
     /// big_key: per target node, its reads and its delete.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub big_keys: Vec<super::big_key::BigKeyOutcome>,
+    /// connection_storm: per target node, connections cut, peak clients,
+    /// connections refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub storms: Vec<super::connection_storm::StormOutcome>,
     /// cold_cache: keys removed from the target nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys_removed: Option<u64>,
@@ -74,6 +78,7 @@ impl FaultRecord {
             keys_removed: None,
             forks: Vec::new(),
             big_keys: Vec::new(),
+            storms: Vec::new(),
         }
     }
 }

@@ -356,6 +356,14 @@ fn fault_metrics(
         m.insert("big_key_read_ms".into(), most(|o| o.read_ms));
         m.insert("big_key_delete_ms".into(), most(|o| o.delete_ms));
     }
+    if let Some(r) = record.filter(|r| !r.storms.is_empty()) {
+        let sum = |f: fn(&crate::fault::connection_storm::StormOutcome) -> u64| {
+            r.storms.iter().map(f).sum::<u64>() as f64
+        };
+        m.insert("connections_killed".into(), sum(|o| o.killed));
+        m.insert("peak_clients".into(), sum(|o| o.peak_clients));
+        m.insert("rejected_connections".into(), sum(|o| o.rejected));
+    }
     if let Some(r) = record.filter(|r| r.keys_removed.is_some()) {
         m.insert("keys_removed".into(), r.keys_removed.unwrap_or(0) as f64);
         if let Some(ms) = rewarm_ms(rec, r, baseline) {

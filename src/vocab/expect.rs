@@ -56,6 +56,11 @@ pub const FAULT_METRICS: &[(&str, Dim)] = &[
     // big_key: the server's time per whole read of it, and its delete.
     ("big_key_read", Dim::Millis),
     ("big_key_delete", Dim::Millis),
+    // connection_storm, summed over the target nodes: connections cut,
+    // the most clients connected, connections refused (maxclients).
+    ("connections_killed", Dim::Count),
+    ("peak_clients", Dim::Count),
+    ("rejected_connections", Dim::Count),
 ];
 
 /// Metrics of the load itself, in every phase: what arrived (open model)

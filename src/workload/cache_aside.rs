@@ -96,6 +96,9 @@ pub struct CacheAsidePlan {
     pub ttl: Duration,
     pub ttl_jitter: f64,
     pub op_timeout: Duration,
+    /// How a client reconnects after losing its connection: at once
+    /// (none), or with a jittered backoff.
+    pub reconnect: Option<super::conn::Backoff>,
     pub write_policy: WritePolicy,
     pub origin: OriginPlan,
     pub on_error: ErrorPlan,
@@ -121,6 +124,7 @@ pub struct Raw {
     ttl: Option<Spanned<Dur>>,
     ttl_jitter: Option<Spanned<f64>>,
     op_timeout: Option<Spanned<Dur>>,
+    reconnect: Option<Spanned<RawReconnect>>,
     write_policy: Option<WritePolicy>,
     origin: Option<RawOrigin>,
     on_redis_error: Option<Spanned<RawOnError>>,
@@ -175,11 +179,40 @@ impl Raw {
                 "op_timeout",
                 Duration::from_millis(50),
             )?,
+            reconnect: reconnect_plan(self.reconnect.as_ref())?,
             write_policy: self.write_policy.unwrap_or_default(),
             origin: OriginPlan::from_raw(self.origin.as_ref(), Duration::from_millis(5))?,
             on_error: error_plan(self.on_redis_error.as_ref())?,
         })
     }
+}
+
+/// `reconnect = { backoff = "10ms", max = "1s" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReconnect {
+    backoff: Dur,
+    max: Option<Dur>,
+}
+
+/// The reconnect backoff, if any: `backoff` above 0, `max` at least it.
+fn reconnect_plan(raw: Option<&Spanned<RawReconnect>>) -> Checked<Option<super::conn::Backoff>> {
+    let Some(r) = raw else { return Ok(None) };
+    let (base, max) = (
+        r.get_ref().backoff.0,
+        r.get_ref().max.map_or(Duration::from_secs(1), |m| m.0),
+    );
+    check(
+        r,
+        !base.is_zero(),
+        "`reconnect.backoff` must be longer than 0s",
+    )?;
+    check(
+        r,
+        max >= base,
+        "`reconnect.max` must be at least `reconnect.backoff`",
+    )?;
+    Ok(Some(super::conn::Backoff { base, max }))
 }
 
 /// `fallback` or `fail`, with an optional breaker.
@@ -493,7 +526,8 @@ impl Workload for CacheAside {
 
     fn new_user(&self, index: usize) -> User {
         User {
-            conn: RedisConn::new(&self.client, self.plan.op_timeout, self.t0),
+            conn: RedisConn::new(&self.client, self.plan.op_timeout, self.t0)
+                .with_backoff(self.plan.reconnect, self.seed ^ index as u64),
             rng: SmallRng::seed_from_u64(
                 self.seed
                     .wrapping_mul(0x9e37_79b9_7f4a_7c15)

@@ -27,9 +27,44 @@ enum Live {
     Cluster(ClusterConnection),
 }
 
+/// A jittered exponential reconnect backoff ("full jitter"): after a
+/// dropped connection the next connect waits a random time below `base`,
+/// after each failed connect below twice the last bound, up to `max`; an
+/// op waits for it within its timeout. Without one, every client reconnects
+/// at once: the herd.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    pub base: Duration,
+    pub max: Duration,
+}
+
+/// Where a client with a backoff is in it.
+struct Retry {
+    backoff: Backoff,
+    failures: u32,
+    /// No connect before this, µs since t0.
+    next_us: u64,
+    rng: rand::rngs::SmallRng,
+}
+
+impl Retry {
+    /// Waits a random share of the current bound from now on.
+    fn defer(&mut self, now_us: u64) {
+        use rand::Rng;
+        let bound = self
+            .backoff
+            .base
+            .saturating_mul(1u32 << self.failures.min(16))
+            .min(self.backoff.max);
+        let wait = self.rng.gen_range(0..=bound.as_micros() as u64);
+        self.next_us = now_us + wait;
+    }
+}
+
 pub struct RedisConn {
     source: Source,
     conn: Option<Live>,
+    retry: Option<Retry>,
     /// The breaker epoch when this connection was made.
     epoch: u64,
     timeout: Duration,
@@ -65,9 +100,61 @@ impl RedisConn {
         RedisConn {
             source,
             conn: None,
+            retry: None,
             epoch: 0,
             timeout,
             t0,
+        }
+    }
+
+    /// Reconnects with `backoff` (seeded by `seed`) instead of at once.
+    pub fn with_backoff(mut self, backoff: Option<Backoff>, seed: u64) -> Self {
+        use rand::SeedableRng;
+        self.retry = backoff.map(|backoff| Retry {
+            backoff,
+            failures: 0,
+            next_us: 0,
+            rng: rand::rngs::SmallRng::seed_from_u64(seed),
+        });
+        self
+    }
+
+    /// Connects if there is no connection, after the backoff's wait.
+    async fn ensure(&mut self) -> RedisResult<()> {
+        if self.conn.is_some() {
+            return Ok(());
+        }
+        if let Some(r) = &self.retry {
+            let wait = r.next_us.saturating_sub(self.now_us());
+            if wait > 0 {
+                tokio::time::sleep(Duration::from_micros(wait)).await;
+            }
+        }
+        match self.open().await {
+            Ok(live) => {
+                self.conn = Some(live);
+                if let Some(r) = &mut self.retry {
+                    r.failures = 0;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let now = self.now_us();
+                if let Some(r) = &mut self.retry {
+                    r.failures += 1;
+                    r.defer(now);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The connection is gone: with a backoff, the next connect waits.
+    fn drop_conn(&mut self) {
+        self.conn = None;
+        let now = self.now_us();
+        if let Some(r) = &mut self.retry {
+            r.defer(now);
         }
     }
 
@@ -104,9 +191,7 @@ impl RedisConn {
     }
 
     async fn run<T: FromRedisValue>(&mut self, cmd: &redis::Cmd) -> RedisResult<T> {
-        if self.conn.is_none() {
-            self.conn = Some(self.open().await?);
-        }
+        self.ensure().await?;
         match self.conn.as_mut().expect("connected above") {
             Live::Single(c) => cmd.query_async(c).await,
             Live::Cluster(c) => cmd.query_async(c).await,
@@ -114,9 +199,7 @@ impl RedisConn {
     }
 
     async fn run_pipe<T: FromRedisValue>(&mut self, pipe: &redis::Pipeline) -> RedisResult<T> {
-        if self.conn.is_none() {
-            self.conn = Some(self.open().await?);
-        }
+        self.ensure().await?;
         match self.conn.as_mut().expect("connected above") {
             Live::Single(c) => pipe.query_async(c).await,
             Live::Cluster(c) => pipe.query_async(c).await,
@@ -168,7 +251,10 @@ impl RedisConn {
                         ErrorClass::Refused | ErrorClass::Reset | ErrorClass::Readonly
                     )
                 {
-                    self.conn = None;
+                    // A connect that failed has deferred the next already.
+                    if self.conn.is_some() {
+                        self.drop_conn();
+                    }
                 }
                 Err(class)
             }
