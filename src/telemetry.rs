@@ -46,11 +46,97 @@ pub struct NodeSample {
     pub latest_fork_usec: u64,
     /// `sync_full`: full resyncs this primary has served.
     pub sync_full: u64,
+    /// The server's own time for GET and SET in this second, p99, µs (to
+    /// the power of 2 `LATENCY HISTOGRAM` buckets by): what the server
+    /// spent, without the network or the client; none before Redis 7 or
+    /// in a second without the command.
+    pub server_get_p99_us: Option<u64>,
+    pub server_set_p99_us: Option<u64>,
+    /// `LATENCY HISTOGRAM get set` as read this second (cumulative), to
+    /// take the next second's difference from.
+    #[serde(skip)]
+    hist: Option<Hists>,
+}
+
+/// Per command: total calls, and (bucket upper bound µs, cumulative count).
+type Hists = BTreeMap<String, (u64, Vec<(u64, u64)>)>;
+
+/// `LATENCY HISTOGRAM get set`, read from the RESP2 reply.
+async fn latency_hist(conn: &mut redis::aio::MultiplexedConnection) -> Option<Hists> {
+    let v: redis::Value = redis::cmd("LATENCY")
+        .arg("HISTOGRAM")
+        .arg("get")
+        .arg("set")
+        .query_async(conn)
+        .await
+        .ok()?;
+    let items = as_list(&v)?;
+    let mut out = Hists::new();
+    for pair in items.chunks(2) {
+        let [name, body] = pair else { continue };
+        let name: String = redis::from_redis_value(name.clone()).ok()?;
+        let fields = as_list(body)?;
+        let (mut calls, mut buckets) = (0u64, Vec::new());
+        for f in fields.chunks(2) {
+            let [k, val] = f else { continue };
+            match redis::from_redis_value::<String>(k.clone()).ok()?.as_str() {
+                "calls" => calls = redis::from_redis_value(val.clone()).ok()?,
+                "histogram_usec" => {
+                    for b in as_list(val)?.chunks(2) {
+                        if let [bound, count] = b {
+                            buckets.push((
+                                redis::from_redis_value(bound.clone()).ok()?,
+                                redis::from_redis_value(count.clone()).ok()?,
+                            ));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.insert(name.to_lowercase(), (calls, buckets));
+    }
+    Some(out)
+}
+
+/// An array reply, or a map's keys and values in turn (RESP3).
+fn as_list(v: &redis::Value) -> Option<Vec<redis::Value>> {
+    match v {
+        redis::Value::Array(a) => Some(a.clone()),
+        redis::Value::Map(m) => Some(m.iter().flat_map(|(k, v)| [k.clone(), v.clone()]).collect()),
+        _ => None,
+    }
+}
+
+/// The p-quantile (µs, a bucket's upper bound) of the calls between two
+/// cumulative readings of one command's histogram.
+fn quantile_between(
+    prev: Option<&(u64, Vec<(u64, u64)>)>,
+    now: &(u64, Vec<(u64, u64)>),
+    q: f64,
+) -> Option<u64> {
+    let cum = |h: Option<&(u64, Vec<(u64, u64)>)>, bound: u64| {
+        h.map_or(0, |(_, b)| {
+            b.iter()
+                .take_while(|(ub, _)| *ub <= bound)
+                .last()
+                .map_or(0, |(_, c)| *c)
+        })
+    };
+    let calls = now.0.saturating_sub(prev.map_or(0, |p| p.0));
+    if calls == 0 {
+        return None;
+    }
+    let want = (q * calls as f64).ceil() as u64;
+    now.1
+        .iter()
+        .map(|(bound, _)| *bound)
+        .find(|&b| cum(Some(now), b).saturating_sub(cum(prev, b)) >= want)
 }
 
 impl NodeSample {
     /// Column names, in `csv_row` order.
-    pub const COLUMNS: [&'static str; 16] = [
+    pub const COLUMNS: [&'static str; 18] = [
         "node",
         "up",
         "role",
@@ -67,6 +153,8 @@ impl NodeSample {
         "ops_per_sec",
         "latest_fork_usec",
         "sync_full",
+        "server_get_p99_us",
+        "server_set_p99_us",
     ];
 
     pub fn csv_row(&self) -> Vec<String> {
@@ -87,6 +175,12 @@ impl NodeSample {
             self.ops_per_sec.to_string(),
             self.latest_fork_usec.to_string(),
             self.sync_full.to_string(),
+            self.server_get_p99_us
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
+            self.server_set_p99_us
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
         ]
     }
 }
@@ -110,6 +204,7 @@ async fn sample(node: &str, addr: SocketAddr, t_s: u64) -> NodeSample {
             .query_async::<String>(&mut conn)
             .await
             .ok()?;
+        let hist = latency_hist(&mut conn).await;
         let cluster = if info.contains("cluster_enabled:1") {
             redis::cmd("CLUSTER")
                 .arg("INFO")
@@ -119,9 +214,9 @@ async fn sample(node: &str, addr: SocketAddr, t_s: u64) -> NodeSample {
         } else {
             None
         };
-        Some((info, cluster))
+        Some((info, cluster, hist))
     };
-    let Ok(Some((info, cluster))) = tokio::time::timeout(DEADLINE, ask).await else {
+    let Ok(Some((info, cluster, hist))) = tokio::time::timeout(DEADLINE, ask).await else {
         return down;
     };
     let cluster_state = cluster
@@ -153,6 +248,7 @@ async fn sample(node: &str, addr: SocketAddr, t_s: u64) -> NodeSample {
         ops_per_sec: num("instantaneous_ops_per_sec"),
         latest_fork_usec: num("latest_fork_usec"),
         sync_full: num("sync_full"),
+        hist,
         ..down
     }
 }
@@ -165,6 +261,7 @@ pub async fn watch_nodes(
     out: Arc<Mutex<Vec<NodeSample>>>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut last: BTreeMap<String, Hists> = BTreeMap::new();
     for t_s in 0u64.. {
         let due = t0 + Duration::from_secs(t_s);
         tokio::select! {
@@ -199,6 +296,17 @@ pub async fn watch_nodes(
                 _ => None,
             };
         }
+        for s in second.iter_mut() {
+            let Some(now) = &s.hist else { continue };
+            let before = last.get(&s.node);
+            let q = |cmd: &str| {
+                now.get(cmd)
+                    .and_then(|h| quantile_between(before.and_then(|b| b.get(cmd)), h, 0.99))
+            };
+            s.server_get_p99_us = q("get");
+            s.server_set_p99_us = q("set");
+            last.insert(s.node.clone(), now.clone());
+        }
         out.lock().unwrap_or_else(|p| p.into_inner()).extend(second);
     }
 }
@@ -206,6 +314,18 @@ pub async fn watch_nodes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_of_latency_is_the_difference_of_two_cumulative_readings() {
+        // Before: 100 calls, all ≤ 2 µs. Now: 200 calls, 99 more ≤ 2 µs
+        // and one at 1024 µs: p99 of the second is 2 µs, p100 1024.
+        let before = (100, vec![(1, 60), (2, 100)]);
+        let now = (200, vec![(1, 120), (2, 199), (1024, 200)]);
+        assert_eq!(quantile_between(Some(&before), &now, 0.99), Some(2));
+        assert_eq!(quantile_between(Some(&before), &now, 1.0), Some(1024));
+        assert_eq!(quantile_between(Some(&now), &now, 0.99), None);
+        assert_eq!(quantile_between(None, &now, 0.5), Some(1));
+    }
 
     #[test]
     fn info_fields_are_read_by_name() {

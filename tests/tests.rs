@@ -31,6 +31,7 @@ mod report_truth;
 mod run_seam;
 mod scenario_errors;
 mod scenarios;
+mod server_latency;
 mod stampede;
 mod target;
 mod teardown;

@@ -213,6 +213,7 @@ pub(super) fn charts(report: &RunReport) -> String {
             vec![
                 line("p50", BLUE_, redis(0.5)),
                 line("p99", ORANGE, redis(0.99)),
+                line("server's own p99", GREEN_, server_get_p99(report)),
             ],
             true,
         ),
@@ -254,6 +255,22 @@ pub(super) fn charts(report: &RunReport) -> String {
     .filter(|c| !c.is_empty())
     .collect::<Vec<_>>()
     .join("\n")
+}
+
+/// The servers' own GET p99 per second (`LATENCY HISTOGRAM`, the slowest
+/// node), ms: what Redis spent, without the network.
+fn server_get_p99(report: &RunReport) -> Vec<(f64, f64)> {
+    let mut per: std::collections::BTreeMap<u64, u64> = std::collections::BTreeMap::new();
+    for n in &report.telemetry {
+        if let Some(us) = n.server_get_p99_us {
+            let e = per.entry(n.t_s).or_default();
+            *e = (*e).max(us);
+        }
+    }
+    // A sample at t covers the second before it.
+    per.into_iter()
+        .map(|(t, us)| (t as f64 - 0.5, us.max(1) as f64 / 1e3))
+        .collect()
 }
 
 /// Failed Redis commands per second, all commands together.
