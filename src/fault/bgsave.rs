@@ -6,7 +6,7 @@
 //! latencies show what the clients felt. At the end it waits for the save
 //! to finish, records how long it took, and deletes the filler.
 
-use super::memory::{connect, err, slot_tag};
+use super::memory::{connect, err, info_u64, slot_tag};
 use super::{Env, FaultCtx, Notes};
 use crate::topology::handle::NodeHandle;
 use crate::topology::TopologyError;
@@ -151,20 +151,4 @@ async fn fill(
         pipe.query_async::<()>(c).await.map_err(|e| err(n, e))?;
     }
     Ok(keys)
-}
-
-async fn info_u64(
-    c: &mut MultiplexedConnection,
-    n: &NodeHandle,
-    section: &str,
-    key: &str,
-) -> Result<u64, TopologyError> {
-    let info: String = redis::cmd("INFO")
-        .arg(section)
-        .query_async(c)
-        .await
-        .map_err(|e| err(n, e))?;
-    Ok(crate::redis_admin::info_field(&info, key)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0))
 }

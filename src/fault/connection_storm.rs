@@ -7,7 +7,7 @@
 //! keeps, per node, the connections cut, the most clients seen connected
 //! while it lasted and the connections refused.
 
-use super::memory::{connect, err};
+use super::memory::{connect, err, info_u64};
 use super::{Env, FaultCtx, Notes};
 use crate::topology::handle::NodeHandle;
 use crate::topology::TopologyError;
@@ -71,7 +71,7 @@ pub async fn apply(env: &Env, s: &ConnectionStorm) -> Result<Active, TopologyErr
     let mut watchers = Vec::new();
     for n in &env.nodes {
         let mut c = connect(n).await?;
-        let before = stats(&mut c, n).await?;
+        let rejected_before = info_u64(&mut c, n, "stats", "rejected_connections").await?;
         let maxclients_before = match s.maxclients {
             Some(m) => Some(set_maxclients(&mut c, n, &m.to_string()).await?),
             None => None,
@@ -92,7 +92,7 @@ pub async fn apply(env: &Env, s: &ConnectionStorm) -> Result<Active, TopologyErr
         };
         let (n, rx) = (n.clone(), rx.clone());
         watchers.push(tokio::spawn(async move {
-            watch_node(n, c, outcome, before, maxclients_before, rx).await
+            watch_node(n, c, outcome, rejected_before, maxclients_before, rx).await
         }));
     }
     Ok(Active { stop, watchers })
@@ -110,29 +110,6 @@ impl Active {
         notes.note(|r| r.storms = outcomes);
         Ok(())
     }
-}
-
-/// (connected_clients, rejected_connections) now.
-async fn stats(c: &mut MultiplexedConnection, n: &NodeHandle) -> Result<(u64, u64), TopologyError> {
-    let info: String = redis::cmd("INFO")
-        .arg("clients")
-        .query_async(c)
-        .await
-        .map_err(|e| err(n, e))?;
-    let stats: String = redis::cmd("INFO")
-        .arg("stats")
-        .query_async(c)
-        .await
-        .map_err(|e| err(n, e))?;
-    let num = |text: &str, k: &str| {
-        crate::redis_admin::info_field(text, k)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    Ok((
-        num(&info, "connected_clients"),
-        num(&stats, "rejected_connections"),
-    ))
 }
 
 /// Sets `maxclients`, returning what it was.
@@ -163,20 +140,20 @@ async fn watch_node(
     n: NodeHandle,
     mut c: MultiplexedConnection,
     mut o: StormOutcome,
-    before: (u64, u64),
+    rejected_before: u64,
     maxclients_before: Option<String>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<StormOutcome, TopologyError> {
     loop {
-        let (clients, _) = stats(&mut c, &n).await?;
+        let clients = info_u64(&mut c, &n, "clients", "connected_clients").await?;
         o.peak_clients = o.peak_clients.max(clients);
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             _ = stop.wait_for(|s| *s) => break,
         }
     }
-    let (_, rejected) = stats(&mut c, &n).await?;
-    o.rejected = rejected.saturating_sub(before.1);
+    let rejected = info_u64(&mut c, &n, "stats", "rejected_connections").await?;
+    o.rejected = rejected.saturating_sub(rejected_before);
     if let Some(m) = maxclients_before {
         set_maxclients(&mut c, &n, &m).await?;
     }

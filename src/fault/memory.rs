@@ -156,6 +156,23 @@ async fn evicted(c: &mut MultiplexedConnection) -> redis::RedisResult<u64> {
         .unwrap_or(0))
 }
 
+/// An `INFO <section>` field of the node as a number (0 if absent).
+pub(super) async fn info_u64(
+    c: &mut MultiplexedConnection,
+    n: &NodeHandle,
+    section: &str,
+    key: &str,
+) -> Result<u64, TopologyError> {
+    let info: String = redis::cmd("INFO")
+        .arg(section)
+        .query_async(c)
+        .await
+        .map_err(|e| err(n, e))?;
+    Ok(crate::redis_admin::info_field(&info, key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0))
+}
+
 /// A hash tag that lands in the node's own slots, for a cluster node.
 pub(super) async fn slot_tag(c: &mut MultiplexedConnection) -> Option<String> {
     let nodes: String = redis::cmd("CLUSTER")
