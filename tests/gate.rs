@@ -216,6 +216,13 @@ fn corrupt(addr: SocketAddr, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u
 }
 
 /// Spins until told to stop: a noisy neighbour on one core.
+/// A run's calibration, as its summary.json records it.
+fn calibration(dir: &Path) -> Value {
+    let s: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    s["calibration"].clone()
+}
+
 fn spin(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut x = 1u64;
@@ -308,11 +315,13 @@ fn the_gate_finds_real_regressions_and_no_false_ones() {
         "false alarms: {failed:?}, {warned} warnings"
     );
 
-    // A noisy neighbour (two busy threads) during an identical candidate:
-    // the calibration sees a slower testbed, and the gate does not call a
-    // slower machine a regression.
+    // A noisy neighbour (two busy threads per core) during an identical
+    // candidate: the calibration sees a slower testbed, and the gate does
+    // not call a slower machine a regression. (One thread per core was not
+    // always enough: the scheduler may favour the run's process.)
     let hog = Arc::new(AtomicBool::new(false));
-    let hogs: Vec<_> = (0..2).map(|_| spin(hog.clone())).collect();
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let hogs: Vec<_> = (0..2 * cores).map(|_| spin(hog.clone())).collect();
     let busy = lab.run("busy");
     hog.store(true, Ordering::Relaxed);
     hogs.into_iter().for_each(|h| h.join().unwrap());
@@ -321,8 +330,9 @@ fn the_gate_finds_real_regressions_and_no_false_ones() {
         j["testbed_slower"]
             .as_str()
             .is_some_and(|w| w.contains("CPU work")),
-        "{out}\n{:#}",
-        j["candidate"]
+        "{out}\ncandidate {:#}\nbaselines' calibrations {:?}",
+        j["candidate"],
+        base.iter().map(|b| calibration(b)).collect::<Vec<_>>()
     );
     assert_ne!(code, 1, "a busy machine is no regression: {out}");
 
