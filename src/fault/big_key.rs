@@ -253,7 +253,12 @@ impl Drain {
         }
         if first == Some(b'-') {
             let text = String::from_utf8_lossy(&self.buf[..ends[0].min(200)]).into_owned();
-            return Err((redis::ErrorKind::Client, "the server answered with an error", text).into());
+            return Err((
+                redis::ErrorKind::Client,
+                "the server answered with an error",
+                text,
+            )
+                .into());
         }
         Ok(())
     }
