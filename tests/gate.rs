@@ -215,14 +215,12 @@ fn corrupt(addr: SocketAddr, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u
     })
 }
 
-/// Spins until told to stop: a noisy neighbour on one core.
-/// A run's calibration, as its summary.json records it.
-fn calibration(dir: &Path) -> Value {
-    let s: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
-    s["calibration"].clone()
+/// A run's summary.json.
+fn summary(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
 }
 
+/// Spins until told to stop: a noisy neighbour on one core.
 fn spin(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut x = 1u64;
@@ -272,9 +270,7 @@ fn the_gate_finds_real_regressions_and_no_false_ones() {
     let refs: Vec<&Path> = base.iter().map(PathBuf::as_path).collect();
 
     // The summary records what the gate matches on.
-    let s: Value =
-        serde_json::from_str(&std::fs::read_to_string(base[0].join("summary.json")).unwrap())
-            .unwrap();
+    let s = summary(&base[0]);
     assert_eq!(s["scenario_hash"].as_str().unwrap().len(), 64);
     assert_eq!(s["commit"], "b1", "GAMEDAY_COMMIT");
     assert!(s["testbed"]["cpu"].as_str().is_some_and(|c| !c.is_empty()));
@@ -332,7 +328,9 @@ fn the_gate_finds_real_regressions_and_no_false_ones() {
             .is_some_and(|w| w.contains("CPU work")),
         "{out}\ncandidate {:#}\nbaselines' calibrations {:?}",
         j["candidate"],
-        base.iter().map(|b| calibration(b)).collect::<Vec<_>>()
+        base.iter()
+            .map(|b| summary(b)["calibration"].clone())
+            .collect::<Vec<_>>()
     );
     assert_ne!(code, 1, "a busy machine is no regression: {out}");
 

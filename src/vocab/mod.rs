@@ -2,7 +2,8 @@
 //! an op ended (`outcome`), what a topology is made of (`topo`), durations
 //! and sizes (`units`), the expectation grammar (`expect`) and the span-
 //! carrying refusals that scenario validation turns into file:line:col
-//! (`check`), and where RESP frames end (`resp`). Nothing here imports another module of the crate.
+//! (`check`), and where RESP frames end (`resp`). Nothing here imports
+//! another module of the crate.
 
 pub mod check;
 pub mod expect;

@@ -1,8 +1,7 @@
-//! Where RESP frames end, read incrementally and without building them: the
-//! proxy finds command boundaries in a client's byte stream with it, and a
-//! fault drains a huge reply without parsing its elements. RESP2 and RESP3
-//! types; a line that starts with none of them is an inline command, one
-//! frame to its newline.
+//! Where RESP frames end, read incrementally and without building them
+//! (`big_key` drains a huge reply with it without parsing its elements),
+//! and a command's encoding. RESP2 and RESP3 types; a line that starts
+//! with none of them is an inline command, one frame to its newline.
 
 /// Longest header line accepted (a type byte, a length or a simple
 /// string): beyond it the stream is taken for something other than RESP.
@@ -177,7 +176,7 @@ mod tests {
     }
 
     #[test]
-    fn a_command_reads_back_as_its_arguments() {
+    fn a_command_is_one_frame_of_bulk_strings() {
         let args: [&[u8]; 3] = [b"EVAL", b"return 1", b"0"];
         let c = command(&args);
         assert!(c.starts_with(b"*3\r\n$4\r\nEVAL\r\n$8\r\nreturn 1\r\n"));
