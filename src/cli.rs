@@ -171,11 +171,20 @@ impl log::Log for ErrorsOnly {
 
 static LOGGER: ErrorsOnly = ErrorsOnly;
 
-/// Entry point of the binary.
-pub fn main() -> ExitCode {
+/// Installs the errors-only logger unless the process has one already.
+/// The binary calls it first thing; the integration tests call it too, since
+/// their in-process runs would otherwise let goose install a logger that
+/// prints every cluster client reconnect straight to the terminal, burying
+/// the failure messages.
+pub fn quiet_logs() {
     if log::set_logger(&LOGGER).is_ok() {
         log::set_max_level(log::LevelFilter::Error);
     }
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    quiet_logs();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -2,9 +2,11 @@
 //! reply in front of Redis, and 8 slots, serve at most 8 / (2 ms + the
 //! client's and proxy's own time) ops/s: 8 / 2.1 ms ≈ 3.8 k with a release
 //! build. The tests run the debug build, whose own time per op is larger
-//! (and grows with the load on 2 cores), so the ground truth is 8 / the
-//! service time (`load_service` p50, at least the 2 ms injected) measured
-//! in the busiest step that held: the search must put the knee within
+//! (and grows with the load on 2 cores), so the ground truth is Little's
+//! law: 8 / the mean time a slot is held (`load_service` mean, at least the
+//! 2 ms injected) measured in the busiest step that held. A busy machine's
+//! tail lifts that mean well above the p50 (8 / p50 put the truth 21 %
+//! too high on a full test run). The search must put the knee within
 //! ± 20 % of it, with a step table, the rule that broke, and a curve in
 //! the HTML report.
 
@@ -54,7 +56,7 @@ fn the_search_finds_the_knee_of_a_known_capacity() {
     let c = &s["capacity"];
     let knee = c["max_rate"].as_f64().unwrap_or_else(|| panic!("{c:#}"));
     let service = |phase_name: &str| {
-        phase(&s, phase_name)["ops"]["load_service"]["p50_us"]
+        phase(&s, phase_name)["ops"]["load_service"]["mean_us"]
             .as_f64()
             .unwrap()
     };
@@ -75,12 +77,12 @@ fn the_search_finds_the_knee_of_a_known_capacity() {
         service(busiest["phase"].as_str().unwrap()),
     );
     assert!(
-        (2_000.0..3_500.0).contains(&busy_us),
+        (2_000.0..4_000.0).contains(&busy_us),
         "2 ms injected, {busy_us} µs served"
     );
     let theory = 8.0 / (busy_us / 1e6);
     eprintln!(
-        "capacity: knee {knee:.0} ops/s; 8 / {busy_us} µs = {theory:.0} ({:+.1} %); unloaded 8 / {idle_us} µs = {:.0}; 8 / 2.1 ms = 3810 ({:+.1} %)",
+        "capacity: knee {knee:.0} ops/s; 8 / mean {busy_us:.0} µs = {theory:.0} ({:+.1} %); unloaded 8 / {idle_us:.0} µs = {:.0}; 8 / 2.1 ms = 3810 ({:+.1} %)",
         (knee / theory - 1.0) * 100.0,
         8e6 / idle_us,
         (knee / 3810.0 - 1.0) * 100.0

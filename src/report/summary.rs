@@ -174,6 +174,11 @@ pub struct OpSummary {
     pub p99_us: u64,
     pub p999_us: u64,
     pub max_us: u64,
+    /// The mean latency: with a fixed number of slots, capacity is slots /
+    /// mean (Little's law), which a heavy tail puts well below slots / p50.
+    /// Absent in summaries written before it was added.
+    #[serde(default)]
+    pub mean_us: f64,
     pub throughput: f64,
     /// Intended start of the first and last failed op, s from start of load.
     pub first_error_s: Option<f64>,
@@ -202,6 +207,7 @@ impl OpSummary {
             p99_us: q(0.99),
             p999_us: q(0.999),
             max_us: if s.count == 0 { 0 } else { s.hist.max() },
+            mean_us: if s.count == 0 { 0.0 } else { s.hist.mean() },
             throughput: if secs > 0.0 {
                 s.count as f64 / secs
             } else {
@@ -229,6 +235,7 @@ impl OpSummary {
             "p99" => self.p99_us as f64,
             "p999" => self.p999_us as f64,
             "max" => self.max_us as f64,
+            "mean" => self.mean_us,
             "throughput" => self.throughput,
             _ => f64::NAN,
         }

@@ -32,6 +32,7 @@ pub const OP_METRICS: &[(&str, Dim)] = &[
     ("p99", Dim::Micros),
     ("p999", Dim::Micros),
     ("max", Dim::Micros),
+    ("mean", Dim::Micros),
     ("throughput", Dim::PerSec),
 ];
 

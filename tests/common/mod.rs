@@ -163,6 +163,7 @@ pub fn gate(module: &'static str) -> Gate {
     use std::sync::{Condvar, Mutex};
     static STATE: Mutex<(Option<&'static str>, usize)> = Mutex::new((None, 0));
     static CHANGED: Condvar = Condvar::new();
+    gameday::cli::quiet_logs();
     let mut s = STATE.lock().unwrap_or_else(|p| p.into_inner());
     while s.0.is_some_and(|m| m != module) {
         s = CHANGED.wait(s).unwrap_or_else(|p| p.into_inner());
