@@ -60,6 +60,7 @@ pub struct Decision {
     pub baseline_median: Option<f64>,
     /// First and third quartiles.
     pub baseline_iqr: Option<[f64; 2]>,
+    /// Robust coefficient of variation: 1.4826 × MAD / median.
     pub baseline_cv: Option<f64>,
     pub candidate: Option<f64>,
     pub delta: Option<f64>,
@@ -193,7 +194,7 @@ fn performance(
         );
     }
     let median = stats::median(values);
-    let (_, sd) = stats::mean_sd(values);
+    let sd = stats::robust_sd(values);
     let band = (m.relative * median.abs()).max(m.floor);
     d.band = Some(band);
     if let Some(cv) = d.baseline_cv {

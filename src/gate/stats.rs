@@ -23,21 +23,24 @@ pub fn median(xs: &[f64]) -> f64 {
     quantile(xs, 0.5)
 }
 
-/// Mean and sample standard deviation (n − 1).
-pub fn mean_sd(xs: &[f64]) -> (f64, f64) {
-    let n = xs.len() as f64;
-    let mean = xs.iter().sum::<f64>() / n;
+/// The standard deviation as the median absolute deviation estimates it
+/// (× 1.4826, which makes it the standard deviation of normal data): one
+/// baseline that ran on a busy spell moves it little, where it would
+/// inflate the sample standard deviation. 0 for fewer than two values.
+pub fn robust_sd(xs: &[f64]) -> f64 {
     if xs.len() < 2 {
-        return (mean, 0.0);
+        return 0.0;
     }
-    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    (mean, var.sqrt())
+    let centre = median(xs);
+    let deviations: Vec<f64> = xs.iter().map(|x| (x - centre).abs()).collect();
+    1.4826 * median(&deviations)
 }
 
-/// Coefficient of variation; `None` when the mean is 0.
+/// Robust coefficient of variation (`robust_sd / median`); `None` when the
+/// median is 0.
 pub fn cv(xs: &[f64]) -> Option<f64> {
-    let (mean, sd) = mean_sd(xs);
-    (mean.abs() > f64::EPSILON).then(|| sd / mean.abs())
+    let centre = median(xs);
+    (centre.abs() > f64::EPSILON).then(|| robust_sd(xs) / centre.abs())
 }
 
 /// One-sided stratified rank test (Mann–Whitney within each stratum, the
@@ -80,24 +83,26 @@ pub fn stratified_rank_greater(strata: &[(f64, Vec<f64>)]) -> f64 {
 
 /// One-sided prediction test: the p-value of "`x` is larger than a new
 /// draw from the population `sample` came from" (Student's t with n − 1
-/// degrees of freedom on `(x − mean) / (sd·√(1 + 1/n))`, the spread taken
-/// as at least `noise_floor` of the mean). With no spread at all (a mean
-/// of 0 and equal values), 0 if `x` is above it and 1 if not.
+/// degrees of freedom on `(x − median) / (sd·√(1 + 1/n))`, with the robust
+/// centre and spread so that one outlying baseline neither hides a change
+/// nor invents one, the spread taken as at least `noise_floor` of the
+/// median). With no spread at all (a median of 0 and equal values), 0 if
+/// `x` is above it and 1 if not.
 pub fn prediction_greater(x: f64, sample: &[f64], noise_floor: f64) -> f64 {
     let n = sample.len();
     if n < 2 {
         return 1.0;
     }
-    let (mean, sd) = mean_sd(sample);
-    let sd = sd.max(noise_floor * mean.abs());
-    if sd <= f64::EPSILON * mean.abs().max(1.0) {
-        return if x > mean + 1e-9 * mean.abs().max(1.0) {
+    let centre = median(sample);
+    let sd = robust_sd(sample).max(noise_floor * centre.abs());
+    if sd <= f64::EPSILON * centre.abs().max(1.0) {
+        return if x > centre + 1e-9 * centre.abs().max(1.0) {
             0.0
         } else {
             1.0
         };
     }
-    let t = (x - mean) / (sd * (1.0 + 1.0 / n as f64).sqrt());
+    let t = (x - centre) / (sd * (1.0 + 1.0 / n as f64).sqrt());
     let dist = StudentsT::new(0.0, 1.0, (n - 1) as f64).expect("a valid t");
     1.0 - dist.cdf(t)
 }
@@ -231,9 +236,29 @@ mod tests {
         assert!(prediction_greater(130.0, &flat, 0.05) < 0.01);
         assert!(prediction_greater(130.0, &flat, 0.10) > 0.01);
         assert!(prediction_greater(5.0, &[3.0, 3.0, 3.0], 0.05) < 0.01);
+        // One baseline from a busy spell does not hide a doubling (CI: its
+        // sample standard deviation had put p at 0.0135).
+        let spell = [2381.0, 2397.0, 3525.0, 2239.0, 2187.0];
+        assert!(prediction_greater(4619.0, &spell, 0.10) < 0.001);
+        assert!(prediction_greater(2600.0, &spell, 0.10) > 0.2);
         assert!(prediction_greater(3.0, &[3.0, 3.0, 3.0], 0.05) >= 0.5);
         assert_eq!(prediction_greater(1.0, &[0.0, 0.0, 0.0], 0.1), 0.0);
         assert_eq!(prediction_greater(0.0, &[0.0, 0.0, 0.0], 0.1), 1.0);
+    }
+
+    #[test]
+    fn the_spread_is_robust_to_one_outlier() {
+        let spell = [2381.0, 2397.0, 3525.0, 2239.0, 2187.0];
+        // Deviations from 2381: 0, 16, 1144, 142, 194; their median 142.
+        assert!((robust_sd(&spell) - 1.4826 * 142.0).abs() < 1e-9);
+        let rcv = cv(&spell).unwrap();
+        assert!((rcv - 1.4826 * 142.0 / 2381.0).abs() < 1e-12, "{rcv}");
+        // The sample standard deviation is 550, a CV of 22 %.
+        let mean = spell.iter().sum::<f64>() / 5.0;
+        let var = spell.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / 4.0;
+        assert!(var.sqrt() / mean > 0.2);
+        assert_eq!(robust_sd(&[5.0]), 0.0);
+        assert_eq!(cv(&[0.0, 0.0]), None);
     }
 
     #[test]

@@ -156,7 +156,7 @@ pub struct GateConfig {
     /// larger than the band, is a warning.
     pub warn: f64,
     /// The least run-to-run spread the between-run test assumes, as a share
-    /// of the baselines' mean: a few quiet baselines understate how far an
+    /// of the baselines' median: a few quiet baselines understate how far an
     /// identical run lands on a shared machine.
     #[serde(default = "noise_floor")]
     pub noise_floor: f64,
