@@ -14,15 +14,15 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-struct Rig {
+pub(crate) struct Rig {
     redis: RedisProcess,
     _proxy: EmbeddedProxy,
     control: ProxyControl,
     /// Where clients connect: the proxy in front of the server.
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
-async fn rig() -> Rig {
+pub(crate) async fn rig() -> Rig {
     let redis = RedisProcess::start("faults", Role::Primary, &TopologyPlan::standalone())
         .await
         .unwrap();
@@ -44,13 +44,13 @@ async fn rig() -> Rig {
 }
 
 impl Rig {
-    async fn apply(&self, fault: NetFault) {
+    pub(crate) async fn apply(&self, fault: NetFault) {
         self.control
             .call(move |c| c.apply("p", &fault))
             .await
             .unwrap();
     }
-    async fn clear(&self, fault: NetFault) {
+    pub(crate) async fn clear(&self, fault: NetFault) {
         self.control
             .call(move |c| c.clear("p", &fault))
             .await
@@ -66,7 +66,7 @@ fn toxic(kind: ToxicKind) -> NetFault {
     }
 }
 
-async fn connect(addr: SocketAddr) -> redis::RedisResult<MultiplexedConnection> {
+pub(crate) async fn connect(addr: SocketAddr) -> redis::RedisResult<MultiplexedConnection> {
     // No client-side response timeout: the tests time things themselves.
     let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
     redis::Client::open(format!("redis://{addr}/"))?

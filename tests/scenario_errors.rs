@@ -439,3 +439,61 @@ fn capacity_searches_are_checked_at_their_place() {
     let closed = format!("{GOOD}\n[capacity]\nstart = 100\nfactor = 2\nmax = 1000\nhold = \"2s\"\nslo = [\"p99 < 5ms\"]\n");
     assert_points_at(&closed, "[capacity]", "needs [load] `model = \"open\"`");
 }
+
+#[test]
+fn command_faults_are_checked_at_their_place() {
+    let _gate = crate::common::gate(module_path!());
+    let fault = |keys: &str| {
+        GOOD.replace(
+            "kind = \"down\"",
+            &format!("kind = \"redis_error\"\n{keys}"),
+        )
+    };
+    let ok = fault("error = \"OOM\"\ncommands = [\"GET\"]\nkeys = \"user:*\"\nprobability = 0.25");
+    gameday::parse_scenario(Path::new("good.toml"), &ok).unwrap();
+    assert_points_at(
+        &fault("error = \"NOPE\""),
+        "error = \"NOPE\"",
+        "unknown Redis error `NOPE`",
+    );
+    assert_points_at(
+        &fault("error = \"OOM\"\nprobability = 1.5"),
+        "probability = 1.5",
+        "between 0 and 1",
+    );
+    assert_points_at(
+        &fault("error = \"OOM\"\nprobability = 0.5\nevery = 3"),
+        "probability = 0.5",
+        "not both",
+    );
+    assert_points_at(
+        &fault("error = \"OOM\"\nevery = 0"),
+        "every = 0",
+        "at least 1",
+    );
+    assert_points_at(
+        &fault("error = \"OOM\"\nkeys = \"[a\""),
+        "keys = \"[a\"",
+        "not a glob",
+    );
+    assert_points_at(
+        &fault("commands = [\"GET\"]"),
+        "name = \"outage\"",
+        "needs `error`",
+    );
+    assert_points_at(
+        &fault("error = \"OOM\"\nlatency = \"5ms\""),
+        "name = \"outage\"",
+        "`latency` does not apply to kind `redis_error`",
+    );
+    let slow = GOOD.replace(
+        "kind = \"down\"",
+        "kind = \"slow_commands\"\ncommands = [\"SET\"]",
+    );
+    assert_points_at(&slow, "name = \"outage\"", "needs `latency`");
+    gameday::parse_scenario(
+        Path::new("good.toml"),
+        &slow.replace("[\"SET\"]", "[\"SET\"]\nlatency = \"20ms\""),
+    )
+    .unwrap();
+}

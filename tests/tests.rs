@@ -27,6 +27,7 @@ mod open_model;
 mod partition;
 mod proxy_api;
 mod ratelimit;
+mod redis_error;
 mod report_truth;
 mod run_seam;
 mod scenario_errors;

@@ -11,6 +11,7 @@
 //! |---|---|
 //! | down, latency, bandwidth, timeout, slow_close, reset_peer, slicer, limit_data | `network` |
 //! | partition | `partition` |
+//! | redis_error, slow_commands | `redis_error` |
 //! | kill, restart, pause, client_pause, debug_sleep | `node` |
 //! | failover | `failover` |
 //! | memory_pressure | `memory` |
@@ -27,6 +28,7 @@ pub mod network;
 pub mod node;
 pub mod partition;
 mod record;
+pub mod redis_error;
 
 use crate::proxy::control::{ControlError, NetFault, ProxyControl};
 use crate::topology::handle::NodeHandle;
@@ -61,6 +63,8 @@ pub enum FaultKind {
     Slicer,
     LimitData,
     Partition,
+    RedisError,
+    SlowCommands,
     Kill,
     Restart,
     Pause,
@@ -79,7 +83,7 @@ pub enum FaultKind {
 pub const COMMON_KEYS: &[&str] = &["name", "kind", "target", "at", "for", "expect"];
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 21] = [
+    pub const ALL: [FaultKind; 23] = [
         FaultKind::Down,
         FaultKind::Latency,
         FaultKind::Bandwidth,
@@ -89,6 +93,8 @@ impl FaultKind {
         FaultKind::Slicer,
         FaultKind::LimitData,
         FaultKind::Partition,
+        FaultKind::RedisError,
+        FaultKind::SlowCommands,
         FaultKind::Kill,
         FaultKind::Restart,
         FaultKind::Pause,
@@ -114,6 +120,8 @@ impl FaultKind {
             FaultKind::Slicer => "slicer",
             FaultKind::LimitData => "limit_data",
             FaultKind::Partition => "partition",
+            FaultKind::RedisError => "redis_error",
+            FaultKind::SlowCommands => "slow_commands",
             FaultKind::Kill => "kill",
             FaultKind::Restart => "restart",
             FaultKind::Pause => "pause",
@@ -141,6 +149,8 @@ impl FaultKind {
             FaultKind::Slicer => NetKind::Slicer.keys(),
             FaultKind::LimitData => NetKind::LimitData.keys(),
             FaultKind::Partition => partition::KEYS,
+            FaultKind::RedisError => redis_error::KEYS,
+            FaultKind::SlowCommands => redis_error::SLOW_KEYS,
             FaultKind::Kill
             | FaultKind::Restart
             | FaultKind::Pause
@@ -167,7 +177,9 @@ impl FaultKind {
             | FaultKind::ResetPeer
             | FaultKind::Slicer
             | FaultKind::LimitData
-            | FaultKind::Partition => false,
+            | FaultKind::Partition
+            | FaultKind::RedisError
+            | FaultKind::SlowCommands => false,
             FaultKind::Kill
             | FaultKind::Restart
             | FaultKind::Pause
@@ -206,6 +218,12 @@ impl FaultKind {
             FaultKind::Slicer => net(d, NetKind::Slicer),
             FaultKind::LimitData => net(d, NetKind::LimitData),
             FaultKind::Partition => bare(d, Fault::Partition),
+            FaultKind::RedisError => {
+                redis_error::Raw::deserialize(d).map(|r| r.plan(ctx, false).map(Fault::Network))
+            }
+            FaultKind::SlowCommands => {
+                redis_error::Raw::deserialize(d).map(|r| r.plan(ctx, true).map(Fault::Network))
+            }
             FaultKind::Kill => bare(d, Fault::Node(NodeFault::Kill)),
             FaultKind::Restart => bare(d, Fault::Node(NodeFault::Restart)),
             FaultKind::Pause => bare(d, Fault::Node(NodeFault::Pause)),

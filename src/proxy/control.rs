@@ -8,7 +8,7 @@ use super::server::{loopback_addr, ApiError};
 use super::toxic::{Stream, ToxicKind};
 use std::net::SocketAddr;
 use toxiproxy_rust::client::Client;
-use toxiproxy_rust::proxy::{Proxy, ProxyPack};
+use toxiproxy_rust::proxy::ProxyPack;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -166,10 +166,43 @@ impl ProxyControl {
         Ok(addr)
     }
 
-    fn find(&self, name: &str) -> Result<Proxy, ControlError> {
-        self.client
-            .find_proxy(name)
-            .map_err(|e| self.api_err(format!("proxy {name}"), e))
+    /// `GET /proxies/{name}` read as plain JSON: the toxics of gameday's
+    /// own kinds carry attributes that are not numbers, which the typed
+    /// client cannot read.
+    fn show(&self, name: &str) -> Result<serde_json::Value, ControlError> {
+        let what = format!("proxy {name}");
+        let resp = self
+            .http
+            .get(format!("http://{}/proxies/{name}", self.addr))
+            .send()
+            .map_err(|e| self.api_err(&what, e))?;
+        if !resp.status().is_success() {
+            return Err(self.api_err(what, resp.text().unwrap_or_default()));
+        }
+        resp.json().map_err(|e| self.api_err(what, e))
+    }
+
+    /// The names of the toxics proxy `name` carries.
+    fn toxic_names(proxy: &serde_json::Value) -> Vec<&str> {
+        proxy["toxics"]
+            .as_array()
+            .map(|ts| ts.iter().filter_map(|t| t["name"].as_str()).collect())
+            .unwrap_or_default()
+    }
+
+    /// `DELETE` of `path` on the API; a 404 counts as done when `gone_ok`.
+    fn remove_at(&self, path: &str, what: &str, gone_ok: bool) -> Result<(), ControlError> {
+        let resp = self
+            .http
+            .delete(format!("http://{}{path}", self.addr))
+            .send()
+            .map_err(|e| self.api_err(what, e))?;
+        let status = resp.status();
+        if status.is_success() || (gone_ok && status.as_u16() == 404) {
+            Ok(())
+        } else {
+            Err(self.api_err(what, resp.text().unwrap_or_default()))
+        }
     }
 
     /// Turns `fault` on for proxy `name` and checks that the server shows it.
@@ -218,10 +251,14 @@ impl ProxyControl {
     pub fn take_off(&self, name: &str, fault: &NetFault) -> Result<(), ControlError> {
         match fault {
             NetFault::Down => self.set_enabled(name, true),
-            NetFault::Toxic { .. } => self
-                .find(name)?
-                .delete_all_toxics()
-                .map_err(|e| self.api_err(format!("remove toxics of {name}"), e)),
+            NetFault::Toxic { kind, streams, .. } => {
+                for stream in streams {
+                    let toxic = format!("{}_{}", kind.type_name(), stream.as_str());
+                    let what = format!("remove toxic {toxic} of {name}");
+                    self.remove_at(&format!("/proxies/{name}/toxics/{toxic}"), &what, true)?;
+                }
+                Ok(())
+            }
         }
     }
 
@@ -233,25 +270,23 @@ impl ProxyControl {
     /// What the server says of proxy `name`: where it listens, where it
     /// forwards, whether it is enabled, and how many toxics it carries.
     pub fn inspect(&self, name: &str) -> Result<ProxyState, ControlError> {
-        let proxy = self.find(name)?;
-        let toxics = proxy
-            .toxics()
-            .map_err(|e| self.api_err(format!("toxics of {name}"), e))?
-            .len();
-        let p = proxy.proxy_pack;
+        let proxy = self.show(name)?;
+        let text = |key: &str| proxy[key].as_str().unwrap_or_default().to_string();
         Ok(ProxyState {
-            listen: p.listen,
-            upstream: p.upstream,
-            enabled: p.enabled,
-            toxics,
+            listen: text("listen"),
+            upstream: text("upstream"),
+            enabled: proxy["enabled"].as_bool().unwrap_or(false),
+            toxics: Self::toxic_names(&proxy).len(),
         })
     }
 
     /// Removes the proxy.
     pub fn delete(&self, name: &str) -> Result<(), ControlError> {
-        self.find(name)?
-            .delete()
-            .map_err(|e| self.api_err(format!("delete {name}"), e))
+        self.remove_at(
+            &format!("/proxies/{name}"),
+            &format!("delete {name}"),
+            false,
+        )
     }
 
     fn post_toxic(
@@ -281,20 +316,24 @@ impl ProxyControl {
     }
 
     fn verify(&self, name: &str, fault: &NetFault, on: bool) -> Result<(), ControlError> {
-        let proxy = self.find(name)?;
-        let shown = match fault {
-            NetFault::Down => !proxy.proxy_pack.enabled,
+        let proxy = self.show(name)?;
+        // On: every stream's toxic shows; off: none does.
+        let as_wanted = match fault {
+            NetFault::Down => (proxy["enabled"] == false) == on,
             NetFault::Toxic { kind, streams, .. } => {
-                let toxics = proxy
-                    .toxics()
-                    .map_err(|e| self.api_err(format!("toxics of {name}"), e))?;
-                streams.iter().all(|s| {
+                let toxics = Self::toxic_names(&proxy);
+                let mut shown = streams.iter().map(|s| {
                     let wanted = format!("{}_{}", kind.type_name(), s.as_str());
-                    toxics.iter().any(|t| t.name == wanted)
-                })
+                    toxics.contains(&wanted.as_str())
+                });
+                if on {
+                    shown.all(|x| x)
+                } else {
+                    !shown.any(|x| x)
+                }
             }
         };
-        if shown == on {
+        if as_wanted {
             Ok(())
         } else {
             let state = if on { "on" } else { "off" };

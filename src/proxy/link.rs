@@ -6,6 +6,7 @@
 //! chunk by the same amount without serialising them: throughput under
 //! latency stays what the upstream can do, as with Toxiproxy.
 
+use super::commands::CommandReader;
 use super::toxic::{Stream, Toxic, ToxicKind};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -74,9 +75,19 @@ impl Rolls {
 
     fn active(&self, set: &ToxicSet, stream: Option<Stream>) -> Vec<Toxic> {
         set.iter()
-            .filter(|t| stream.is_none_or(|s| t.stream == s) && self.applies(t))
+            .filter(|t| stream.is_none_or(|s| on_stream(t, s)) && self.applies(t))
             .cloned()
             .collect()
+    }
+}
+
+/// Whether `toxic` acts on direction `s`: the toxics that read commands
+/// act on the commands, client → server, whatever their `stream`.
+fn on_stream(toxic: &Toxic, s: Stream) -> bool {
+    if toxic.kind.reads_commands() {
+        s == Stream::Upstream
+    } else {
+        toxic.stream == s
     }
 }
 
@@ -238,6 +249,7 @@ async fn direction(
     let mut tally = Tally::default();
     let mut eof = false;
     let mut buf = vec![0u8; CHUNK];
+    let mut commands = (stream == Stream::Upstream).then(CommandReader::default);
     // Delayed chunks wait on a timerfd: tokio's timer ticks in whole
     // milliseconds, which would add up to a millisecond to every delay.
     let mut precise = tokio_timerfd::Delay::new(std::time::Instant::now()).ok();
@@ -298,10 +310,23 @@ async fn direction(
                 }
             }
             read = rd.read(&mut buf), if !eof && pending.len() < MAX_PENDING => match read {
-                Ok(0) => eof = true,
+                Ok(0) => {
+                    eof = true;
+                    if let Some(rest) = commands.as_mut().and_then(CommandReader::rest) {
+                        let due = Instant::now() + latency_of(&active, &mut rng);
+                        pending.push_back(Chunk { data: rest, due });
+                    }
+                }
                 Ok(n) => {
                     let due = Instant::now() + latency_of(&active, &mut rng);
-                    pending.push_back(Chunk { data: buf[..n].to_vec(), due });
+                    match commands.as_mut() {
+                        Some(reader) => {
+                            for (data, held) in reader.read(&buf[..n], &active, &mut rng) {
+                                pending.push_back(Chunk { data, due: due + held });
+                            }
+                        }
+                        None => pending.push_back(Chunk { data: buf[..n].to_vec(), due }),
+                    }
                 }
                 Err(_) => {
                     let _ = events.send(Event::Close).await;

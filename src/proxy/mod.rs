@@ -1,9 +1,11 @@
 //! The fault proxy: an embedded server speaking Toxiproxy 2.x's HTTP API
-//! (`server` + `api`), the byte pump that applies toxics (`link`), and the
+//! (`server` + `api`), the byte pump that applies toxics (`link`, which
+//! reads the commands with `commands` for the toxics that act on them), and the
 //! client side gameday drives it with (`control`), which works the same
 //! against a real Toxiproxy.
 
 pub mod api;
+mod commands;
 pub mod control;
 pub mod link;
 pub mod server;

@@ -365,6 +365,7 @@ impl ProxyServer {
     pub fn add_toxic(&self, proxy: &str, new: NewToxic) -> Result<Toxic, ApiError> {
         let toxic = new.into_toxic();
         check_toxicity(toxic.toxicity)?;
+        toxic.kind.check().map_err(|e| ApiError::new(400, e))?;
         self.with_toxics(proxy, |list| {
             if list.iter().any(|t| t.name == toxic.name) {
                 return Err(ApiError::new(409, "toxic already exists"));
@@ -393,6 +394,7 @@ impl ProxyServer {
             let updated: Toxic = serde_json::from_value(merged)
                 .map_err(|e| ApiError::new(400, format!("bad toxic: {e}")))?;
             check_toxicity(updated.toxicity)?;
+            updated.kind.check().map_err(|e| ApiError::new(400, e))?;
             *slot = updated.clone();
             Ok(updated)
         })

@@ -23,8 +23,52 @@ impl Stream {
     }
 }
 
+/// Which commands a command-aware toxic acts on: those named in `commands`
+/// (any, when empty; case-insensitive) whose first key matches the glob
+/// `keys` (any, when empty), and of those either one in `every` on each
+/// connection or, when `every` is 0, each with `probability`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandMatch {
+    #[serde(default)]
+    pub commands: Vec<String>,
+    #[serde(default)]
+    pub keys: String,
+    #[serde(default = "always")]
+    pub probability: f64,
+    #[serde(default)]
+    pub every: u64,
+}
+
+fn always() -> f64 {
+    1.0
+}
+
+/// Every command.
+impl Default for CommandMatch {
+    fn default() -> CommandMatch {
+        CommandMatch {
+            commands: Vec::new(),
+            keys: String::new(),
+            probability: 1.0,
+            every: 0,
+        }
+    }
+}
+
+/// The errors `redis_error` can answer with: the codes Redis itself
+/// replies with under those conditions.
+pub const REDIS_ERRORS: &[&str] = &[
+    "OOM",
+    "LOADING",
+    "READONLY",
+    "BUSY",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "MASTERDOWN",
+];
+
 /// One toxic's behaviour and parameters, in Toxiproxy's units.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "attributes", rename_all = "snake_case")]
 pub enum ToxicKind {
     /// Delay every chunk by `latency` ms ± `jitter` ms.
@@ -79,6 +123,25 @@ pub enum ToxicKind {
         #[serde(default)]
         source: u32,
     },
+    /// gameday's extension, not in Toxiproxy: the matching commands are
+    /// answered with the Redis error `error` (one of `REDIS_ERRORS`) instead
+    /// of being run. The proxy reads the commands (RESP) of the client →
+    /// server direction whatever `stream` says; replies keep their order.
+    RedisError {
+        error: String,
+        #[serde(flatten)]
+        matching: CommandMatch,
+    },
+    /// gameday's extension, not in Toxiproxy: the matching commands are
+    /// held `latency` ms before they reach the server ("slow writes, fast
+    /// reads"); the commands behind them on the same connection wait their
+    /// turn, as on a real connection.
+    SlowCommands {
+        #[serde(default)]
+        latency: u64,
+        #[serde(flatten)]
+        matching: CommandMatch,
+    },
 }
 
 impl ToxicKind {
@@ -93,7 +156,44 @@ impl ToxicKind {
             ToxicKind::Slicer { .. } => "slicer",
             ToxicKind::LimitData { .. } => "limit_data",
             ToxicKind::Partition { .. } => "partition",
+            ToxicKind::RedisError { .. } => "redis_error",
+            ToxicKind::SlowCommands { .. } => "slow_commands",
         }
+    }
+
+    /// What the attributes cannot mean, if anything: an error Redis does not
+    /// answer with, a probability outside 0..1, a key glob that is no glob.
+    pub fn check(&self) -> Result<(), String> {
+        let matching = match self {
+            ToxicKind::RedisError { error, matching } => {
+                if !REDIS_ERRORS.contains(&error.as_str()) {
+                    return Err(format!(
+                        "unknown Redis error `{error}`: one of {}",
+                        REDIS_ERRORS.join(", ")
+                    ));
+                }
+                matching
+            }
+            ToxicKind::SlowCommands { matching, .. } => matching,
+            _ => return Ok(()),
+        };
+        if !(0.0..=1.0).contains(&matching.probability) {
+            return Err(format!(
+                "probability {} is outside 0..1",
+                matching.probability
+            ));
+        }
+        glob::Pattern::new(&matching.keys)
+            .map(|_| ())
+            .map_err(|e| format!("`keys` is not a glob: {e}"))
+    }
+
+    /// Whether the toxic reads the commands, not the bytes.
+    pub fn reads_commands(&self) -> bool {
+        matches!(
+            self,
+            ToxicKind::RedisError { .. } | ToxicKind::SlowCommands { .. }
+        )
     }
 }
 
@@ -155,6 +255,22 @@ mod tests {
                 delay: 10,
             },
             ToxicKind::LimitData { bytes: 2048 },
+            ToxicKind::RedisError {
+                error: "OOM".into(),
+                matching: CommandMatch {
+                    commands: vec!["GET".into()],
+                    keys: "user:*".into(),
+                    probability: 0.25,
+                    every: 0,
+                },
+            },
+            ToxicKind::SlowCommands {
+                latency: 20,
+                matching: CommandMatch {
+                    every: 3,
+                    ..CommandMatch::default()
+                },
+            },
         ]
     }
 
@@ -201,6 +317,20 @@ mod tests {
                 delay: 100
             }
         );
+    }
+
+    #[test]
+    fn command_toxics_take_their_attributes_flat() {
+        let t: NewToxic = serde_json::from_value(json!({"type": "redis_error",
+            "attributes": {"error": "READONLY", "commands": ["set"], "every": 2}}))
+        .unwrap();
+        let ToxicKind::RedisError { error, matching } = t.kind else {
+            panic!("{:?}", t.kind)
+        };
+        assert_eq!(error, "READONLY");
+        assert_eq!(matching.commands, ["set"]);
+        assert_eq!((matching.every, matching.probability), (2, 1.0));
+        assert!(matching.keys.is_empty());
     }
 
     #[test]

@@ -118,6 +118,11 @@ impl Frames {
         }
     }
 
+    /// Whether the bytes read so far end exactly where a frame ends.
+    pub fn between(&self) -> bool {
+        self.need == 1 && self.bulk == 0 && self.line.is_empty() && self.fresh
+    }
+
     fn item_done(&mut self, at: usize, ends: &mut Vec<usize>) {
         self.need -= 1;
         if self.need == 0 {
@@ -126,6 +131,30 @@ impl Frames {
             self.fresh = true;
         }
     }
+}
+
+/// The name and first argument (for most commands, the key) of one whole
+/// command frame that is an array of bulk strings; `None` for anything else
+/// (an inline command, a frame cut short).
+pub fn command_head(frame: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
+    let (count, mut rest) = line(frame.strip_prefix(b"*")?)?;
+    let mut bulk = || -> Option<&[u8]> {
+        let (len, after) = line(rest.strip_prefix(b"$")?)?;
+        let len = usize::try_from(len).ok()?;
+        let arg = after.get(..len)?;
+        rest = after.get(len + 2..)?;
+        Some(arg)
+    };
+    let name = (count >= 1).then(&mut bulk)??;
+    let first = if count >= 2 { Some(bulk()?) } else { None };
+    Some((name, first))
+}
+
+/// A number up to CRLF, and what follows.
+fn line(buf: &[u8]) -> Option<(i64, &[u8])> {
+    let end = memchr::memchr(b'\r', buf)?;
+    let n = std::str::from_utf8(&buf[..end]).ok()?.parse().ok()?;
+    Some((n, buf.get(end + 2..)?))
 }
 
 /// A command as a RESP array of bulk strings.
@@ -181,6 +210,25 @@ mod tests {
         let c = command(&args);
         assert!(c.starts_with(b"*3\r\n$4\r\nEVAL\r\n$8\r\nreturn 1\r\n"));
         assert_eq!(ends(&c, 5), vec![c.len()]);
+    }
+
+    #[test]
+    fn a_command_frame_names_its_command_and_key() {
+        let set = command(&[b"SET", b"user:1", b"v"]);
+        assert_eq!(
+            command_head(&set),
+            Some((&b"SET"[..], Some(&b"user:1"[..])))
+        );
+        let ping = command(&[b"PING"]);
+        assert_eq!(command_head(&ping), Some((&b"PING"[..], None)));
+        assert_eq!(command_head(b"PING\r\n"), None);
+        assert_eq!(command_head(b"*2\r\n$3\r\nGET\r\n$9\r\nk"), None);
+        let mut f = Frames::default();
+        assert!(f.between());
+        f.feed(&set[..5], &mut Vec::new()).unwrap();
+        assert!(!f.between());
+        f.feed(&set[5..], &mut Vec::new()).unwrap();
+        assert!(f.between());
     }
 
     #[test]
