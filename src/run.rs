@@ -199,6 +199,7 @@ fn fault_env(
         prefix,
         gc: matches!(workload, WorkloadPlan::Lock(_)).then(|| gc.clone()),
         peer_source: lab.topology.peer_source.is_some(),
+        own_proxy: lab.proxy_version.contains("-gameday-"),
     }
 }
 

@@ -66,6 +66,7 @@ impl Clock {
                     prefix: "gameday:clock:".into(),
                     gc: Some(self.gc.clone()),
                     peer_source: false,
+                    own_proxy: true,
                 },
             })
             .collect()

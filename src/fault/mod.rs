@@ -355,6 +355,11 @@ pub struct Env {
     /// Whether the nodes make their peer connections from their own source
     /// address, which a partition needs.
     pub peer_source: bool,
+    /// Whether the proxies are gameday's own (embedded, or `gameday proxy`
+    /// behind `--toxiproxy-url`: its version says so), which alone know its
+    /// toxics (`partition`, `redis_error`, `slow_commands`); a real
+    /// Toxiproxy does not.
+    pub own_proxy: bool,
 }
 
 /// A fault in force, until `remove`.
@@ -418,8 +423,13 @@ impl FaultPlan {
         let no_proxy = env.proxies.is_empty().then_some(NO_NODE);
         let no_node = env.nodes.is_empty().then_some(NO_NODE);
         match &self.fault {
+            Fault::Network(NetFault::Toxic { kind, .. }) if kind.reads_commands() => {
+                (!env.own_proxy).then_some(redis_error::NEEDS).or(no_proxy)
+            }
             Fault::Network(_) => no_proxy,
-            Fault::Partition => (!env.peer_source).then_some(partition::NEEDS).or(no_proxy),
+            Fault::Partition => (!env.peer_source || !env.own_proxy)
+                .then_some(partition::NEEDS)
+                .or(no_proxy),
             Fault::Node(n) => no_node.or((n.needs_owned() && env.nodes.iter().any(|n| !n.owned()))
                 .then_some(node::NEEDS_OWNED)),
             Fault::Failover(_) => no_node.or(env.failover.is_none().then_some(failover::NEEDS)),

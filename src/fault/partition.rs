@@ -16,7 +16,7 @@ use crate::vocab::topo::PEER_SOURCE;
 pub const KEYS: &[&str] = &[];
 
 /// Why a topology cannot be partitioned.
-pub const NEEDS: &str = "cannot be partitioned: a partition needs nodes gameday runs, more than one of them, on Redis 7.0 or later (bind-source-addr)";
+pub const NEEDS: &str = "cannot be partitioned: a partition needs nodes gameday runs, more than one of them, on Redis 7.0 or later (bind-source-addr), behind gameday's own proxy";
 
 fn toxic() -> NetFault {
     NetFault::Toxic {

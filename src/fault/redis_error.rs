@@ -24,6 +24,9 @@ pub const KEYS: &[&str] = &["error", "commands", "keys", "probability", "every"]
 /// The keys of `kind = "slow_commands"`.
 pub const SLOW_KEYS: &[&str] = &["latency", "commands", "keys", "probability", "every"];
 
+/// Why a lab cannot take these faults.
+pub const NEEDS: &str = "needs gameday's own proxy (embedded, or `gameday proxy`): a real Toxiproxy has no command toxics";
+
 /// The `[[fault]]` keys of both kinds (the key check keeps each kind to
 /// its own).
 #[derive(Debug, Deserialize)]
