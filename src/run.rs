@@ -195,6 +195,10 @@ fn fault_env(
             lab.targets(&f.target)
         },
         nodes: lab.target_nodes(&f.target),
+        primary: lab
+            .target_nodes(&crate::fault::Target::Primary)
+            .into_iter()
+            .next(),
         failover: lab.failover_ctx(&prefix),
         prefix,
         gc: matches!(workload, WorkloadPlan::Lock(_)).then(|| gc.clone()),

@@ -67,6 +67,7 @@ impl Clock {
                     gc: Some(self.gc.clone()),
                     peer_source: false,
                     own_proxy: true,
+                    primary: None,
                 },
             })
             .collect()

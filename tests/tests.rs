@@ -28,6 +28,7 @@ mod partition;
 mod proxy_api;
 mod ratelimit;
 mod redis_error;
+mod replica_resync;
 mod report_truth;
 mod run_seam;
 mod scenario_errors;

@@ -12,6 +12,7 @@
 //! | down, latency, bandwidth, timeout, slow_close, reset_peer, slicer, limit_data | `network` |
 //! | partition | `partition` |
 //! | redis_error, slow_commands | `redis_error` |
+//! | replica_resync | `replica_resync` |
 //! | kill, restart, pause, client_pause, debug_sleep | `node` |
 //! | failover | `failover` |
 //! | memory_pressure | `memory` |
@@ -29,6 +30,7 @@ pub mod node;
 pub mod partition;
 mod record;
 pub mod redis_error;
+pub mod replica_resync;
 
 use crate::proxy::control::{ControlError, NetFault, ProxyControl};
 use crate::topology::handle::NodeHandle;
@@ -77,13 +79,14 @@ pub enum FaultKind {
     Bgsave,
     BigKey,
     ConnectionStorm,
+    ReplicaResync,
 }
 
 /// The keys every `[[fault]]` takes, whatever its kind.
 pub const COMMON_KEYS: &[&str] = &["name", "kind", "target", "at", "for", "expect"];
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 23] = [
+    pub const ALL: [FaultKind; 24] = [
         FaultKind::Down,
         FaultKind::Latency,
         FaultKind::Bandwidth,
@@ -107,6 +110,7 @@ impl FaultKind {
         FaultKind::Bgsave,
         FaultKind::BigKey,
         FaultKind::ConnectionStorm,
+        FaultKind::ReplicaResync,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -134,6 +138,7 @@ impl FaultKind {
             FaultKind::Bgsave => "bgsave",
             FaultKind::BigKey => "big_key",
             FaultKind::ConnectionStorm => "connection_storm",
+            FaultKind::ReplicaResync => "replica_resync",
         }
     }
 
@@ -163,6 +168,7 @@ impl FaultKind {
             FaultKind::Bgsave => bgsave::KEYS,
             FaultKind::BigKey => big_key::KEYS,
             FaultKind::ConnectionStorm => connection_storm::KEYS,
+            FaultKind::ReplicaResync => replica_resync::KEYS,
         }
     }
 
@@ -191,7 +197,8 @@ impl FaultKind {
             | FaultKind::ColdCache
             | FaultKind::Bgsave
             | FaultKind::BigKey
-            | FaultKind::ConnectionStorm => true,
+            | FaultKind::ConnectionStorm
+            | FaultKind::ReplicaResync => true,
         }
     }
 
@@ -247,6 +254,9 @@ impl FaultKind {
             }
             FaultKind::ConnectionStorm => connection_storm::Raw::deserialize(d)
                 .map(|r| r.plan(ctx).map(Fault::ConnectionStorm)),
+            FaultKind::ReplicaResync => {
+                replica_resync::Raw::deserialize(d).map(|r| r.plan(ctx).map(Fault::ReplicaResync))
+            }
         }
     }
 }
@@ -309,7 +319,8 @@ impl FaultPlan {
             | Fault::ColdCache(_)
             | Fault::Bgsave(_)
             | Fault::BigKey(_)
-            | Fault::ConnectionStorm(_) => true,
+            | Fault::ConnectionStorm(_)
+            | Fault::ReplicaResync(_) => true,
             Fault::Network(_) | Fault::Partition | Fault::GcPause => false,
         }
     }
@@ -338,6 +349,8 @@ pub enum Fault {
     BigKey(big_key::BigKey),
     /// Every client connection cut at once.
     ConnectionStorm(connection_storm::ConnectionStorm),
+    /// Replicas cut off past the backlog, then back: full resyncs.
+    ReplicaResync(replica_resync::ReplicaResync),
 }
 
 /// Where a fault acts: what the run resolved its target to.
@@ -346,6 +359,9 @@ pub struct Env {
     /// The proxies in front of the targets (peer paths for a partition).
     pub proxies: Vec<String>,
     pub nodes: Vec<NodeHandle>,
+    /// The topology's primary, if it has one (a `replica_resync` reads and
+    /// tunes it).
+    pub primary: Option<NodeHandle>,
     /// What a `failover` needs (sentinel and cluster topologies).
     pub failover: Option<FailoverCtx>,
     /// The run's key prefix (`gameday:<run id>:`), for ballast keys.
@@ -372,6 +388,7 @@ pub enum Active {
     Bgsave(bgsave::Active),
     BigKey(big_key::Active),
     ConnectionStorm(connection_storm::Active),
+    ReplicaResync(replica_resync::Active),
     /// Done at once (a cold cache): nothing to remove.
     Done,
 }
@@ -437,7 +454,8 @@ impl FaultPlan {
             | Fault::ColdCache(_)
             | Fault::Bgsave(_)
             | Fault::BigKey(_)
-            | Fault::ConnectionStorm(_) => no_node,
+            | Fault::ConnectionStorm(_)
+            | Fault::ReplicaResync(_) => no_node,
             Fault::GcPause => None,
         }
     }
@@ -455,7 +473,8 @@ impl FaultPlan {
             | Fault::ColdCache(_)
             | Fault::Bgsave(_)
             | Fault::BigKey(_)
-            | Fault::ConnectionStorm(_) => false,
+            | Fault::ConnectionStorm(_)
+            | Fault::ReplicaResync(_) => false,
         }
     }
 
@@ -494,6 +513,9 @@ impl FaultPlan {
             Fault::ConnectionStorm(c) => {
                 Active::ConnectionStorm(connection_storm::apply(env, c).await.map_err(on_node)?)
             }
+            Fault::ReplicaResync(r) => {
+                Active::ReplicaResync(replica_resync::apply(env, r).await.map_err(on_node)?)
+            }
         })
     }
 }
@@ -530,6 +552,7 @@ impl Active {
             Active::Bgsave(a) => a.remove(notes).await.map_err(on_node)?,
             Active::BigKey(a) => a.remove(notes).await.map_err(on_node)?,
             Active::ConnectionStorm(a) => a.remove(notes).await.map_err(on_node)?,
+            Active::ReplicaResync(a) => a.remove(notes).await.map_err(on_node)?,
             Active::Done => {}
         }
         Ok(None)

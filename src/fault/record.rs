@@ -52,6 +52,10 @@ pub struct FaultRecord {
     /// connections refused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub storms: Vec<super::connection_storm::StormOutcome>,
+    /// replica_resync: the primary's resyncs and fork, the time to be in
+    /// sync again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resync: Option<super::replica_resync::ResyncOutcome>,
     /// cold_cache: keys removed from the target nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys_removed: Option<u64>,
@@ -79,6 +83,7 @@ impl FaultRecord {
             forks: Vec::new(),
             big_keys: Vec::new(),
             storms: Vec::new(),
+            resync: None,
         }
     }
 }

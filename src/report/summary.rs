@@ -371,6 +371,16 @@ fn fault_metrics(
         m.insert("peak_clients".into(), sum(|o| o.peak_clients));
         m.insert("rejected_connections".into(), sum(|o| o.rejected));
     }
+    if let Some(o) = record.and_then(|r| r.resync.as_ref()) {
+        m.insert("full_syncs".into(), o.full_syncs as f64);
+        m.insert("partial_syncs".into(), o.partial_syncs as f64);
+        if o.full_syncs > 0 {
+            m.insert("fork_time_ms".into(), o.fork_usec as f64 / 1e3);
+        }
+        if let Some(ms) = o.resync_ms {
+            m.insert("resync_time_ms".into(), ms);
+        }
+    }
     if let Some(r) = record.filter(|r| r.keys_removed.is_some()) {
         m.insert("keys_removed".into(), r.keys_removed.unwrap_or(0) as f64);
         if let Some(ms) = rewarm_ms(rec, r, baseline) {

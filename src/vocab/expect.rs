@@ -52,7 +52,8 @@ pub const FAULT_METRICS: &[(&str, Dim)] = &[
     // to 90 % of the baseline's (to the second).
     ("keys_removed", Dim::Count),
     ("rewarm_time", Dim::Millis),
-    // bgsave: the longest fork of the target nodes (`latest_fork_usec`).
+    // bgsave: the longest fork of the target nodes (`latest_fork_usec`);
+    // replica_resync: the primary's, when it served a full resync.
     ("fork_time", Dim::Millis),
     // big_key: the server's time per whole read of it, and its delete.
     ("big_key_read", Dim::Millis),
@@ -62,6 +63,11 @@ pub const FAULT_METRICS: &[(&str, Dim)] = &[
     ("connections_killed", Dim::Count),
     ("peak_clients", Dim::Count),
     ("rejected_connections", Dim::Count),
+    // replica_resync: the primary's full and partial resyncs over the
+    // fault, and how long the replicas took to be in sync again.
+    ("full_syncs", Dim::Count),
+    ("partial_syncs", Dim::Count),
+    ("resync_time", Dim::Millis),
 ];
 
 /// Metrics of the load itself, in every phase: what arrived (open model)
