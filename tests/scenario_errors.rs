@@ -497,3 +497,32 @@ fn command_faults_are_checked_at_their_place() {
     )
     .unwrap();
 }
+
+#[test]
+fn replica_resyncs_are_checked_at_their_place() {
+    let _gate = crate::common::gate(module_path!());
+    let fault = |topology: &str, keys: &str| {
+        GOOD.replace("kind = \"standalone\"", topology).replace(
+            "kind = \"down\"",
+            &format!("kind = \"replica_resync\"\n{keys}"),
+        )
+    };
+    let replicated = "kind = \"replicated\"\nreplicas = 1";
+    let ok = fault(replicated, "target = \"replicas\"\nbacklog = \"1mb\"");
+    gameday::parse_scenario(Path::new("good.toml"), &ok).unwrap();
+    assert_points_at(
+        &fault("kind = \"sentinel\"\nreplicas = 1", "target = \"replicas\""),
+        "name = \"outage\"",
+        "needs [topology] kind = \"replicated\"",
+    );
+    assert_points_at(
+        &fault(replicated, "target = \"primary\""),
+        "target = \"primary\"",
+        "cuts replicas off",
+    );
+    assert_points_at(
+        &fault(replicated, "target = \"replicas\"\nbacklog = \"1kb\""),
+        "backlog = \"1kb\"",
+        "between 16kb",
+    );
+}
