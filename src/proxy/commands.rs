@@ -34,8 +34,9 @@ pub struct CommandReader {
     carry: Vec<u8>,
     /// Matching commands seen per toxic name (for `every`).
     seen: HashMap<String, u64>,
-    /// Each toxic's compiled key glob (None: any key).
-    globs: HashMap<String, Option<glob::Pattern>>,
+    /// Each toxic's key glob as written and compiled (None: any key); an
+    /// update of the toxic through the API recompiles it.
+    globs: HashMap<String, (String, Option<glob::Pattern>)>,
 }
 
 /// What becomes of one command.
@@ -143,12 +144,17 @@ impl CommandReader {
         {
             return false;
         }
-        let glob = self.globs.entry(toxic.to_string()).or_insert_with(|| {
-            (!m.keys.is_empty())
+        let compiled = self
+            .globs
+            .entry(toxic.to_string())
+            .or_insert_with(|| (String::new(), None));
+        if compiled.0 != m.keys {
+            let pattern = (!m.keys.is_empty())
                 .then(|| glob::Pattern::new(&m.keys).ok())
-                .flatten()
-        });
-        match (glob, key) {
+                .flatten();
+            *compiled = (m.keys.clone(), pattern);
+        }
+        match (&compiled.1, key) {
             (None, _) => true,
             (Some(g), Some(k)) => g.matches(&String::from_utf8_lossy(k)),
             (Some(_), None) => false,
@@ -300,6 +306,25 @@ mod tests {
         // The next one is refused.
         let third = r.read(&set, &[always], &mut rng);
         assert_eq!(third.concat_bytes(), refusal("LOADING"));
+    }
+
+    #[test]
+    fn a_toxic_updated_to_another_glob_matches_by_the_new_one() {
+        let refuse = |keys: &str| {
+            toxic(ToxicKind::RedisError {
+                error: "OOM".into(),
+                matching: CommandMatch {
+                    keys: keys.into(),
+                    ..CommandMatch::default()
+                },
+            })
+        };
+        let get = command(&[b"GET", b"b:1"]);
+        let mut r = CommandReader::default();
+        let mut rng = SmallRng::seed_from_u64(1);
+        assert_eq!(r.read(&get, &[refuse("a:*")], &mut rng).concat_bytes(), get);
+        let refused = r.read(&get, &[refuse("b:*")], &mut rng).concat_bytes();
+        assert_eq!(refused, refusal("OOM"));
     }
 
     #[test]

@@ -57,6 +57,14 @@ struct Rolls {
 
 impl Rolls {
     fn applies(&self, toxic: &Toxic) -> bool {
+        // The command toxics refuse or slow what clients ask; the nodes'
+        // and sentinels' own connections (replication, monitoring) come
+        // from PEER_SOURCE and are left alone.
+        if toxic.kind.reads_commands()
+            && self.peer == Some(std::net::IpAddr::V4(crate::vocab::topo::PEER_SOURCE))
+        {
+            return false;
+        }
         if let ToxicKind::Partition { source } = toxic.kind {
             let from = std::net::IpAddr::V4(std::net::Ipv4Addr::from(source));
             if self.peer != Some(from) {
