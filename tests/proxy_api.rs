@@ -21,7 +21,8 @@ async fn toxiproxy_rust_client_drives_the_embedded_server() {
     tokio::task::spawn_blocking(move || {
         let client = Client::new(addr);
         assert!(client.is_running());
-        assert!(client.version().unwrap().starts_with("2."), "version");
+        let version = client.version().unwrap();
+        assert!(version.contains("\"version\":\"2."), "version: {version}");
 
         let created = client
             .populate(vec![
@@ -120,10 +121,8 @@ async fn raw_api_status_codes_and_toxic_updates() {
         assert_eq!(r.status(), 204);
         assert_eq!(get("/proxies/p/toxics/reset_peer_downstream").status(), 404);
 
-        // Safety: nothing but loopback, either side.
-        let r = post("/proxies", serde_json::json!({"name": "out", "listen": "127.0.0.1:0", "upstream": "10.1.2.3:6379"}));
-        assert_eq!(r.status(), 400);
-        assert!(r.text().unwrap().contains("loopback"));
+        // Safety: a listener on loopback only (the upstream is checked
+        // when a connection dials it: `fidelity` below).
         let r = post("/proxies", serde_json::json!({"name": "wide", "listen": "0.0.0.0:0", "upstream": "127.0.0.1:6379"}));
         assert_eq!(r.status(), 400);
 
@@ -195,4 +194,189 @@ async fn toggling_fast_keeps_the_port_and_the_listing() {
     })
     .await
     .unwrap();
+}
+
+/// The points where clients written for Toxiproxy 2.x rely on its exact
+/// behaviour (its api.go): PATCH, JSON /version, toxic defaults, updates
+/// that change attributes and toxicity only, an idempotent and atomic
+/// /populate, and upstreams dialled per connection — where gameday's
+/// loopback rule closes the connection and counts it.
+#[tokio::test(flavor = "multi_thread")]
+async fn toxiproxy_fidelity() {
+    let _gate = crate::common::gate(module_path!());
+    let proxy = server().await;
+    let base = proxy.url();
+    let redis = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = redis.local_addr().unwrap().port();
+    let http = reqwest::Client::new();
+    let send = |method: reqwest::Method, path: &str, body: serde_json::Value| {
+        http.request(method, format!("{base}{path}"))
+            .body(body.to_string())
+            .send()
+    };
+    use reqwest::Method;
+    use serde_json::json;
+    let v: serde_json::Value = send(Method::GET, "/version", json!(null))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(v["version"].as_str().unwrap().starts_with("2.12"), "{v}");
+
+    let r = send(
+        Method::POST,
+        "/populate",
+        json!([{"name": "p", "listen": "127.0.0.1:0", "upstream": format!("127.0.0.1:{up}")}]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+    let listen = send(Method::GET, "/proxies/p", json!(null))
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap()["listen"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let port = listen.rsplit_once(':').unwrap().1.to_string();
+    // The same definition, written differently: left alone, toxics kept.
+    let r = send(
+        Method::POST,
+        "/proxies/p/toxics",
+        json!({"name": "", "type": "latency", "attributes": {"latency": 5}}),
+    )
+    .await
+    .unwrap();
+    let t: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(t["name"], "latency_downstream", "an empty name is no name");
+    let r = send(Method::POST, "/populate", json!([{"name": "p", "listen": format!("localhost:{port}"), "upstream": format!("127.0.0.1:{up}")}])).await.unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let p: serde_json::Value = send(Method::GET, "/proxies/p", json!(null))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            p["enabled"].as_bool(),
+            p["toxics"].as_array().unwrap().len()
+        ),
+        (Some(true), 1),
+        "{p}"
+    );
+    // A changed upstream: replaced in place, still listed and enabled.
+    let r = send(
+        Method::POST,
+        "/populate",
+        json!([{"name": "p", "listen": listen, "upstream": format!("localhost:{up}")}]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let p: serde_json::Value = send(Method::GET, "/proxies/p", json!(null))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        p["toxics"].as_array().unwrap().is_empty(),
+        "a new proxy: {p}"
+    );
+    assert_eq!(p["upstream"], format!("localhost:{up}"));
+    assert_eq!(
+        (p["enabled"].as_bool(), p["listen"].as_str()),
+        (Some(true), Some(listen.as_str())),
+        "{p}"
+    );
+    // Atomic: an invalid entry creates nothing.
+    let r = send(Method::POST, "/populate", json!([{"name": "new1", "listen": "127.0.0.1:0", "upstream": format!("127.0.0.1:{up}")}, {"name": "", "listen": "127.0.0.1:0", "upstream": "x:1"}])).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        send(Method::GET, "/proxies/new1", json!(null))
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    let latency = json!({"type": "latency", "attributes": {"latency": 5}});
+    let r = send(Method::POST, "/proxies/p/toxics", latency)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // PATCH as POST; an update changes attributes and toxicity only.
+    let r = send(Method::PATCH, "/proxies/p", json!({"enabled": false}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = send(Method::PATCH, "/proxies/p", json!({"enabled": true}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = send(Method::PATCH, "/proxies/p/toxics/latency_downstream", json!({"stream": "upstream", "type": "timeout", "toxicity": 0.5, "attributes": {"latency": 9}})).await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let t: serde_json::Value = send(
+        Method::GET,
+        "/proxies/p/toxics/latency_downstream",
+        json!(null),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        (t["type"].as_str(), t["stream"].as_str()),
+        (Some("latency"), Some("downstream")),
+        "{t}"
+    );
+    assert_eq!(
+        (t["attributes"]["latency"].as_u64(), t["toxicity"].as_f64()),
+        (Some(9), Some(0.5)),
+        "{t}"
+    );
+    // Missing or null attributes are zero values.
+    for body in [
+        json!({"type": "timeout"}),
+        json!({"type": "bandwidth", "attributes": null}),
+    ] {
+        let r = send(Method::POST, "/proxies/p/toxics", body.clone())
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{body}: {}", r.text().await.unwrap());
+    }
+
+    // A non-loopback upstream is a valid definition; a connection that
+    // dials it is closed, counted, and sends nothing anywhere.
+    let r = send(
+        Method::POST,
+        "/proxies",
+        json!({"name": "out", "listen": "127.0.0.1:0", "upstream": "10.1.2.3:6379"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+    let out: serde_json::Value = send(Method::GET, "/proxies/out", json!(null))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let before = proxy.server.refused_dials();
+    let mut c = tokio::net::TcpStream::connect(out["listen"].as_str().unwrap())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1];
+    use tokio::io::AsyncReadExt;
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), c.read(&mut buf))
+        .await
+        .expect("closed at once");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert_eq!(proxy.server.refused_dials(), before + 1);
+    drop(redis);
 }

@@ -41,15 +41,25 @@ fn body<T: serde::de::DeserializeOwned>(bytes: Bytes) -> Result<T, ApiError> {
 /// The API's routes over one registry.
 pub fn router(server: Arc<ProxyServer>) -> Router {
     Router::new()
-        .route("/version", get(|| async { VERSION }))
+        // JSON since Toxiproxy 2.6, which the version claims.
+        .route(
+            "/version",
+            get(|| async { Json(json!({ "version": VERSION })) }),
+        )
         .route("/reset", post(reset))
         .route("/populate", post(populate))
         .route("/proxies", get(list).post(create))
-        .route("/proxies/{proxy}", get(show).post(update).delete(remove))
+        .route(
+            "/proxies/{proxy}",
+            get(show).post(update).patch(update).delete(remove),
+        )
         .route("/proxies/{proxy}/toxics", get(toxics).post(add_toxic))
         .route(
             "/proxies/{proxy}/toxics/{toxic}",
-            get(show_toxic).post(update_toxic).delete(remove_toxic),
+            get(show_toxic)
+                .post(update_toxic)
+                .patch(update_toxic)
+                .delete(remove_toxic),
         )
         .with_state(server)
 }

@@ -132,11 +132,17 @@ impl ProxyControl {
         }
     }
 
-    /// The server's version string.
+    /// The server's version string: `{"version": "..."}` since Toxiproxy
+    /// 2.6, plain text before.
     pub fn version(&self) -> Result<String, ControlError> {
-        self.client
+        let body = self
+            .client
             .version()
-            .map_err(|e| self.api_err("version", e))
+            .map_err(|e| self.api_err("version", e))?;
+        Ok(serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["version"].as_str().map(str::to_string))
+            .unwrap_or(body))
     }
 
     /// Creates (or replaces) a proxy in front of `upstream`, listening on a

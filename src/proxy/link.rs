@@ -30,7 +30,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a link needs from its proxy.
 pub struct LinkCtx {
-    pub upstream: SocketAddr,
+    /// As the proxy's definition names it: resolved per connection, as
+    /// Toxiproxy dials, and refused unless it is a loopback address.
+    pub upstream: String,
+    /// The proxy's name, for the log line of a refused upstream.
+    pub proxy: String,
+    /// Counts the connections closed because the upstream was no loopback
+    /// address (or did not resolve).
+    pub refused: Arc<std::sync::atomic::AtomicU64>,
     pub toxics: watch::Receiver<ToxicSet>,
     /// Changes when the proxy is disabled or deleted: every link then closes.
     pub kill: watch::Receiver<u64>,
@@ -105,8 +112,12 @@ fn on_stream(toxic: &Toxic, s: Stream) -> bool {
 // select over both directions, the toxic set and the reset signal reads
 // best as one loop; split, every step would pass the same six handles.
 pub async fn run_link(client: TcpStream, mut ctx: LinkCtx) {
-    let server = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(ctx.upstream)).await
-    {
+    let Some(upstream) = dial_target(&ctx).await else {
+        ctx.refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return;
+    };
+    let server = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(upstream)).await {
         Ok(Ok(s)) => s,
         // Upstream unreachable: dropping the client closes it, as Toxiproxy does.
         _ => return,
@@ -185,6 +196,31 @@ pub async fn run_link(client: TcpStream, mut ctx: LinkCtx) {
     down.abort();
     let _ = up.await;
     let _ = down.await;
+}
+
+/// The upstream's loopback address, resolved now; `None` (and a log line)
+/// when it resolves to none: gameday sends traffic to loopback only.
+async fn dial_target(ctx: &LinkCtx) -> Option<SocketAddr> {
+    let resolved: Vec<SocketAddr> = match tokio::net::lookup_host(ctx.upstream.as_str()).await {
+        Ok(addrs) => addrs.collect(),
+        Err(e) => {
+            log::error!(
+                "proxy {}: upstream `{}` does not resolve ({e}): connection closed",
+                ctx.proxy,
+                ctx.upstream
+            );
+            return None;
+        }
+    };
+    let found = resolved.iter().copied().find(|a| a.ip().is_loopback());
+    if found.is_none() {
+        log::error!(
+            "proxy {}: upstream `{}` is not a loopback address: connection closed (gameday only proxies 127.0.0.1 / ::1)",
+            ctx.proxy,
+            ctx.upstream
+        );
+    }
+    found
 }
 
 fn reset_deadline(

@@ -68,8 +68,7 @@ pub struct ProxyUpdate {
 struct Proxy {
     name: String,
     listen: SocketAddr,
-    upstream_text: String,
-    upstream: SocketAddr,
+    upstream: String,
     toxics: watch::Sender<ToxicSet>,
     kill: watch::Sender<u64>,
     accept: Option<JoinHandle<()>>,
@@ -80,7 +79,7 @@ impl Proxy {
         ProxyView {
             name: self.name.clone(),
             listen: self.listen.to_string(),
-            upstream: self.upstream_text.clone(),
+            upstream: self.upstream.clone(),
             enabled: self.accept.is_some(),
             toxics: self.toxics.borrow().as_ref().clone(),
         }
@@ -117,6 +116,23 @@ pub struct ProxyServer {
     proxies: Mutex<BTreeMap<String, Proxy>>,
     changes: tokio::sync::Mutex<()>,
     links: Arc<AtomicU64>,
+    /// Connections closed because their proxy's upstream was no loopback
+    /// address when dialled.
+    refused: Arc<AtomicU64>,
+}
+
+/// An upstream as a definition may name it: `host:port`, resolved only when
+/// a connection dials it (as Toxiproxy does), where a non-loopback address
+/// closes the connection.
+fn check_upstream(text: &str) -> Result<(), ApiError> {
+    let port = text.rsplit_once(':').map(|(_, p)| p.parse::<u16>());
+    match port {
+        Some(Ok(_)) => Ok(()),
+        _ => Err(ApiError::new(
+            400,
+            format!("upstream `{text}` is not host:port"),
+        )),
+    }
 }
 
 /// Resolves `addr` and insists that it is a loopback address.
@@ -149,6 +165,12 @@ impl ProxyServer {
             .collect()
     }
 
+    /// Connections closed so far because an upstream was no loopback
+    /// address.
+    pub fn refused_dials(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
     pub fn get(&self, name: &str) -> Result<ProxyView, ApiError> {
         self.lock()
             .get(name)
@@ -168,15 +190,14 @@ impl ProxyServer {
         if self.lock().contains_key(&new.name) {
             return Err(ApiError::new(409, "proxy already exists"));
         }
-        let upstream = loopback_addr(&new.upstream, "upstream")?;
+        check_upstream(&new.upstream)?;
         let listen = loopback_addr(&new.listen, "listen")?;
         let (toxics, _) = watch::channel(Arc::new(Vec::new()));
         let (kill, _) = watch::channel(0);
         let proxy = Proxy {
             name: new.name.clone(),
             listen,
-            upstream_text: new.upstream,
-            upstream,
+            upstream: new.upstream,
             toxics,
             kill,
             accept: None,
@@ -201,7 +222,12 @@ impl ProxyServer {
                 return Ok(());
             }
             let toxics = proxy.toxics.subscribe();
-            (proxy.listen, proxy.upstream, toxics, proxy.kill.subscribe())
+            (
+                proxy.listen,
+                proxy.upstream.clone(),
+                toxics,
+                proxy.kill.subscribe(),
+            )
         };
         let listener = TcpListener::bind(listen).await.map_err(|e| {
             ApiError::new(500, format!("proxy {name} cannot listen on {listen}: {e}"))
@@ -210,13 +236,17 @@ impl ProxyServer {
             .local_addr()
             .map_err(|e| ApiError::new(500, e.to_string()))?;
         let links = self.links.clone();
+        let refused = self.refused.clone();
+        let proxy_name = name.to_string();
         let accept = tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
                     continue;
                 };
                 let ctx = LinkCtx {
-                    upstream,
+                    upstream: upstream.clone(),
+                    proxy: proxy_name.clone(),
+                    refused: refused.clone(),
                     toxics: toxics.clone(),
                     kill: kill.clone(),
                     seed: links.fetch_add(1, Ordering::Relaxed),
@@ -233,29 +263,83 @@ impl ProxyServer {
         Ok(())
     }
 
+    /// Creates the proxies of `list` that are new, replaces those whose
+    /// definition changed and leaves identical ones alone (enabled as the
+    /// entry says). Every entry is checked before anything changes, so an
+    /// invalid one changes nothing; a proxy that cannot bind undoes the
+    /// proxies this call created.
     pub async fn populate(&self, list: Vec<NewProxy>) -> Result<Vec<ProxyView>, ApiError> {
         let _change = self.changes.lock().await;
+        for (i, new) in list.iter().enumerate() {
+            let at = |e: ApiError| ApiError::new(e.status, format!("entry {i}: {}", e.message));
+            if new.name.is_empty() {
+                return Err(at(ApiError::new(400, "missing required field: name")));
+            }
+            check_upstream(&new.upstream).map_err(at)?;
+            loopback_addr(&new.listen, "listen").map_err(at)?;
+            if list[..i].iter().any(|other| other.name == new.name) {
+                return Err(at(ApiError::new(
+                    400,
+                    format!("proxy {} given twice", new.name),
+                )));
+            }
+        }
         let mut out = Vec::with_capacity(list.len());
+        let mut created = Vec::new();
         for new in list {
-            let existing = self.get(&new.name).ok();
-            let same = existing.as_ref().is_some_and(|p| {
-                p.upstream == new.upstream && (p.listen == new.listen || new.listen.ends_with(":0"))
-            });
-            if same {
-                let enable = ProxyUpdate {
-                    enabled: Some(new.enabled),
-                    listen: None,
-                    upstream: None,
-                };
-                out.push(self.update_now(&new.name, enable).await?);
-                continue;
+            let name = new.name.clone();
+            let result = self.populate_one(new).await;
+            match result {
+                Ok((view, fresh)) => {
+                    if fresh {
+                        created.push(name);
+                    }
+                    out.push(view);
+                }
+                Err(e) => {
+                    for name in created {
+                        let _ = self.delete_now(&name).await;
+                    }
+                    return Err(e);
+                }
             }
-            if existing.is_some() {
-                self.delete_now(&new.name).await?;
-            }
-            out.push(self.create_now(new).await?);
         }
         Ok(out)
+    }
+
+    /// One entry of `populate`; true when it created the proxy anew.
+    async fn populate_one(&self, new: NewProxy) -> Result<(ProxyView, bool), ApiError> {
+        let existing = self.get(&new.name).ok();
+        let same = existing.as_ref().is_some_and(|p| {
+            p.upstream == new.upstream
+                && (p.listen == new.listen
+                    || new.listen.ends_with(":0")
+                    || loopback_addr(&new.listen, "listen")
+                        .is_ok_and(|a| a.to_string() == p.listen))
+        });
+        if same {
+            let enable = ProxyUpdate {
+                enabled: Some(new.enabled),
+                listen: None,
+                upstream: None,
+            };
+            return Ok((self.update_now(&new.name, enable).await?, false));
+        }
+        if existing.is_none() {
+            return Ok((self.create_now(new).await?, true));
+        }
+        // Changed: replaced in place (Toxiproxy's new proxy has no toxics),
+        // so that it stays listed even if its new port cannot be bound.
+        self.with_toxics(&new.name, |t| {
+            t.clear();
+            Ok(())
+        })?;
+        let change = ProxyUpdate {
+            enabled: Some(new.enabled),
+            listen: Some(new.listen),
+            upstream: Some(new.upstream),
+        };
+        Ok((self.update_now(&new.name, change).await?, false))
     }
 
     pub async fn update(&self, name: &str, update: ProxyUpdate) -> Result<ProxyView, ApiError> {
@@ -265,7 +349,10 @@ impl ProxyServer {
 
     async fn update_now(&self, name: &str, update: ProxyUpdate) -> Result<ProxyView, ApiError> {
         let upstream = match &update.upstream {
-            Some(text) => Some((loopback_addr(text, "upstream")?, text.clone())),
+            Some(text) => {
+                check_upstream(text)?;
+                Some(text.clone())
+            }
             None => None,
         };
         let listen = match &update.listen {
@@ -278,9 +365,8 @@ impl ProxyServer {
             let proxy = map
                 .get_mut(name)
                 .ok_or_else(|| ApiError::not_found("proxy"))?;
-            if let Some((addr, text)) = upstream {
-                proxy.upstream = addr;
-                proxy.upstream_text = text;
+            if let Some(text) = upstream {
+                proxy.upstream = text;
             }
             if let Some(addr) = listen {
                 proxy.listen = addr;
@@ -362,7 +448,9 @@ impl ProxyServer {
             .ok_or_else(|| ApiError::not_found("toxic"))
     }
 
-    pub fn add_toxic(&self, proxy: &str, new: NewToxic) -> Result<Toxic, ApiError> {
+    pub fn add_toxic(&self, proxy: &str, body: serde_json::Value) -> Result<Toxic, ApiError> {
+        let new =
+            NewToxic::from_json(body).map_err(|e| ApiError::new(400, format!("bad toxic: {e}")))?;
         let toxic = new.into_toxic();
         check_toxicity(toxic.toxicity)?;
         toxic.kind.check().map_err(|e| ApiError::new(400, e))?;
@@ -389,6 +477,11 @@ impl ProxyServer {
                 .find(|t| t.name == name)
                 .ok_or_else(|| ApiError::not_found("toxic"))?;
             let mut merged = serde_json::to_value(&*slot).expect("a toxic serializes");
+            let mut patch = patch;
+            // Toxiproxy changes a toxic's attributes and toxicity only.
+            if let Some(fields) = patch.as_object_mut() {
+                fields.retain(|k, _| k == "attributes" || k == "toxicity");
+            }
             merge_json(&mut merged, patch);
             merged["name"] = name.into();
             let updated: Toxic = serde_json::from_value(merged)

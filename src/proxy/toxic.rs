@@ -219,10 +219,26 @@ pub struct NewToxic {
 }
 
 impl NewToxic {
+    /// A request body read as Toxiproxy reads it: missing or null
+    /// `attributes` are the type's zero values.
+    pub fn from_json(mut body: serde_json::Value) -> Result<NewToxic, serde_json::Error> {
+        if let Some(fields) = body.as_object_mut() {
+            if fields
+                .get("attributes")
+                .is_none_or(serde_json::Value::is_null)
+            {
+                fields.insert("attributes".into(), serde_json::json!({}));
+            }
+        }
+        serde_json::from_value(body)
+    }
+
     pub fn into_toxic(self) -> Toxic {
         let stream = self.stream.unwrap_or_default();
+        // An empty name (the Go client always sends one) is no name.
         let name = self
             .name
+            .filter(|n| !n.is_empty())
             .unwrap_or_else(|| format!("{}_{}", self.kind.type_name(), stream.as_str()));
         Toxic {
             name,
@@ -342,6 +358,24 @@ mod tests {
         assert_eq!(toxic.name, "bandwidth_downstream");
         assert_eq!(toxic.stream, Stream::Downstream);
         assert_eq!(toxic.toxicity, 1.0);
+    }
+
+    #[test]
+    fn empty_names_and_missing_attributes_are_toxiproxy_defaults() {
+        let t = NewToxic::from_json(json!({"name": "", "type": "timeout"}))
+            .unwrap()
+            .into_toxic();
+        assert_eq!(t.name, "timeout_downstream");
+        assert_eq!(t.kind, ToxicKind::Timeout { timeout: 0 });
+        let t = NewToxic::from_json(
+            json!({"type": "bandwidth", "attributes": null, "stream": "upstream"}),
+        )
+        .unwrap()
+        .into_toxic();
+        assert_eq!(
+            (t.name.as_str(), &t.kind),
+            ("bandwidth_upstream", &ToxicKind::Bandwidth { rate: 0 })
+        );
     }
 
     #[test]
