@@ -26,6 +26,7 @@ mod node_faults;
 mod open_model;
 mod partition;
 mod proxy_api;
+mod proxy_compat;
 mod ratelimit;
 mod redis_error;
 mod replica_resync;
