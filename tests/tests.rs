@@ -17,6 +17,7 @@ mod external_proxy;
 mod failover;
 mod faults;
 mod gate;
+mod hostile_input;
 mod hot_key;
 mod layers;
 mod ledger;

@@ -476,6 +476,9 @@ impl ProxyServer {
                 .iter_mut()
                 .find(|t| t.name == name)
                 .ok_or_else(|| ApiError::not_found("toxic"))?;
+            if !patch.is_object() {
+                return Err(ApiError::new(400, "a toxic update is a JSON object"));
+            }
             let mut merged = serde_json::to_value(&*slot).expect("a toxic serializes");
             let mut patch = patch;
             // Toxiproxy changes a toxic's attributes and toxicity only.
