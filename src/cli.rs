@@ -26,7 +26,7 @@ pub enum Command {
     ///
     /// Exit codes: 0 every expectation held, 1 an expectation failed,
     /// 2 bad usage or scenario, 3 the infrastructure could not be
-    /// provisioned, 130 interrupted.
+    /// provisioned, 5 a stop condition ended it, 130 interrupted.
     Run(RunArgs),
     /// Check scenario files without running anything.
     Validate {
@@ -367,7 +367,9 @@ async fn run_one(
             if quiet {
                 println!("{} {} {}", plan.name, o.summary.verdict, o.dir.display());
             }
-            let code = if o.interrupted {
+            let code = if o.summary.aborted.is_some() {
+                5 // a stop condition ended it
+            } else if o.interrupted {
                 130
             } else if o.passed {
                 0

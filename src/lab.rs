@@ -444,3 +444,36 @@ fn borrowed_upstream(
     }
     Ok(upstream)
 }
+
+impl Lab {
+    /// The topology as summary.json records it.
+    pub fn topology_summary(
+        &self,
+        kind: crate::vocab::topo::TopologyKind,
+    ) -> crate::report::summary::TopologySummary {
+        crate::report::summary::TopologySummary {
+            kind: kind.as_str().into(),
+            image: self.topology.image().map(String::from),
+            nodes: self
+                .wired
+                .iter()
+                .map(|w| crate::report::summary::NodeSummary {
+                    id: w.endpoint.name.clone(),
+                    role: w.endpoint.role.as_str().into(),
+                    addr: w.endpoint.addr.to_string(),
+                    proxy: w.proxy.clone(),
+                    proxy_addr: w.proxy_addr.to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The proxy as summary.json records it.
+    pub fn proxy_summary(&self) -> crate::report::summary::ProxySummary {
+        crate::report::summary::ProxySummary {
+            kind: self.proxy_kind.into(),
+            url: self.control.url().into(),
+            version: self.proxy_version.clone(),
+        }
+    }
+}

@@ -48,6 +48,7 @@ mod redis_admin;
 mod report;
 mod run;
 mod scenario;
+mod stop;
 mod telemetry;
 mod testbed;
 #[cfg(feature = "testing")]

@@ -10,7 +10,7 @@ use crate::lab::{Lab, LabError};
 use crate::load::{self, LoadSpec};
 use crate::proxy::control::ControlError;
 use crate::recorder::Recorder;
-use crate::report::summary::{NodeSummary, ProxySummary, RunFacts, Summary, TopologySummary};
+use crate::report::summary::{RunFacts, Summary};
 use crate::report::{console, RunReport};
 use crate::scenario::plan::RunPlan;
 use crate::telemetry::{self, NodeSample, ServerEvent};
@@ -225,7 +225,11 @@ async fn variants(
         }
         let vplan = plan.variant(name, workload);
         let o = drive(&vplan, ctx, &format!("{run_id}-{name}"), &dir.join(name)).await?;
+        let aborted = o.summary.aborted.is_some();
         done.push((name.clone(), o));
+        if aborted {
+            break;
+        }
     }
     let summaries: Vec<(String, Summary)> = done
         .iter()
@@ -238,7 +242,13 @@ async fn variants(
     let Some(mut summary) = done.first().map(|(_, o)| o.summary.clone()) else {
         return Err(RunError::Interrupted);
     };
-    summary.verdict = if passed { "pass" } else { "fail" }.into();
+    summary.aborted = done.iter().find_map(|(_, o)| o.summary.aborted.clone());
+    summary.verdict = match (&summary.aborted, passed) {
+        (Some(_), _) => "aborted",
+        (None, true) => "pass",
+        (None, false) => "fail",
+    }
+    .into();
     if ctx.opts.progress {
         println!("comparison: {}", dir.join("report.html").display());
     }
@@ -326,28 +336,29 @@ async fn measure(
     let calibrator = crate::testbed::Calibrator::start().await;
     let (t0, started) = (Instant::now(), SystemTime::now());
     let gc = Arc::new(GcPause::default());
-    let any = AnyWorkload::new(
-        &plan.workload,
-        Setup {
-            client: ctx.lab.client.clone(),
-            prefix: format!("gameday:{run_id}:"),
-            t0,
-            seed,
-            users: plan.load.users,
-            gc: gc.clone(),
-        },
-    );
+    let any = new_workload(plan, ctx, run_id, t0, &gc);
     let workload = any.oracle();
     let recorder = Arc::new(Mutex::new(
         Recorder::new(t0, workload.caller_ops()).with_stages(&stage_windows(plan)),
     ));
     let mut beside = start_beside(plan, ctx, run_id, workload, &recorder, &gc, t0);
-    let spec = load_spec(plan, dir, ctx.shutdown.clone());
-    let loaded = tokio::select! {
-        r = crate::capacity::drive(&any, plan.capacity.as_ref(), &spec, (recorder.clone(), t0), ctx.opts.progress) => r,
-        Some(e) = beside.failed.recv() => {
-            // A fault that cannot be applied invalidates the run.
-            goose::trigger_killswitch("gameday: a fault could not be applied");
+    // The load stops on Ctrl-C or on a stop condition.
+    let (halt, halted) = watch::channel(false);
+    let spec = load_spec(plan, dir, halted);
+    let load = crate::capacity::drive(
+        &any,
+        plan.capacity.as_ref(),
+        &spec,
+        (recorder.clone(), t0),
+        ctx.opts.progress,
+    );
+    let watched = crate::stop::Watched::new(&plan.abort_if, &recorder, workload, t0);
+    let (stop, failed) = (&beside.stop, &mut beside.failed);
+    let shutdown = ctx.shutdown.clone();
+    let ended = crate::stop::until_done(load, &watched, (halt, shutdown), stop, failed).await;
+    let (loaded, aborted) = match ended {
+        Ok(done) => done,
+        Err(e) => {
             beside.abort();
             return Err(e.into());
         }
@@ -356,27 +367,22 @@ async fn measure(
     let capacity = loaded?;
     let calibration = calibrator.finish().await;
     let ledger = workload.ledger();
+    let interrupted = *ctx.shutdown.borrow() || aborted.is_some();
     // The final read-back: every acknowledged write must still be there.
-    if let Some((l, decode)) = &ledger {
-        if !*ctx.shutdown.borrow() {
-            l.check(&ctx.lab.client, t0, *decode).await;
-        }
+    if let Some((l, decode)) = ledger.as_ref().filter(|_| !interrupted) {
+        l.check(&ctx.lab.client, t0, *decode).await;
     }
-    let interrupted = *ctx.shutdown.borrow();
     let rec = finished(recorder, interrupted, plan.duration);
     let facts = RunFacts {
+        aborted,
         run_id: run_id.to_string(),
         seed,
         started,
         end_us: rec.phases()[0].end_us.unwrap_or(0),
         interrupted,
         backend: ctx.backend.as_str().into(),
-        topology: topology_summary(plan, ctx.lab),
-        proxy: ProxySummary {
-            kind: ctx.lab.proxy_kind.into(),
-            url: ctx.lab.control.url().into(),
-            version: ctx.lab.proxy_version.clone(),
-        },
+        topology: ctx.lab.topology_summary(plan.topology.kind),
+        proxy: ctx.lab.proxy_summary(),
         faults: records,
         events,
         ledger: ledger.as_ref().map(|(l, _)| l.lost()),
@@ -392,6 +398,25 @@ async fn measure(
         workload.phase_metrics(phase, baseline)
     });
     write_report(summary, rec, started, telemetry, dir, ctx.opts.progress)
+}
+
+/// The plan's workload, ready to drive against the lab.
+fn new_workload(
+    plan: &RunPlan,
+    ctx: &Ctx<'_>,
+    run_id: &str,
+    t0: Instant,
+    gc: &Arc<GcPause>,
+) -> AnyWorkload {
+    let setup = Setup {
+        client: ctx.lab.client.clone(),
+        prefix: format!("gameday:{run_id}:"),
+        t0,
+        seed: plan.seed,
+        users: plan.load.users,
+        gc: gc.clone(),
+    };
+    AnyWorkload::new(&plan.workload, setup)
 }
 
 /// Starts the conductor, telemetry, the sentinels' event watch, the
@@ -510,24 +535,6 @@ fn finished(recorder: Arc<Mutex<Recorder>>, interrupted: bool, duration: Duratio
     };
     rec.finish(end_us);
     rec
-}
-
-fn topology_summary(plan: &RunPlan, lab: &Lab) -> TopologySummary {
-    TopologySummary {
-        kind: plan.topology.kind.as_str().into(),
-        image: lab.topology.image().map(String::from),
-        nodes: lab
-            .wired
-            .iter()
-            .map(|w| NodeSummary {
-                id: w.endpoint.name.clone(),
-                role: w.endpoint.role.as_str().into(),
-                addr: w.endpoint.addr.to_string(),
-                proxy: w.proxy.clone(),
-                proxy_addr: w.proxy_addr.to_string(),
-            })
-            .collect(),
-    }
 }
 
 fn write_report(

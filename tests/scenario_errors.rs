@@ -526,3 +526,26 @@ fn replica_resyncs_are_checked_at_their_place() {
         "between 16kb",
     );
 }
+
+#[test]
+fn stop_conditions_are_checked_at_their_place() {
+    let _gate = crate::common::gate(module_path!());
+    let with = |rules: &str| {
+        GOOD.replace(
+            "duration = \"20s\"",
+            &format!("duration = \"20s\"\nabort_if = {rules}"),
+        )
+    };
+    let plan = gameday::parse_scenario(
+        Path::new("good.toml"),
+        &with("[\"run.caller_errors > 500\", \"fault:*.p99 > 2s\"]"),
+    )
+    .unwrap();
+    assert_eq!(plan.abort_if.len(), 2);
+    assert_points_at(
+        &with("[\"fault:nope.p99 > 2s\"]"),
+        "abort_if",
+        "names no fault",
+    );
+    assert_points_at(&with("[\"run.p99 >\"]"), "abort_if", "expected");
+}

@@ -37,6 +37,7 @@ mod scenario_errors;
 mod scenarios;
 mod server_latency;
 mod stampede;
+mod stop_conditions;
 mod target;
 mod teardown;
 mod topologies;

@@ -120,10 +120,13 @@ pub fn print_summary(s: &Summary, out: &mut impl Write) -> std::io::Result<()> {
             observed
         )?;
     }
-    writeln!(
-        out,
-        "verdict: {}{}",
-        s.verdict.to_uppercase(),
-        if s.interrupted { " (interrupted)" } else { "" }
-    )
+    let why = match (&s.aborted, s.interrupted) {
+        (Some(a), _) => format!(
+            " (stop condition `{}` held in {} at {:.1}s: {} {})",
+            a.rule, a.phase, a.at_s, a.observed, a.unit
+        ),
+        (None, true) => " (interrupted)".to_string(),
+        (None, false) => String::new(),
+    };
+    writeln!(out, "verdict: {}{why}", s.verdict.to_uppercase())
 }

@@ -24,8 +24,13 @@ pub struct Summary {
     pub variant: Option<String>,
     pub description: String,
     pub verdict: String,
-    /// True when the run was stopped (Ctrl-C) before its end.
+    /// True when the run was stopped (Ctrl-C, or a stop condition) before
+    /// its end.
     pub interrupted: bool,
+    /// The stop condition (`abort_if`) that ended the run: verdict
+    /// `aborted`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted: Option<Aborted>,
     pub seed: u64,
     pub run_id: String,
     pub started_at: String,
@@ -423,6 +428,8 @@ fn rewarm_ms(rec: &Recorder, r: &FaultRecord, baseline: &PhaseStats) -> Option<f
 
 /// What a finished run hands the report, besides its plan and recorder.
 pub struct RunFacts {
+    /// The stop condition that ended the run, if one did.
+    pub aborted: Option<Aborted>,
     pub run_id: String,
     pub seed: u64,
     pub started: std::time::SystemTime,
@@ -439,6 +446,18 @@ pub struct RunFacts {
     pub calibration: Option<Calibration>,
     pub commit: Option<String>,
     pub capacity: Option<super::capacity::CapacitySummary>,
+}
+
+/// A stop condition that held: which rule, in which phase, what it saw,
+/// when (s from the start of load).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Aborted {
+    pub rule: String,
+    pub phase: String,
+    /// In the rule's unit.
+    pub observed: f64,
+    pub unit: String,
+    pub at_s: f64,
 }
 
 impl Summary {
@@ -475,8 +494,14 @@ impl Summary {
             scenario: plan.name.clone(),
             variant: plan.variant.clone(),
             description: plan.description.clone(),
-            verdict: if passed { "pass" } else { "fail" }.into(),
+            verdict: match (&facts.aborted, passed) {
+                (Some(_), _) => "aborted",
+                (None, true) => "pass",
+                (None, false) => "fail",
+            }
+            .into(),
             interrupted: facts.interrupted,
+            aborted: facts.aborted,
             seed: facts.seed,
             run_id: facts.run_id,
             started_at: humantime::format_rfc3339_millis(facts.started).to_string(),

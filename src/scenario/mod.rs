@@ -188,6 +188,7 @@ impl Validator<'_> {
             workload_metrics: workload.metrics(),
         };
         let expectations = self.expectations(&raw.expect, &raw.faults, &names)?;
+        let abort_if = self.expectations(&raw.abort_if, &[], &names)?;
         let capacity = match &raw.capacity {
             Some(c) => Some(self.capacity(c, (&raw.load, &load), &names)?),
             None => None,
@@ -207,6 +208,7 @@ impl Validator<'_> {
             workload,
             faults,
             expectations,
+            abort_if,
             variants,
             variant: None,
             gate,

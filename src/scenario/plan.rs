@@ -24,6 +24,9 @@ pub struct RunPlan {
     pub workload: WorkloadPlan,
     pub faults: Vec<FaultPlan>,
     pub expectations: Vec<Expectation>,
+    /// `abort_if`: stop conditions, checked every second on the data so
+    /// far; the first that holds ends the run (verdict `aborted`).
+    pub abort_if: Vec<Expectation>,
     /// Variants run back to back against the same topology, each with its
     /// own workload settings (`fencing = [false, true]`, ...); empty for a
     /// single run of `workload`.

@@ -27,6 +27,10 @@ pub struct RawScenario {
     pub faults: Vec<Spanned<RawFaultHead>>,
     #[serde(default)]
     pub expect: Vec<Spanned<String>>,
+    /// Stop conditions: rules that, once they hold on the data so far,
+    /// end the run.
+    #[serde(default)]
+    pub abort_if: Vec<Spanned<String>>,
     /// What `gameday compare` judges a run on against its baselines.
     pub gate: Option<super::gate::RawGate>,
     /// A search for the knee instead of one load.

@@ -91,6 +91,9 @@ pub const SERVER_METRICS: &[(&str, Dim)] = &[
     ("oom_errors", Dim::Count),
 ];
 
+/// The fault name that stands for every fault: `fault:*`, `recovery:*`.
+pub const ANY: &str = "*";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PhaseRef {
     Baseline,
@@ -297,7 +300,8 @@ fn family_metric(lhs: &str, ctx: &ExpectCtx) -> Result<Option<(PhaseRef, String,
 
 fn parse_phase(text: &str, faults: &[String], stages: &[String]) -> Result<PhaseRef, String> {
     let known = |name: &str| {
-        if faults.iter().any(|f| f == name) {
+        // `fault:*` / `recovery:*`: every fault's phase (`ANY`).
+        if name == ANY || faults.iter().any(|f| f == name) {
             Ok(name.to_string())
         } else {
             Err(format!(
@@ -325,7 +329,7 @@ fn parse_phase(text: &str, faults: &[String], stages: &[String]) -> Result<Phase
             }
         )),
         _ => Err(format!(
-            "unknown phase `{text}` (use baseline, run, fault:<name>, recovery:<name> or stage:<name>)"
+            "unknown phase `{text}` (use baseline, run, fault:<name>, recovery:<name>, fault:*, recovery:* or stage:<name>)"
         )),
     }
 }
@@ -439,21 +443,58 @@ pub trait PhaseValues {
 }
 
 impl Expectation {
-    /// The observed value in the metric's stored unit, if the run produced one.
+    /// The observed value in the metric's stored unit, if the run produced
+    /// one. For `fault:*` / `recovery:*`, the worst of the phases it names
+    /// (the one furthest from holding), so the rule holds when it holds in
+    /// all of them.
     pub fn observe<P: PhaseValues>(&self, phases: &[P]) -> Option<f64> {
-        let name = self.phase.to_string();
-        let phase = phases.iter().find(|p| p.phase_name() == name)?;
-        match &self.op {
-            Some(op) => phase.op_metric(op, &self.metric),
-            None => {
-                let key = match self.dim {
-                    Dim::Millis => format!("{}_ms", self.metric),
-                    _ => self.metric.clone(),
-                };
-                phase.metric(&key).or(self.absent_is_zero.then_some(0.0))
+        let values = self.values(phases);
+        let worst = |a: &(String, f64), b: &(String, f64)| match self.cmp {
+            Cmp::Lt | Cmp::Le => a.1.total_cmp(&b.1),
+            Cmp::Gt | Cmp::Ge => b.1.total_cmp(&a.1),
+            Cmp::Eq | Cmp::Ne => {
+                let held = |v: f64| self.cmp.holds(v, self.value);
+                held(b.1).cmp(&held(a.1))
             }
-        }
-        .filter(|v| v.is_finite())
+        };
+        values.into_iter().max_by(worst).map(|(_, v)| v)
+    }
+
+    /// The first phase (and its value) in which the rule holds: where a
+    /// stop condition trips.
+    pub fn holds_in<P: PhaseValues>(&self, phases: &[P]) -> Option<(String, f64)> {
+        self.values(phases)
+            .into_iter()
+            .find(|(_, v)| self.cmp.holds(*v, self.value))
+    }
+
+    /// The value of each phase the rule names, in the stored unit.
+    fn values<P: PhaseValues>(&self, phases: &[P]) -> Vec<(String, f64)> {
+        let name = self.phase.to_string();
+        let prefix = name.strip_suffix(ANY).filter(
+            |_| matches!(&self.phase, PhaseRef::Fault(n) | PhaseRef::Recovery(n) if n == ANY),
+        );
+        phases
+            .iter()
+            .filter(|p| match prefix {
+                Some(prefix) => p.phase_name().starts_with(prefix),
+                None => p.phase_name() == name,
+            })
+            .filter_map(|p| {
+                match &self.op {
+                    Some(op) => p.op_metric(op, &self.metric),
+                    None => {
+                        let key = match self.dim {
+                            Dim::Millis => format!("{}_ms", self.metric),
+                            _ => self.metric.clone(),
+                        };
+                        p.metric(&key).or(self.absent_is_zero.then_some(0.0))
+                    }
+                }
+                .filter(|v| v.is_finite())
+                .map(|v| (p.phase_name().to_string(), v))
+            })
+            .collect()
     }
 
     /// The observed value converted into the unit the rule was written in.
