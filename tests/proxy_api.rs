@@ -216,12 +216,17 @@ async fn toxiproxy_fidelity() {
     };
     use reqwest::Method;
     use serde_json::json;
-    let v: serde_json::Value = send(Method::GET, "/version", json!(null))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let show = |path: &str| {
+        let req = http.get(format!("{base}{path}")).send();
+        async move {
+            req.await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let v = show("/version").await;
     assert!(v["version"].as_str().unwrap().starts_with("2.12"), "{v}");
 
     let r = send(
@@ -232,12 +237,7 @@ async fn toxiproxy_fidelity() {
     .await
     .unwrap();
     assert_eq!(r.status(), 201);
-    let listen = send(Method::GET, "/proxies/p", json!(null))
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap()["listen"]
+    let listen = show("/proxies/p").await["listen"]
         .as_str()
         .unwrap()
         .to_string();
@@ -254,12 +254,7 @@ async fn toxiproxy_fidelity() {
     assert_eq!(t["name"], "latency_downstream", "an empty name is no name");
     let r = send(Method::POST, "/populate", json!([{"name": "p", "listen": format!("localhost:{port}"), "upstream": format!("127.0.0.1:{up}")}])).await.unwrap();
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-    let p: serde_json::Value = send(Method::GET, "/proxies/p", json!(null))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let p = show("/proxies/p").await;
     assert_eq!(
         (
             p["enabled"].as_bool(),
@@ -277,12 +272,7 @@ async fn toxiproxy_fidelity() {
     .await
     .unwrap();
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-    let p: serde_json::Value = send(Method::GET, "/proxies/p", json!(null))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let p = show("/proxies/p").await;
     assert!(
         p["toxics"].as_array().unwrap().is_empty(),
         "a new proxy: {p}"
@@ -361,12 +351,7 @@ async fn toxiproxy_fidelity() {
     .await
     .unwrap();
     assert_eq!(r.status(), 201);
-    let out: serde_json::Value = send(Method::GET, "/proxies/out", json!(null))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let out = show("/proxies/out").await;
     let before = proxy.server.refused_dials();
     let mut c = tokio::net::TcpStream::connect(out["listen"].as_str().unwrap())
         .await
