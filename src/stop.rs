@@ -90,7 +90,9 @@ pub async fn watch(
     if rules.is_empty() {
         return std::future::pending().await;
     }
-    let mut tick = tokio::time::interval_at(t0 + EVERY, EVERY);
+    // From now, not from t0: a watch made again later must not burst
+    // through the ticks it missed.
+    let mut tick = tokio::time::interval_at(Instant::now() + EVERY, EVERY);
     loop {
         tick.tick().await;
         let so_far = {

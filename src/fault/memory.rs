@@ -138,7 +138,10 @@ pub(super) async fn connect(node: &NodeHandle) -> Result<MultiplexedConnection, 
         })
 }
 
-async fn config_get(c: &mut MultiplexedConnection, key: &str) -> redis::RedisResult<String> {
+pub(super) async fn config_get(
+    c: &mut MultiplexedConnection,
+    key: &str,
+) -> redis::RedisResult<String> {
     let pair: Vec<String> = redis::cmd("CONFIG")
         .arg("GET")
         .arg(key)

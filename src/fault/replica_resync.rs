@@ -14,7 +14,7 @@
 //! sentinels would point a diverted replica back, and a cluster refuses
 //! `REPLICAOF`.
 
-use super::memory::{connect, err, info_u64};
+use super::memory::{config_get, connect, err, info_u64};
 use super::{Env, FaultCtx, Notes, Target};
 use crate::topology::handle::NodeHandle;
 use crate::topology::TopologyError;
@@ -116,14 +116,10 @@ pub async fn apply(env: &Env, r: &ReplicaResync) -> Result<Active, TopologyError
         seen: "no primary in this topology".into(),
     })?;
     let mut p = connect(&primary).await?;
-    let backlog_before = config(&mut p, &primary, &["GET", "repl-backlog-size"]).await?;
-    let backlog_before = backlog_before.get(1).cloned().unwrap_or_default();
-    config(
-        &mut p,
-        &primary,
-        &["SET", "repl-backlog-size", &r.backlog.to_string()],
-    )
-    .await?;
+    let backlog_before = config_get(&mut p, "repl-backlog-size")
+        .await
+        .map_err(|e| err(&primary, e))?;
+    set_backlog(&mut p, &primary, &r.backlog.to_string()).await?;
     let full_before = info_u64(&mut p, &primary, "stats", "sync_full").await?;
     let partial_before = info_u64(&mut p, &primary, "stats", "sync_partial_ok").await?;
     let mut cut = Vec::new();
@@ -195,12 +191,7 @@ impl Active {
             resync_ms,
         };
         if !self.backlog_before.is_empty() {
-            config(
-                &mut p,
-                primary,
-                &["SET", "repl-backlog-size", &self.backlog_before],
-            )
-            .await?;
+            set_backlog(&mut p, primary, &self.backlog_before).await?;
         }
         notes.note(|r| r.resync = Some(outcome));
         Ok(())
@@ -242,22 +233,16 @@ async fn replicaof(
         .map_err(|e| err(n, e))
 }
 
-async fn config(
+async fn set_backlog(
     c: &mut MultiplexedConnection,
     n: &NodeHandle,
-    args: &[&str],
-) -> Result<Vec<String>, TopologyError> {
-    if args.first() == Some(&"SET") {
-        redis::cmd("CONFIG")
-            .arg(args)
-            .query_async::<()>(c)
-            .await
-            .map_err(|e| err(n, e))?;
-        return Ok(Vec::new());
-    }
+    size: &str,
+) -> Result<(), TopologyError> {
     redis::cmd("CONFIG")
-        .arg(args)
-        .query_async(c)
+        .arg("SET")
+        .arg("repl-backlog-size")
+        .arg(size)
+        .query_async::<()>(c)
         .await
         .map_err(|e| err(n, e))
 }
