@@ -6,7 +6,7 @@
 use crate::fault::failover::FailoverCtx;
 use crate::fault::Target;
 use crate::proxy::control::ControlError;
-use crate::proxy::control::{ProxyControl, ProxyState};
+use crate::proxy::control::{ProxyControl, ProxyState, NAME_PREFIX};
 use crate::proxy::server::{loopback_addr, ApiError};
 use crate::proxy::EmbeddedProxy;
 use crate::topology::handle::NodeHandle;
@@ -112,6 +112,7 @@ impl Lab {
         run_id: &str,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<Lab, LabError> {
+        sweep_orphans(plan.toxiproxy_url.as_deref()).await;
         let backend = plan.backend;
         let topology = tokio::select! {
             t = Topology::provision(plan, backend, run_id) => t?,
@@ -169,7 +170,7 @@ impl Lab {
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), LabError> {
         for endpoint in self.topology.endpoints() {
-            let name = format!("gameday-{run_id}-{}", endpoint.name);
+            let name = proxy_name(run_id, &endpoint.name);
             let (n, upstream) = (name.clone(), endpoint.addr);
             let proxy_addr = self
                 .control
@@ -205,7 +206,7 @@ impl Lab {
                     (name.clone(), e.addr, upstream, false)
                 }
                 None => {
-                    let name = format!("gameday-{}-{}", self.run_id, e.node);
+                    let name = proxy_name(&self.run_id, &e.node);
                     let (n, upstream) = (name.clone(), e.addr);
                     let at = self
                         .control
@@ -475,5 +476,25 @@ impl Lab {
             url: self.control.url().into(),
             version: self.proxy_version.clone(),
         }
+    }
+}
+
+/// The name of gameday's proxy for `endpoint`: tagged with its owner, so
+/// `gameday clean` can delete it from a borrowed Toxiproxy after a SIGKILL.
+fn proxy_name(run_id: &str, endpoint: &str) -> String {
+    crate::vocab::owner::tagged(NAME_PREFIX, &format!("{run_id}-{endpoint}"))
+}
+
+/// What dead gameday processes left behind goes before a lab starts
+/// (`gameday clean`'s sweep); each removal is printed. A sweep that fails
+/// is reported and does not stop the run.
+async fn sweep_orphans(toxiproxy_url: Option<&str>) {
+    match crate::clean::orphans(toxiproxy_url).await {
+        Ok(done) => {
+            for line in done {
+                eprintln!("gameday: removed {line}, left by a dead gameday");
+            }
+        }
+        Err(e) => eprintln!("gameday: could not clean up after dead gameday processes: {e}"),
     }
 }

@@ -35,6 +35,7 @@ mod bench_http;
 mod bench_open;
 mod bench_peer;
 mod capacity;
+mod clean;
 pub mod cli;
 mod conductor;
 mod fault;

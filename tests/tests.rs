@@ -25,6 +25,7 @@ mod lock;
 mod memory;
 mod node_faults;
 mod open_model;
+mod orphans;
 mod partition;
 mod proxy_api;
 mod proxy_compat;

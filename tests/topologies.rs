@@ -273,11 +273,10 @@ async fn docker_backend_topologies_hand_out_proxies_and_have_no_bypass() {
         .filter_map(|n| n.container_id())
         .collect();
     assert_eq!(ids.len(), 1, "one container");
-    let run = lab.wired[0]
-        .proxy
-        .trim_start_matches("gameday-")
-        .trim_end_matches("-redis-0")
-        .to_string();
+    // gameday-<owner tag>-<run id>-redis-0, the run id being test-<hex>
+    let proxy = &lab.wired[0].proxy;
+    let from = proxy.find("-test-").expect("the run id in the proxy name") + 1;
+    let run = proxy[from..].trim_end_matches("-redis-0").to_string();
     assert_eq!(
         containers_of(&run).len(),
         1,

@@ -6,6 +6,7 @@
 
 use super::server::{loopback_addr, ApiError};
 use super::toxic::{Stream, ToxicKind};
+use crate::vocab::owner;
 use std::net::SocketAddr;
 use toxiproxy_rust::client::Client;
 use toxiproxy_rust::proxy::ProxyPack;
@@ -216,7 +217,10 @@ impl ProxyControl {
     /// fault is in force as soon as the server answers it.
     pub fn apply(&self, name: &str, fault: &NetFault) -> Result<(), ControlError> {
         match fault {
-            NetFault::Down => self.set_enabled(name, false)?,
+            NetFault::Down => {
+                self.mark_down(name)?;
+                self.set_enabled(name, false)?
+            }
             NetFault::Toxic {
                 kind,
                 streams,
@@ -231,18 +235,10 @@ impl ProxyControl {
     }
 
     /// `POST /proxies/{name}` with `{"enabled": ...}`.
-    fn set_enabled(&self, name: &str, enabled: bool) -> Result<(), ControlError> {
+    pub fn set_enabled(&self, name: &str, enabled: bool) -> Result<(), ControlError> {
         let what = format!("{} {name}", if enabled { "enable" } else { "disable" });
-        let resp = self
-            .http
-            .post(format!("http://{}/proxies/{name}", self.addr))
-            .json(&serde_json::json!({ "enabled": enabled }))
-            .send()
-            .map_err(|e| self.api_err(&what, e))?;
-        if !resp.status().is_success() {
-            return Err(self.api_err(what, resp.text().unwrap_or_default()));
-        }
-        Ok(())
+        let body = serde_json::json!({ "enabled": enabled });
+        self.post_json(&format!("/proxies/{name}"), &body, &what)
     }
 
     /// Turns `fault` off again (re-enable, remove the toxics) and checks
@@ -256,10 +252,18 @@ impl ProxyControl {
     /// gone from then on: `confirm_off` reads it back.
     pub fn take_off(&self, name: &str, fault: &NetFault) -> Result<(), ControlError> {
         match fault {
-            NetFault::Down => self.set_enabled(name, true),
+            NetFault::Down => {
+                self.set_enabled(name, true)?;
+                let what = format!("remove the down marker of {name}");
+                self.remove_at(
+                    &format!("/proxies/{name}/toxics/{}", down_marker()),
+                    &what,
+                    true,
+                )
+            }
             NetFault::Toxic { kind, streams, .. } => {
                 for stream in streams {
-                    let toxic = format!("{}_{}", kind.type_name(), stream.as_str());
+                    let toxic = toxic_name(kind, *stream);
                     let what = format!("remove toxic {toxic} of {name}");
                     self.remove_at(&format!("/proxies/{name}/toxics/{toxic}"), &what, true)?;
                 }
@@ -295,6 +299,77 @@ impl ProxyControl {
         )
     }
 
+    /// Undoes what dead gameday processes left on this Toxiproxy: their
+    /// toxics are removed, proxies they disabled are enabled again, proxies
+    /// they created are deleted. Names without a tag, and the work of live
+    /// processes, are left alone. Returns a line for each thing undone.
+    pub fn clean_orphans(&self) -> Result<Vec<String>, ControlError> {
+        let what = "list proxies";
+        let resp = self
+            .http
+            .get(format!("http://{}/proxies", self.addr))
+            .send()
+            .map_err(|e| self.api_err(what, e))?;
+        let proxies: serde_json::Map<String, serde_json::Value> =
+            resp.json().map_err(|e| self.api_err(what, e))?;
+        let orphan = |name: &str| owner::owner_of(NAME_PREFIX, name).is_some_and(|o| !o.is_alive());
+        let mut done = Vec::new();
+        for (name, proxy) in &proxies {
+            if orphan(name) {
+                self.delete(name)?;
+                done.push(format!("proxy {name} (deleted)"));
+                continue;
+            }
+            for toxic in Self::toxic_names(proxy).into_iter().filter(|t| orphan(t)) {
+                if toxic.ends_with(&format!("-{DOWN}")) {
+                    self.set_enabled(name, true)?;
+                    done.push(format!("proxy {name} (enabled again)"));
+                }
+                let what = format!("remove toxic {toxic} of {name}");
+                self.remove_at(&format!("/proxies/{name}/toxics/{toxic}"), &what, true)?;
+                done.push(format!("toxic {toxic} of proxy {name}"));
+            }
+        }
+        Ok(done)
+    }
+
+    /// Before disabling a proxy, a toxic that does nothing (toxicity 0)
+    /// records who disabled it: a Toxiproxy keeps no other trace, and
+    /// `gameday clean` enables a proxy whose marker's owner is dead.
+    fn mark_down(&self, proxy: &str) -> Result<(), ControlError> {
+        let body = serde_json::json!({
+            "name": down_marker(),
+            "type": "latency",
+            "stream": "downstream",
+            "toxicity": 0.0,
+            "attributes": { "latency": 0, "jitter": 0 },
+        });
+        self.post_json(
+            &format!("/proxies/{proxy}/toxics"),
+            &body,
+            "mark proxy down",
+        )
+    }
+
+    /// `POST` of a JSON body to `path`; a refusal is an error.
+    fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        what: &str,
+    ) -> Result<(), ControlError> {
+        let resp = self
+            .http
+            .post(format!("http://{}{path}", self.addr))
+            .json(body)
+            .send()
+            .map_err(|e| self.api_err(what, e))?;
+        if !resp.status().is_success() {
+            return Err(self.api_err(what, resp.text().unwrap_or_default()));
+        }
+        Ok(())
+    }
+
     fn post_toxic(
         &self,
         proxy: &str,
@@ -304,21 +379,11 @@ impl ProxyControl {
     ) -> Result<(), ControlError> {
         // `{"type": ..., "attributes": {...}}`, then the rest of the toxic.
         let mut body = serde_json::to_value(kind).map_err(|e| self.api_err("toxic", e))?;
-        body["name"] = format!("{}_{}", kind.type_name(), stream.as_str()).into();
+        body["name"] = toxic_name(kind, stream).into();
         body["stream"] = stream.as_str().into();
         body["toxicity"] = toxicity.into();
-        let url = format!("http://{}/proxies/{proxy}/toxics", self.addr);
         let what = format!("add {} toxic", kind.type_name());
-        let resp = self
-            .http
-            .post(url)
-            .json(&body)
-            .send()
-            .map_err(|e| self.api_err(&what, e))?;
-        if !resp.status().is_success() {
-            return Err(self.api_err(what, resp.text().unwrap_or_default()));
-        }
-        Ok(())
+        self.post_json(&format!("/proxies/{proxy}/toxics"), &body, &what)
     }
 
     fn verify(&self, name: &str, fault: &NetFault, on: bool) -> Result<(), ControlError> {
@@ -329,7 +394,7 @@ impl ProxyControl {
             NetFault::Toxic { kind, streams, .. } => {
                 let toxics = Self::toxic_names(&proxy);
                 let mut shown = streams.iter().map(|s| {
-                    let wanted = format!("{}_{}", kind.type_name(), s.as_str());
+                    let wanted = toxic_name(kind, *s);
                     toxics.contains(&wanted.as_str())
                 });
                 if on {
@@ -350,3 +415,23 @@ impl ProxyControl {
         }
     }
 }
+
+/// The prefix of every name gameday gives a toxic or a proxy on a Toxiproxy.
+pub const NAME_PREFIX: &str = "gameday";
+
+/// The name of gameday's toxic of `kind` on `stream`: its owner tag, then
+/// Toxiproxy's own `<type>_<stream>` (see `vocab::owner`).
+fn toxic_name(kind: &ToxicKind, stream: Stream) -> String {
+    owner::tagged(
+        NAME_PREFIX,
+        &format!("{}_{}", kind.type_name(), stream.as_str()),
+    )
+}
+
+/// The name of the marker toxic on a proxy gameday disabled.
+fn down_marker() -> String {
+    owner::tagged(NAME_PREFIX, DOWN)
+}
+
+/// What follows the tag in a down marker's name.
+pub const DOWN: &str = "down";

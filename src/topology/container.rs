@@ -1,14 +1,19 @@
 //! The docker backend's launch: the same `redis-server` command in a
 //! container (testcontainers), with host networking so it listens on
 //! 127.0.0.1, the node's directory bind-mounted at `/data`, and labels
-//! naming the run, the node and gameday's pid.
+//! naming the run, the node and the gameday process that owns it.
 
 use super::plan::TopologyPlan;
 use super::TopologyError;
+use crate::vocab::owner::Owner;
 use std::path::Path;
 use testcontainers::core::Mount;
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+
+/// The label naming the gameday process a container belongs to (see
+/// `vocab::owner`); `gameday clean` removes containers whose owner is dead.
+pub const OWNER_LABEL: &str = "gameday.owner";
 
 /// The default image for real users; CI names a local one through
 /// `GAMEDAY_REDIS_IMAGE` (see ci/docker.sh).
@@ -49,6 +54,7 @@ pub(super) async fn start_container(
         .with_label("gameday.run", run_id)
         .with_label("gameday.node", id)
         .with_label("gameday.pid", std::process::id().to_string())
+        .with_label(OWNER_LABEL, Owner::me().tag())
         .with_mount(Mount::bind_mount(host_dir.display().to_string(), "/data"))
         .start()
         .await

@@ -14,6 +14,7 @@
 mod assemble;
 pub mod config;
 mod container;
+pub use container::OWNER_LABEL;
 pub mod external;
 pub mod handle;
 mod local;

@@ -15,6 +15,7 @@ use super::handle::{HandleKind, NodeHandle};
 use super::local::spawn_process;
 use super::TopologyError;
 use crate::topology::plan::TopologyPlan;
+use crate::vocab::owner;
 use crate::vocab::topo::Role;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -22,6 +23,10 @@ use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use testcontainers::{ContainerAsync, GenericImage};
+
+/// The prefix of a node's temporary directory, which then carries its
+/// owner's tag (`vocab::owner`) for `gameday clean`.
+pub const TEMP_PREFIX: &str = "gameday";
 
 pub(super) const READY_TIMEOUT: Duration = Duration::from_secs(10);
 const PORT_ATTEMPTS: usize = 5;
@@ -107,7 +112,7 @@ impl RedisProcess {
         launcher: &Launcher,
     ) -> Result<Self, TopologyError> {
         let dir = tempfile::Builder::new()
-            .prefix(&format!("gameday-{id}-"))
+            .prefix(&owner::tagged(TEMP_PREFIX, &format!("{id}-")))
             .tempdir()
             .map_err(io_err(id, "cannot create a temporary directory"))?;
         let port = free_port().map_err(io_err(id, "no free port"))?;

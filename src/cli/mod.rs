@@ -1,6 +1,8 @@
 //! The `gameday` command line. What the user typed (clap) is resolved here
 //! into plans and options; the work happens in `run`, `proxy` and `bench`.
 
+mod lab_cmds;
+
 use crate::run::{self, RunOptions};
 use crate::scenario;
 use crate::scenario::plan::{Overrides, RunPlan};
@@ -50,6 +52,16 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "process")]
         backend: Backend,
         /// Drive this Toxiproxy API (loopback only) instead of the embedded one.
+        #[arg(long, value_name = "URL")]
+        toxiproxy_url: Option<String>,
+    },
+    /// Remove what dead gameday processes left behind: containers labelled
+    /// with a dead gameday.owner, their temporary directories and, with
+    /// --toxiproxy-url, the toxics and proxies they put on that Toxiproxy.
+    /// Nothing of a live gameday, nor anything not named as gameday's, is
+    /// touched. `run` and `up` do the same at start.
+    Clean {
+        /// Also clean this Toxiproxy API (loopback only).
         #[arg(long, value_name = "URL")]
         toxiproxy_url: Option<String>,
     },
@@ -246,7 +258,8 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             topology,
             backend,
             toxiproxy_url,
-        } => up(topology, backend, toxiproxy_url).await,
+        } => lab_cmds::up(topology, backend, toxiproxy_url).await,
+        Command::Clean { toxiproxy_url } => lab_cmds::clean(toxiproxy_url).await,
         Command::Compare {
             candidate,
             baselines,
@@ -481,120 +494,4 @@ fn list(dir: &Path) -> anyhow::Result<u8> {
         }
     }
     Ok(code)
-}
-
-/// The `[topology]` of a scenario that drives `lab` as an external
-/// topology, for pasting: every client endpoint with its proxy.
-fn external_snippet(lab: &crate::lab::Lab) -> String {
-    use std::fmt::Write;
-    let mut out = String::from("\n# a scenario drives this lab with:\n");
-    let _ = writeln!(out, "[topology]");
-    let _ = writeln!(out, "kind = \"{}\"", lab.topology.kind.as_str());
-    let _ = writeln!(out, "backend = \"external\"");
-    let _ = writeln!(out, "toxiproxy_url = \"{}\"", lab.control.url());
-    if let crate::topology::ClientSpec::Sentinel { master, .. } = &lab.client {
-        let _ = writeln!(out, "master_name = \"{master}\"");
-    }
-    for w in &lab.wired {
-        if w.endpoint.port != crate::topology::Port::Client {
-            continue;
-        }
-        let role = w.endpoint.role.as_str();
-        let _ = writeln!(out, "[[topology.endpoint]]");
-        let _ = writeln!(
-            out,
-            "node = \"{}\"\nrole = \"{role}\"\naddr = \"{}\"\nproxy = \"{}\"",
-            w.endpoint.node, w.proxy_addr, w.proxy
-        );
-    }
-    out.push_str("# (end)\n\n");
-    out
-}
-
-/// Prints a line of `gameday up`'s output. A reader that went away (a
-/// closed pipe) must not take the lab down with a panic: the lab serves
-/// until Ctrl-C either way.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
-    }};
-}
-
-async fn up(
-    kind: crate::vocab::topo::TopologyKind,
-    backend: Backend,
-    url: Option<String>,
-) -> anyhow::Result<u8> {
-    if let Some(url) = &url {
-        crate::proxy::control::check_url(url).context("--toxiproxy-url")?;
-    }
-    let mut shutdown = shutdown_signal()?;
-    let plan = crate::topology::plan::TopologyPlan {
-        backend,
-        toxiproxy_url: url,
-        ..crate::topology::plan::TopologyPlan::of_kind(kind)
-    };
-    let started = std::time::Instant::now();
-    let run_id = format!("up-{:06x}", rand::random::<u32>() & 0xff_ffff);
-    let lab = match crate::lab::Lab::start(&plan, &run_id, shutdown.clone()).await {
-        Ok(lab) => lab,
-        Err(e) => {
-            eprintln!("gameday up: {e}");
-            return Ok(e.exit_code());
-        }
-    };
-    say!(
-        "{} topology ready in {:.1}s",
-        kind.as_str(),
-        started.elapsed().as_secs_f64()
-    );
-    say!(
-        "Toxiproxy API: {} ({} {})",
-        lab.control.url(),
-        lab.proxy_kind,
-        lab.proxy_version
-    );
-    say!(
-        "{:<16} {:<8} {:<22} {:<22} proxy",
-        "endpoint",
-        "role",
-        "real address",
-        "clients use"
-    );
-    for w in &lab.wired {
-        let role = w.endpoint.role.as_str();
-        say!(
-            "{:<16} {:<8} {:<22} {:<22} {}",
-            w.endpoint.name,
-            role,
-            w.endpoint.addr.to_string(),
-            w.proxy_addr.to_string(),
-            w.proxy
-        );
-    }
-    match &lab.client {
-        crate::topology::ClientSpec::Direct(a) => {
-            say!("\nredis-cli -h {} -p {}", a.ip(), a.port())
-        }
-        crate::topology::ClientSpec::Sentinel { sentinels, master } => say!(
-            "\nredis-cli -h {} -p {} SENTINEL get-master-addr-by-name {master}",
-            sentinels[0].ip(),
-            sentinels[0].port()
-        ),
-        crate::topology::ClientSpec::Cluster { nodes } => {
-            say!("\nredis-cli -c -h {} -p {}", nodes[0].ip(), nodes[0].port())
-        }
-    }
-    say!("\nA service under test reads (the proxied endpoints only):");
-    for (k, v) in lab.client.env() {
-        say!("export {k}={v}");
-    }
-    say!("{}", external_snippet(&lab).trim_end());
-    say!("faults: e.g. curl -X POST {}/proxies/<proxy>/toxics -d '{{\"type\":\"latency\",\"attributes\":{{\"latency\":100}}}}'", lab.control.url());
-    say!("Ctrl-C stops everything.");
-    let _ = shutdown.wait_for(|s| *s).await;
-    lab.stop().await;
-    eprintln!("gameday up: stopped, nothing left running");
-    Ok(0)
 }
