@@ -60,6 +60,8 @@ pub enum Which {
         #[arg(long, default_value_t = 64)]
         max_in_flight: usize,
     },
+    /// Memory over a long cache-aside run: RSS at 1, 10 and M minutes.
+    Soak(crate::bench_soak::SoakBench),
     /// Latency and throughput added by the embedded proxy.
     Proxy {
         #[arg(long, default_value_t = 20000)]
@@ -82,6 +84,7 @@ pub async fn run(which: Which) -> anyhow::Result<u8> {
             seconds,
         } => crate::bench_http::bench_http(connections, seconds).await,
         Which::Gate(args) => crate::bench_gate::bench_gate(args).await,
+        Which::Soak(args) => crate::bench_soak::bench_soak(args).await,
         Which::Open {
             rate,
             seconds,

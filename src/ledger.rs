@@ -27,7 +27,8 @@ pub type Tracked = (std::sync::Arc<Ledger>, VersionOf);
 /// What the ledger found by the end of a run.
 #[derive(Debug, Clone, Default)]
 pub struct Losses {
-    /// Keys whose last acknowledged write was tracked.
+    /// Keys whose last acknowledged write was tracked (those dropped after
+    /// their TTL included).
     pub keys: usize,
     /// The first `LISTED` lost writes, one by one.
     pub listed: Vec<LostWrite>,
@@ -76,7 +77,17 @@ struct Inner {
     total: u64,
     /// Every loss's ack time, for per-phase counts.
     lost_acked_us: Vec<u64>,
+    /// Keys dropped once their TTL had run out, and acks since the last
+    /// drop.
+    expired: usize,
+    acks: usize,
 }
+
+/// Every this many acks, keys past their TTL are dropped: a key that may
+/// have expired cannot reveal a loss (it may be missing, and versions only
+/// grow), so a long run of short-lived keys (sessions) keeps only the live
+/// ones.
+const PRUNE_EVERY: usize = 4096;
 
 /// See the module docs.
 #[derive(Default)]
@@ -93,6 +104,13 @@ impl Ledger {
     /// with `ttl`, and its reply came at `acked_us`.
     pub fn ack(&self, key: &str, version: u64, start_us: u64, acked_us: u64, ttl: Duration) {
         let mut inner = self.lock();
+        inner.acks += 1;
+        if inner.acks >= PRUNE_EVERY {
+            inner.acks = 0;
+            let before = inner.acked.len();
+            inner.acked.retain(|_, a| a.live_until_us > acked_us);
+            inner.expired += before - inner.acked.len();
+        }
         let newer = inner.acked.get(key).is_none_or(|a| version > a.version);
         if newer {
             inner.acked.insert(
@@ -187,7 +205,7 @@ impl Ledger {
     pub fn lost(&self) -> Losses {
         let inner = self.lock();
         Losses {
-            keys: inner.acked.len(),
+            keys: inner.acked.len() + inner.expired,
             listed: inner.lost.clone(),
             total: inner.total,
             acked_us: inner.lost_acked_us.clone(),
@@ -228,5 +246,31 @@ mod tests {
         assert!(!l.observe("a", None, 1000, 1000, "read"), "expired by then");
         assert!(!l.observe("b", None, 10, 10, "read"), "never acknowledged");
         assert_eq!(l.lost().total, 0);
+    }
+
+    #[test]
+    fn expired_keys_are_dropped_and_still_counted() {
+        let l = Ledger::default();
+        let ttl = Duration::from_micros(1_000);
+        for i in 0..PRUNE_EVERY as u64 * 3 {
+            l.ack(&format!("s{i}"), i, i * 10, i * 10 + 5, ttl);
+        }
+        let inner = l.lock();
+        assert!(
+            inner.acked.len() <= PRUNE_EVERY + 100,
+            "{}",
+            inner.acked.len()
+        );
+        drop(inner);
+        assert_eq!(l.lost().keys, PRUNE_EVERY * 3);
+        // A live key is still judged.
+        let last = PRUNE_EVERY as u64 * 3 - 1;
+        assert!(l.observe(
+            &format!("s{last}"),
+            None,
+            last * 10 + 6,
+            last * 10 + 6,
+            "read"
+        ));
     }
 }

@@ -9,14 +9,82 @@
 //! requests (no coordinated omission).
 
 use crate::vocab::outcome::{is_redis_op, Counter, ErrorClass, Outcome, Sample, Trace, CALLER_OP};
+use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use hdrhistogram::Histogram;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use tokio::time::Instant;
+
+/// A latency histogram (µs) that can be packed away: a second long past
+/// is kept as its V2 encoding (a few hundred bytes, against tens of kB
+/// for the counts array), so an hour's per-second histograms stay small.
+/// Reading a packed one decodes it; recording into one unpacks it.
+#[derive(Debug, Clone)]
+pub enum Hist {
+    Live(Histogram<u64>),
+    Packed(Box<[u8]>),
+}
+
+impl Hist {
+    fn new(sigfig: u8) -> Hist {
+        Hist::Live(Histogram::new(sigfig).expect("valid histogram precision"))
+    }
+
+    /// The histogram itself, decoded if packed.
+    pub fn histogram(&self) -> Cow<'_, Histogram<u64>> {
+        match self {
+            Hist::Live(h) => Cow::Borrowed(h),
+            Hist::Packed(bytes) => Cow::Owned(
+                Deserializer::new()
+                    .deserialize(&mut &bytes[..])
+                    .expect("a histogram this recorder encoded decodes"),
+            ),
+        }
+    }
+
+    pub fn value_at_quantile(&self, q: f64) -> u64 {
+        self.histogram().value_at_quantile(q)
+    }
+
+    pub fn max(&self) -> u64 {
+        self.histogram().max()
+    }
+
+    pub fn mean(&self) -> f64 {
+        self.histogram().mean()
+    }
+
+    /// Records `v`; the histogram grows to fit, and only a value beyond its
+    /// range saturates.
+    fn record(&mut self, v: u64) {
+        if let Hist::Packed(_) = self {
+            let mut h = self.histogram().into_owned();
+            // A decoded histogram keeps the range it was packed with.
+            h.auto(true);
+            *self = Hist::Live(h);
+        }
+        if let Hist::Live(h) = self {
+            if h.record(v).is_err() {
+                h.saturating_record(v);
+            }
+        }
+    }
+
+    /// Packs a live histogram into its encoding.
+    fn pack(&mut self) {
+        if let Hist::Live(h) = self {
+            let mut bytes = Vec::new();
+            if V2Serializer::new().serialize(h, &mut bytes).is_ok() {
+                *self = Hist::Packed(bytes.into_boxed_slice());
+            }
+        }
+    }
+}
 
 /// Counts of one op in one phase or second.
 #[derive(Debug, Clone)]
 pub struct OpStats {
-    pub hist: Histogram<u64>,
+    pub hist: Hist,
     pub count: u64,
     pub errors: u64,
     pub by_class: BTreeMap<ErrorClass, u64>,
@@ -27,7 +95,7 @@ pub struct OpStats {
 impl OpStats {
     fn new(sigfig: u8) -> Self {
         OpStats {
-            hist: Histogram::new(sigfig).expect("valid histogram precision"),
+            hist: Hist::new(sigfig),
             count: 0,
             errors: 0,
             by_class: BTreeMap::new(),
@@ -37,11 +105,7 @@ impl OpStats {
     }
 
     fn add(&mut self, s: &Sample) {
-        let v = s.latency_us();
-        // The histogram grows to fit; only a value beyond its range saturates.
-        if self.hist.record(v).is_err() {
-            self.hist.saturating_record(v);
-        }
+        self.hist.record(s.latency_us());
         self.count += 1;
         if let Outcome::Err(class) = s.outcome {
             self.errors += 1;
@@ -156,7 +220,13 @@ pub struct Recorder {
     /// to the end of the first successful one that started after it.
     outages: Vec<(u64, u64)>,
     open_outage: Option<u64>,
+    /// The seconds before this one have their histograms packed.
+    packed_below: usize,
 }
+
+/// How many seconds behind the newest one a second's histograms are
+/// packed: well past any op's time limit, so packing is final in practice.
+const PACK_AFTER_S: usize = 30;
 
 const PHASE_SIGFIG: u8 = 3;
 const SECOND_SIGFIG: u8 = 2;
@@ -176,6 +246,7 @@ impl Recorder {
             caller_ops,
             outages: Vec::new(),
             open_outage: None,
+            packed_below: 0,
         }
     }
 
@@ -260,10 +331,7 @@ impl Recorder {
         };
         let when = first.intended_us;
         let phase = self.phase_index(when);
-        let second = (when / 1_000_000) as usize;
-        if self.seconds.len() <= second {
-            self.seconds.resize_with(second + 1, SecondStats::default);
-        }
+        let second = self.second(when);
         for s in &trace.samples {
             if is_redis_op(s.op) {
                 match (s.outcome, self.open_outage) {
@@ -291,10 +359,7 @@ impl Recorder {
                     ph.first_redis_ok_us.get_or_insert(s.end_us);
                 }
             }
-            let sec = (s.intended_us / 1_000_000) as usize;
-            if self.seconds.len() <= sec {
-                self.seconds.resize_with(sec + 1, SecondStats::default);
-            }
+            let sec = self.second(s.intended_us);
             add_sample(&mut self.seconds[sec].ops, s, is_caller, SECOND_SIGFIG);
         }
         let stage = self.stage_index(when);
@@ -341,11 +406,19 @@ impl Recorder {
         *e = (*e).max(v);
     }
 
-    /// The index of the second `t_us` falls in, made if need be.
+    /// The index of the second `t_us` falls in, made if need be. A new
+    /// second packs the histograms of those `PACK_AFTER_S` behind it: an op
+    /// is filed under its intended start, so a late one can still land in
+    /// a packed second (it is unpacked for it).
     fn second(&mut self, t_us: u64) -> usize {
         let second = (t_us / 1_000_000) as usize;
         if self.seconds.len() <= second {
             self.seconds.resize_with(second + 1, SecondStats::default);
+            let upto = second.saturating_sub(PACK_AFTER_S);
+            for sec in &mut self.seconds[self.packed_below.min(upto)..upto] {
+                sec.ops.values_mut().for_each(|o| o.hist.pack());
+            }
+            self.packed_below = self.packed_below.max(upto);
         }
         second
     }
@@ -383,6 +456,45 @@ mod tests {
             end_us: end,
             outcome,
         }
+    }
+
+    #[test]
+    fn old_seconds_are_packed_and_read_back_the_same() {
+        let mut rec = Recorder::new(Instant::now(), &["read"]);
+        let mut t = Trace::default();
+        let mut want = Vec::new();
+        for sec in 0..100u64 {
+            let mut h = Histogram::<u64>::new(SECOND_SIGFIG).unwrap();
+            for i in 0..200u64 {
+                let at = sec * 1_000_000 + i * 5_000;
+                let lat = 100 + (i * 37 + sec * 11) % 5_000;
+                t.clear();
+                t.samples.push(sample("read", at, at + lat, Outcome::Ok));
+                rec.record(&t);
+                h.record(lat).unwrap();
+            }
+            want.push(h);
+        }
+        let packed = |s: &SecondStats| matches!(s.ops["read"].hist, Hist::Packed(_));
+        // The newest second is 99: those more than PACK_AFTER_S behind it.
+        assert!(rec.seconds()[..99 - PACK_AFTER_S].iter().all(packed));
+        assert!(!rec.seconds()[99 - PACK_AFTER_S..].iter().any(packed));
+        for (sec, h) in rec.seconds().iter().zip(&want) {
+            let got = &sec.ops["read"].hist;
+            for q in [0.5, 0.9, 0.99, 1.0] {
+                assert_eq!(got.value_at_quantile(q), h.value_at_quantile(q));
+            }
+            assert_eq!(got.histogram().len(), 200);
+            assert_eq!(sec.ops["read"].count, 200);
+        }
+        // A late op filed under a packed second unpacks it and counts.
+        t.clear();
+        t.samples
+            .push(sample("read", 2_000_000, 9_000_000, Outcome::Ok));
+        rec.record(&t);
+        assert_eq!(rec.seconds()[2].ops["read"].hist.histogram().len(), 201);
+        let late = rec.seconds()[2].ops["read"].hist.histogram().into_owned();
+        assert_eq!(late.max(), late.highest_equivalent(7_000_000));
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub fn write(report: &RunReport, out: &mut impl Write) -> std::io::Result<()> {
     for (t, sec) in report.recorder.seconds().iter().enumerate() {
         for (op, s) in &sec.ops {
             log.write_histogram(
-                &s.hist,
+                &*s.hist.histogram(),
                 Duration::from_secs(t as u64),
                 Duration::from_secs(1),
                 Tag::new(op),

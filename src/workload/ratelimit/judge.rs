@@ -5,12 +5,43 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// One decision, as the oracle needs it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct Decision {
     pub(super) client: u32,
     pub(super) at_us: u64,
     pub(super) admitted: bool,
     pub(super) degraded: bool,
+}
+
+/// The most clients a run may have: a packed decision keeps 22 bits of
+/// client.
+pub(super) const MAX_CLIENTS: u64 = 1 << CLIENT_BITS;
+const CLIENT_BITS: u32 = 22;
+
+/// A decision in 8 bytes, as the workload keeps it for the whole run:
+/// time (40 bits of µs, 12 days), client (22 bits), admitted, degraded.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Packed(u64);
+
+impl Packed {
+    pub(super) fn new(d: Decision) -> Packed {
+        let time = d.at_us.min((1 << 40) - 1) << (CLIENT_BITS + 2);
+        let client = u64::from(d.client).min(MAX_CLIENTS - 1) << 2;
+        Packed(time | client | u64::from(d.admitted) << 1 | u64::from(d.degraded))
+    }
+
+    pub(super) fn at_us(self) -> u64 {
+        self.0 >> (CLIENT_BITS + 2)
+    }
+
+    pub(super) fn decision(self) -> Decision {
+        Decision {
+            client: ((self.0 >> 2) & (MAX_CLIENTS - 1)) as u32,
+            at_us: self.at_us(),
+            admitted: self.0 & 2 != 0,
+            degraded: self.0 & 1 != 0,
+        }
+    }
 }
 
 /// Per client and aligned window: (over-admitted, under-admitted, allowed,
@@ -127,6 +158,25 @@ mod tests {
             admitted,
             degraded: false,
         }
+    }
+
+    #[test]
+    fn a_packed_decision_reads_back_the_same() {
+        for (client, at_us, admitted, degraded) in [
+            (0, 0, false, false),
+            (MAX_CLIENTS as u32 - 1, (1 << 40) - 1, true, true),
+            (12_345, 3_600_000_000, true, false),
+            (7, 42, false, true),
+        ] {
+            let d = Decision {
+                client,
+                at_us,
+                admitted,
+                degraded,
+            };
+            assert_eq!(Packed::new(d).decision(), d);
+        }
+        assert_eq!(std::mem::size_of::<Packed>(), 8);
     }
 
     #[test]

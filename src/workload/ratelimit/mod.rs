@@ -31,7 +31,7 @@ use crate::vocab::check::{
 use crate::vocab::expect::Dim;
 use crate::vocab::outcome::{Counter, ErrorClass, Outcome, Trace, CALLER_ERRORS, REDIS_ERRORS};
 use crate::vocab::units::Dur;
-use judge::{judge, Decision};
+use judge::{judge, Decision, Packed, MAX_CLIENTS};
 use serde::Deserialize;
 use std::time::Duration;
 use toml::Spanned;
@@ -134,6 +134,19 @@ pub struct Raw {
 }
 
 impl Raw {
+    /// `clients`: at most `MAX_CLIENTS` (what a kept decision can name).
+    fn clients_checked(&self) -> Checked<u64> {
+        let clients = positive_int_or(self.clients.as_ref(), "clients", 10)?;
+        if let Some(c) = &self.clients {
+            check(
+                c,
+                clients <= MAX_CLIENTS,
+                format!("`clients` must be at most {MAX_CLIENTS}"),
+            )?;
+        }
+        Ok(clients)
+    }
+
     /// Validates the keys; `algorithms = [...]` gives one variant each.
     pub fn plan(self) -> Checked<Choice<RateLimitPlan>> {
         if let Some(list) = &self.algorithms {
@@ -169,7 +182,7 @@ impl Raw {
             algorithm: self.algorithm.unwrap_or(RateLimitAlgorithm::FixedWindow),
             limit,
             window,
-            clients: positive_int_or(self.clients.as_ref(), "clients", 10)?,
+            clients: self.clients_checked()?,
             skew: positive_f64_or(
                 self.skew.as_ref(),
                 1.0,
@@ -290,7 +303,8 @@ pub struct RateLimit {
     t0: Instant,
     seed: u64,
     zipf: Option<Zipf<f64>>,
-    decisions: Mutex<Vec<Decision>>,
+    /// Every decision, 8 bytes each, judged per phase at the end.
+    decisions: Mutex<Vec<Packed>>,
 }
 
 pub struct User {
@@ -453,12 +467,12 @@ impl Workload for RateLimit {
         self.decisions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(Decision {
+            .push(Packed::new(Decision {
                 client: c,
                 at_us: intended_us,
                 admitted,
                 degraded,
-            });
+            }));
         Done::new("request", Outcome::Ok)
     }
 }
@@ -483,8 +497,8 @@ impl RateLimit {
         let decisions = self.decisions.lock().unwrap_or_else(|p| p.into_inner());
         let mut in_phase: Vec<Decision> = decisions
             .iter()
-            .filter(|d| (from_us..to_us).contains(&d.at_us))
-            .copied()
+            .filter(|d| (from_us..to_us).contains(&d.at_us()))
+            .map(|d| d.decision())
             .collect();
         in_phase.sort_by_key(|d| d.at_us);
         judge(
