@@ -9,6 +9,7 @@ use crate::proxy::control::ControlError;
 use crate::proxy::control::{ProxyControl, ProxyState, NAME_PREFIX};
 use crate::proxy::server::{loopback_addr, ApiError};
 use crate::proxy::EmbeddedProxy;
+use crate::redis_admin::access::{grant, revoke};
 use crate::topology::handle::NodeHandle;
 use crate::topology::plan::{ExternalEndpoint, TopologyPlan};
 use crate::topology::TopologyError;
@@ -176,6 +177,7 @@ impl Lab {
                 .control
                 .call(move |c| c.create_proxy(&n, upstream))
                 .await?;
+            grant(proxy_addr, &self.topology.security.access);
             self.wired.push(Wired {
                 endpoint,
                 proxy: name,
@@ -215,6 +217,9 @@ impl Lab {
                     (name, at, e.addr, true)
                 }
             };
+            // Revoked by `stop`.
+            grant(proxy_addr, &self.topology.security.access);
+            grant(upstream, &self.topology.security.access);
             self.wired.push(Wired {
                 endpoint: Endpoint {
                     name: e.node.clone(),
@@ -401,6 +406,12 @@ impl Lab {
         for w in self.wired.iter().filter(|w| w.owned) {
             let name = w.proxy.clone();
             let _ = self.control.call(move |c| c.delete(&name)).await;
+        }
+        for w in &self.wired {
+            revoke(w.proxy_addr);
+            if self.backend == Backend::External {
+                revoke(w.endpoint.addr);
+            }
         }
         self.topology.stop().await;
     }

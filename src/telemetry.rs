@@ -389,7 +389,7 @@ async fn listen(id: &str, addr: SocketAddr, t0: Instant, out: &Mutex<Vec<ServerE
     use futures_util::StreamExt;
     loop {
         let subscribed = async {
-            let client = redis::Client::open(format!("redis://{addr}/")).ok()?;
+            let client = crate::redis_admin::access::client(addr).ok()?;
             let mut pubsub = client.get_async_pubsub().await.ok()?;
             for channel in SENTINEL_EVENTS {
                 pubsub.subscribe(channel).await.ok()?;

@@ -8,8 +8,10 @@ pub use crate::lab::Lab;
 pub use crate::proxy::control::{NetFault, ProxyControl};
 pub use crate::proxy::toxic::{Stream, ToxicKind};
 pub use crate::recorder::Recorder;
+pub use crate::redis_admin::access::{access, Access, Secret};
 pub use crate::topology::plan::TopologyPlan;
 pub use crate::topology::process::{free_port, RedisProcess};
+pub use crate::topology::security::{AuthPlan, SecurityPlan};
 pub use crate::topology::Port;
 pub use crate::vocab::outcome::Trace;
 pub use crate::vocab::topo::{

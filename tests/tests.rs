@@ -41,5 +41,6 @@ mod stampede;
 mod stop_conditions;
 mod target;
 mod teardown;
+mod tls_acl;
 mod topologies;
 mod topology;

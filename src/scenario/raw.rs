@@ -82,6 +82,20 @@ pub struct RawTopology {
     /// external: the endpoints of a topology gameday did not start.
     #[serde(default, rename = "endpoint")]
     pub endpoints: Vec<Spanned<RawEndpoint>>,
+    /// TLS on every client port, replication, the cluster bus and Sentinel.
+    pub tls: Option<Spanned<bool>>,
+    /// external with TLS: the CA that signed the servers' certificates.
+    pub ca_file: Option<Spanned<String>>,
+    /// An ACL user every client authenticates as.
+    pub auth: Option<Spanned<RawAuth>>,
+}
+
+/// `auth = { user = "app", password_env = "REDIS_PASSWORD" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    pub user: Spanned<String>,
+    pub password_env: Spanned<String>,
 }
 
 /// One `[[topology.endpoint]]` of an external topology.

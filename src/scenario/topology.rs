@@ -7,6 +7,7 @@ use super::{VResult, Validator};
 use crate::proxy::control::check_url;
 use crate::proxy::server::loopback_addr;
 use crate::topology::plan::{ExternalEndpoint, ExternalPlan, TopologyPlan};
+use crate::topology::security::{AuthPlan, SecurityPlan};
 use crate::vocab::topo::{Backend, Role, TopologyKind, SENTINEL_MASTER};
 use std::ops::Range;
 use toml::Spanned;
@@ -33,6 +34,7 @@ impl Validator<'_> {
                 .map_err(|e| self.err(url.span(), format!("`toxiproxy_url`: {e}")))?;
         }
         let external = self.external(&t, backend)?;
+        let security = self.security(&t, backend)?;
         let defaults = TopologyPlan::of_kind(kind);
         let count = |s: &Option<Spanned<i64>>, key: &str, min: i64, max: i64, default: usize| {
             self.count(s.as_ref(), key, min..=max, default)
@@ -71,6 +73,50 @@ impl Validator<'_> {
             master_name,
             toxiproxy_url: t.toxiproxy_url.map(|u| u.into_inner()),
             external,
+            security,
+        })
+    }
+
+    /// `tls`, `ca_file` and `auth`. A password is never written in a
+    /// scenario: `password_env` names the variable that holds it.
+    fn security(&self, t: &RawTopology, backend: Backend) -> VResult<SecurityPlan> {
+        let tls = t.tls.as_ref().is_some_and(|b| *b.get_ref());
+        if let Some(ca) = &t.ca_file {
+            self.check(
+                ca,
+                backend == Backend::External && tls,
+                "`ca_file` needs backend = \"external\" and tls = true (an owned topology's CA is made per run)",
+            )?;
+        }
+        let auth = match &t.auth {
+            None => None,
+            Some(a) => {
+                let a = a.get_ref();
+                let word = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_graphic());
+                self.check(
+                    &a.user,
+                    word(a.user.get_ref()),
+                    "`user` must be non-empty, without spaces",
+                )?;
+                let var = a.password_env.get_ref();
+                let is_var = !var.is_empty()
+                    && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && !var.starts_with(|c: char| c.is_ascii_digit());
+                self.check(
+                    &a.password_env,
+                    is_var,
+                    "`password_env` must name an environment variable (letters, digits, _)",
+                )?;
+                Some(AuthPlan {
+                    user: a.user.get_ref().clone(),
+                    password_env: var.clone(),
+                })
+            }
+        };
+        Ok(SecurityPlan {
+            tls,
+            ca_file: t.ca_file.as_ref().map(|c| c.get_ref().into()),
+            auth,
         })
     }
 

@@ -155,6 +155,14 @@ pub(super) async fn sentinels(topo: &Topology, proxies: &ProxyMap) -> Result<(),
             ("failover-timeout", failover.as_str()),
         ];
         config_set(s.addr, &["SENTINEL", "SET", master], &timing).await?;
+        // The sentinels reach the primary and replicas as the ACL user.
+        if let Some((user, password)) = &topo.security.access.user {
+            let auth = [
+                ("auth-user", user.as_str()),
+                ("auth-pass", password.expose()),
+            ];
+            config_set(s.addr, &["SENTINEL", "SET", master], &auth).await?;
+        }
     }
     let (replicas, others) = (topo.plan.replicas, sentinels.len() - 1);
     for s in sentinels {

@@ -3,6 +3,7 @@
 //! memory, persistence, cluster or sentinel mode).
 
 use super::plan::TopologyPlan;
+use super::security::Security;
 use crate::vocab::topo::Persistence;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -31,27 +32,43 @@ pub enum Flavor {
 pub(super) fn server_args(
     port: u16,
     bus: Option<u16>,
-    host_dir: &Path,
-    dir: &Path,
+    (host_dir, dir): (&Path, &Path),
     plan: &TopologyPlan,
+    security: &Security,
     flavor: Flavor,
 ) -> std::io::Result<Vec<String>> {
     let log = dir.join("redis.log").display().to_string();
+    security.write_files(host_dir)?;
     if let Flavor::Sentinel { peer_source } = flavor {
-        return sentinel_args(port, host_dir, dir, &log, peer_source);
+        return sentinel_args(port, (host_dir, dir), &log, peer_source, security);
     }
-    // An empty config file to start with: `CONFIG REWRITE` (by the
-    // assembly, and by sentinels on failover) then persists what was set at
-    // run time, so a restarted node comes back with its role and announces.
-    std::fs::write(host_dir.join("redis.conf"), "")?;
+    // The ACL user, if any, and otherwise an empty config file to start
+    // with: `CONFIG REWRITE` (by the assembly, and by sentinels on
+    // failover) then persists what was set at run time, so a restarted node
+    // comes back with its role and announces. The file is the node's own
+    // (mode 0600): a password never goes on a command line.
+    write_private(&host_dir.join("redis.conf"), &security.acl_lines(false))?;
     let (port, dir_s) = (port.to_string(), dir.display().to_string());
     let mut args = vec![dir.join("redis.conf").display().to_string()];
+    // With TLS the client port speaks TLS only.
+    let (plain, tls) = match security.files {
+        Some(_) => ("0", Some(port.as_str())),
+        None => (port.as_str(), None),
+    };
+    args.extend(words(&["--port", plain]));
+    if let Some(tls) = tls {
+        args.extend(words(&["--tls-port", tls]));
+        for (k, v) in security.tls_directives(dir) {
+            args.extend([format!("--{k}"), v]);
+        }
+        if matches!(flavor, Flavor::ClusterNode { .. }) {
+            args.extend(words(&["--tls-cluster", "yes"]));
+        }
+    }
     args.extend(words(&[
         // DEBUG SLEEP, for the `debug_sleep` fault; local connections only.
         "--enable-debug-command",
         "local",
-        "--port",
-        &port,
         "--bind",
         "127.0.0.1",
         "--dir",
@@ -104,19 +121,29 @@ pub(super) fn server_args(
 /// Sentinel rewrites its configuration file, so it needs one of its own.
 fn sentinel_args(
     port: u16,
-    host_dir: &Path,
-    dir: &Path,
+    (host_dir, dir): (&Path, &Path),
     log: &str,
     peer_source: Option<Ipv4Addr>,
+    security: &Security,
 ) -> std::io::Result<Vec<String>> {
     let source = peer_source
         .map(|s| format!("bind-source-addr {s}\n"))
         .unwrap_or_default();
-    std::fs::write(
-        host_dir.join("sentinel.conf"),
-        format!(
-            "port {port}\nbind 127.0.0.1\ndir {}\nlogfile {log}\ndaemonize no\n{source}",
-            dir.display()
+    let ports = match security.files {
+        Some(_) => format!("port 0\ntls-port {port}\n"),
+        None => format!("port {port}\n"),
+    };
+    let tls: String = security
+        .tls_directives(dir)
+        .into_iter()
+        .map(|(k, v)| format!("{k} {v}\n"))
+        .collect();
+    write_private(
+        &host_dir.join("sentinel.conf"),
+        &format!(
+            "{ports}bind 127.0.0.1\ndir {}\nlogfile {log}\ndaemonize no\n{source}{tls}{}",
+            dir.display(),
+            security.acl_lines(true)
         ),
     )?;
     Ok(vec![
@@ -127,4 +154,17 @@ fn sentinel_args(
 
 fn words<'a>(list: &'a [&'a str]) -> impl Iterator<Item = String> + 'a {
     list.iter().map(|w| w.to_string())
+}
+
+/// Writes a node's configuration or key, readable by its owner only.
+pub(super) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())
 }

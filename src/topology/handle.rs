@@ -186,10 +186,11 @@ impl NodeHandle {
     /// Polls PING until the node answers, it exits, or READY_TIMEOUT passes.
     pub async fn wait_ready(&self) -> Result<(), TopologyError> {
         let deadline = Instant::now() + READY_TIMEOUT;
-        let url = format!("redis://{}/", self.addr);
-        let client = redis::Client::open(url).map_err(|source| TopologyError::Command {
-            node: self.id.clone(),
-            source,
+        let client = crate::redis_admin::access::client(self.addr).map_err(|source| {
+            TopologyError::Command {
+                node: self.id.clone(),
+                source,
+            }
         })?;
         loop {
             if let Some(status) = self.exited().await {

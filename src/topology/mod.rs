@@ -15,11 +15,13 @@ mod assemble;
 pub mod config;
 mod container;
 pub use container::OWNER_LABEL;
+use security::Security;
 pub mod external;
 pub mod handle;
 mod local;
 pub mod plan;
 pub mod process;
+pub mod security;
 
 use crate::topology::plan::TopologyPlan;
 use crate::vocab::topo::Role;
@@ -33,6 +35,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 /// Why nodes could not be started, assembled, or acted on.
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
+    #[error(transparent)]
+    Security(#[from] security::SecurityError),
     /// An action on a node gameday does not run (an external lab's).
     #[error("node {node}: cannot {action} a node gameday does not run (an external lab's nodes are the lab's own)")]
     NotRun { node: String, action: &'static str },
@@ -188,6 +192,8 @@ pub struct Topology {
     /// can cut those and nothing else; `None` where the server is older
     /// than Redis 7.0 (no `bind-source-addr`) or for a single node.
     pub peer_source: Option<Ipv4Addr>,
+    /// TLS and the ACL user, as every path to the nodes uses them.
+    pub security: Security,
 }
 
 impl Topology {
@@ -204,7 +210,11 @@ impl Topology {
                 image: resolve_image(plan),
                 run_id: run_id.to_string(),
             },
-            Backend::External => return Ok(Self::external(plan)),
+            Backend::External => {
+                let mut topo = Self::external(plan);
+                topo.security = Security::external(&plan.security)?;
+                return Ok(topo);
+            }
         };
         let mut topo = Topology {
             kind: plan.kind,
@@ -212,6 +222,7 @@ impl Topology {
             nodes: Vec::new(),
             launcher,
             peer_source: None,
+            security: Security::owned(&plan.security)?,
         };
         // On failure, `topo` drops here and stops what had started.
         topo.start_nodes().await?;
@@ -227,15 +238,16 @@ impl Topology {
             nodes: Vec::new(),
             launcher: Launcher::External,
             peer_source: None,
+            security: Security::default(),
         }
     }
 
     async fn start_nodes(&mut self) -> Result<(), TopologyError> {
-        let (plan, launcher) = (&self.plan, &self.launcher);
+        let (plan, launcher, security) = (&self.plan, &self.launcher, &self.security);
         let nodes = &mut self.nodes;
         let peer_source = &mut self.peer_source;
         let start = |id: String, role: Role, flavor: Flavor| async move {
-            RedisProcess::start_as(&id, role, plan, flavor, launcher).await
+            RedisProcess::start_as(&id, role, plan, (flavor, security), launcher).await
         };
         match plan.kind {
             TopologyKind::Standalone => {

@@ -33,6 +33,8 @@ pub struct TopologyPlan {
     pub toxiproxy_url: Option<String>,
     /// external: what the scenario says about the topology it attaches to.
     pub external: ExternalPlan,
+    /// TLS and the ACL user (`tls`, `ca_file`, `auth`).
+    pub security: super::security::SecurityPlan,
 }
 
 /// An existing topology, described by its endpoints.
@@ -73,6 +75,7 @@ impl TopologyPlan {
             master_name: SENTINEL_MASTER.to_string(),
             toxiproxy_url: None,
             external: ExternalPlan::default(),
+            security: Default::default(),
         }
     }
 

@@ -13,7 +13,9 @@ use super::config::{server_args, Flavor};
 use super::container::start_container;
 use super::handle::{HandleKind, NodeHandle};
 use super::local::spawn_process;
+use super::security::Security;
 use super::TopologyError;
+use crate::redis_admin::access::{grant, revoke};
 use crate::topology::plan::TopologyPlan;
 use crate::vocab::owner;
 use crate::vocab::topo::Role;
@@ -75,20 +77,22 @@ pub fn free_port() -> std::io::Result<u16> {
 impl RedisProcess {
     /// Starts a plain node and waits until it answers PING.
     pub async fn start(id: &str, role: Role, plan: &TopologyPlan) -> Result<Self, TopologyError> {
-        Self::start_as(id, role, plan, Flavor::Node, &Launcher::Process).await
+        let open = Security::default();
+        Self::start_as(id, role, plan, (Flavor::Node, &open), &Launcher::Process).await
     }
 
-    /// Starts a node of `flavor` with `launcher` and waits until it answers PING.
+    /// Starts a node of `flavor`, secured as `security` says, with
+    /// `launcher` and waits until it answers PING.
     pub async fn start_as(
         id: &str,
         role: Role,
         plan: &TopologyPlan,
-        flavor: Flavor,
+        (flavor, security): (Flavor, &Security),
         launcher: &Launcher,
     ) -> Result<Self, TopologyError> {
         let mut last_err = None;
         for _ in 0..PORT_ATTEMPTS {
-            match Self::try_start(id, role, plan, flavor, launcher).await {
+            match Self::try_start(id, role, plan, (flavor, security), launcher).await {
                 Ok(p) => return Ok(p),
                 Err(TopologyError::Exited { log, .. })
                     if log.contains("Address already in use") =>
@@ -108,7 +112,7 @@ impl RedisProcess {
         id: &str,
         role: Role,
         plan: &TopologyPlan,
-        flavor: Flavor,
+        (flavor, security): (Flavor, &Security),
         launcher: &Launcher,
     ) -> Result<Self, TopologyError> {
         let dir = tempfile::Builder::new()
@@ -130,7 +134,7 @@ impl RedisProcess {
                 })
             }
         };
-        let args = server_args(port, bus, dir.path(), &server_dir, plan, flavor)
+        let args = server_args(port, bus, (dir.path(), &server_dir), plan, security, flavor)
             .map_err(io_err(id, "cannot write its configuration"))?;
         let runner = match launcher {
             Launcher::Process => Runner::Child(Arc::new(Mutex::new(spawn_process(&args)?))),
@@ -148,6 +152,8 @@ impl RedisProcess {
             dir,
             args: Arc::new(args),
         };
+        // Revoked when the node drops.
+        grant(node.addr, &security.access);
         node.wait_ready().await?;
         Ok(node)
     }
@@ -248,5 +254,6 @@ impl Drop for RedisProcess {
             let _ = c.kill();
             let _ = c.wait();
         }
+        revoke(self.addr);
     }
 }

@@ -3,12 +3,13 @@
 //! every command by the op timeout (connecting included) and records each
 //! command as a `redis_<command>` sample.
 
+use crate::redis_admin::access::access;
 use crate::topology::ClientSpec;
 use crate::vocab::outcome::{ErrorClass, Outcome, Sample, Trace};
 use redis::aio::MultiplexedConnection;
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::sentinel::{SentinelClient, SentinelServerType};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{AsyncConnectionConfig, FromRedisValue, RedisResult};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use tokio::time::Instant;
 
 /// Where connections come from.
 enum Source {
-    Direct(redis::Client),
+    Direct(Box<redis::Client>),
     /// Each user asks the sentinels itself, as each application instance would.
     Sentinel(Box<SentinelClient>),
     Cluster(Box<ClusterClient>),
@@ -71,10 +72,6 @@ pub struct RedisConn {
     t0: Instant,
 }
 
-fn url(addr: SocketAddr) -> String {
-    format!("redis://{addr}/")
-}
-
 /// TCP_NODELAY on every connection: redis-rs leaves Nagle on by default,
 /// and on a multiplexed connection a command written while an earlier one
 /// is unacknowledged then waits for the peer's delayed ACK (about 40 ms),
@@ -84,38 +81,68 @@ fn nodelay() -> redis::io::tcp::TcpSettings {
     redis::io::tcp::TcpSettings::default().set_nodelay(true)
 }
 
-/// `addr` as connection info with `nodelay`.
+/// `addr` as connection info with `nodelay`, reached as its run says
+/// (`redis_admin::access`: TLS, an ACL user).
 fn info(addr: SocketAddr) -> redis::ConnectionInfo {
-    redis::IntoConnectionInfo::into_connection_info(url(addr))
-        .expect("a socket address makes a valid Redis URL")
-        .set_tcp_settings(nodelay())
+    access(addr).info(addr).set_tcp_settings(nodelay())
+}
+
+fn direct(addr: SocketAddr) -> redis::Client {
+    let made = match access(addr).certs() {
+        Some(certs) => redis::Client::build_with_tls(info(addr), certs),
+        None => redis::Client::open(info(addr)),
+    };
+    made.expect("a socket address makes a valid Redis URL")
+}
+
+/// A Sentinel client: the sentinels and the nodes they name are reached
+/// the same way (TLS, the ACL user), as the run's access says.
+fn sentinel(sentinels: &[SocketAddr], master: &str) -> SentinelClient {
+    let access = access(sentinels[0]);
+    let addrs = sentinels.iter().map(|a| access.addr(*a));
+    let mut b = SentinelClientBuilder::new(addrs, master, SentinelServerType::Master)
+        .expect("sentinel addresses make a client")
+        .set_client_to_redis_tcp_settings(nodelay())
+        .set_client_to_sentinel_tcp_settings(nodelay());
+    if let Some((user, password)) = &access.user {
+        b = b
+            .set_client_to_redis_username(user)
+            .set_client_to_redis_password(password.expose())
+            .set_client_to_sentinel_username(user)
+            .set_client_to_sentinel_password(password.expose());
+    }
+    if let Some(certs) = access.certs() {
+        b = b
+            .set_client_to_redis_tls_mode(redis::TlsMode::Secure)
+            .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure)
+            .set_client_to_redis_certificates(certs.clone())
+            .set_client_to_sentinel_certificates(certs);
+    }
+    b.build().expect("sentinel addresses make valid URLs")
+}
+
+fn cluster(nodes: &[SocketAddr], timeout: Duration) -> ClusterClient {
+    let access = access(nodes[0]);
+    let mut b = ClusterClient::builder(nodes.iter().map(|a| access.info(*a)))
+        .tcp_settings(nodelay())
+        .connection_timeout(timeout);
+    if let Some((user, password)) = &access.user {
+        b = b.username(user).password(password.expose());
+    }
+    if let Some(certs) = access.certs() {
+        b = b.certs(certs);
+    }
+    b.build().expect("cluster node addresses make valid URLs")
 }
 
 impl RedisConn {
     pub fn new(spec: &ClientSpec, timeout: Duration, t0: Instant) -> Self {
         let source = match spec {
-            ClientSpec::Direct(addr) => Source::Direct(
-                redis::Client::open(info(*addr)).expect("a socket address makes a valid Redis URL"),
-            ),
-            ClientSpec::Sentinel { sentinels, master } => Source::Sentinel(Box::new(
-                SentinelClient::build(
-                    sentinels.iter().map(|a| info(*a)).collect(),
-                    master.clone(),
-                    Some(
-                        redis::sentinel::SentinelNodeConnectionInfo::default()
-                            .set_tcp_settings(nodelay()),
-                    ),
-                    SentinelServerType::Master,
-                )
-                .expect("sentinel addresses make valid URLs"),
-            )),
-            ClientSpec::Cluster { nodes } => Source::Cluster(Box::new(
-                ClusterClient::builder(nodes.iter().map(|a| url(*a)))
-                    .tcp_settings(nodelay())
-                    .connection_timeout(timeout)
-                    .build()
-                    .expect("cluster node addresses make valid URLs"),
-            )),
+            ClientSpec::Direct(addr) => Source::Direct(Box::new(direct(*addr))),
+            ClientSpec::Sentinel { sentinels, master } => {
+                Source::Sentinel(Box::new(sentinel(sentinels, master)))
+            }
+            ClientSpec::Cluster { nodes } => Source::Cluster(Box::new(cluster(nodes, timeout))),
         };
         RedisConn {
             source,

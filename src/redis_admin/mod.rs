@@ -3,6 +3,8 @@
 //! Provisioning, node faults, failovers, memory pressure and telemetry all
 //! speak to nodes through here.
 
+pub mod access;
+
 use redis::aio::MultiplexedConnection;
 use redis::{Cmd, FromRedisValue};
 use std::net::SocketAddr;
@@ -44,7 +46,7 @@ async fn connect_with(
     config: redis::AsyncConnectionConfig,
 ) -> Result<MultiplexedConnection, AdminError> {
     let config = config.set_connection_timeout(Some(CONNECT_TIMEOUT));
-    let client = redis::Client::open(format!("redis://{addr}/")).map_err(redis_err(addr))?;
+    let client = access::client(addr).map_err(redis_err(addr))?;
     tokio::time::timeout(
         CONNECT_TIMEOUT,
         client.get_multiplexed_async_connection_with_config(&config),
@@ -72,7 +74,7 @@ pub async fn blocking<T: FromRedisValue>(addr: SocketAddr, cmd: &Cmd) -> Result<
 /// does not (a probe: a down or paused node is an answer too).
 pub async fn ask<T: FromRedisValue>(addr: SocketAddr, cmd: &Cmd, limit: Duration) -> Option<T> {
     let probe = async {
-        let client = redis::Client::open(format!("redis://{addr}/")).ok()?;
+        let client = access::client(addr).ok()?;
         let mut conn = client.get_multiplexed_async_connection().await.ok()?;
         cmd.query_async::<T>(&mut conn).await.ok()
     };
