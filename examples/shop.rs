@@ -5,7 +5,11 @@
 //! Redis, from the environment gameday sets (exactly one of):
 //! - `REDIS_URL` (`redis://127.0.0.1:6379`): standalone or replicated;
 //! - `REDIS_SENTINELS` (`127.0.0.1:26379,...`) with `REDIS_MASTER_NAME`;
-//! - `REDIS_CLUSTER_NODES` (`127.0.0.1:7000,...`).
+//! - `REDIS_CLUSTER_NODES` (`127.0.0.1:7000,...`);
+//!
+//! and, when the topology has TLS or an ACL user, `REDIS_CA_FILE` (TLS,
+//! trusting that CA; `REDIS_URL` is then `rediss://`), `REDIS_USERNAME`
+//! and `REDIS_PASSWORD`.
 //!
 //! Its own settings:
 //! - `SHOP_ADDR`: where it listens (default `127.0.0.1:8080`, loopback only);
@@ -36,7 +40,7 @@ use axum::{Json, Router};
 use redis::aio::MultiplexedConnection;
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::sentinel::{SentinelClient, SentinelServerType};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{AsyncConnectionConfig, FromRedisValue, RedisResult};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -60,6 +64,7 @@ enum Target {
 /// fails; in resilient mode every command is bounded.
 struct Redis {
     target: Target,
+    secure: Secure,
     sentinel: tokio::sync::Mutex<Option<SentinelClient>>,
     /// One connect at a time; the others wait for its connection.
     connecting: tokio::sync::Mutex<()>,
@@ -80,21 +85,66 @@ const BREAKER_COOLDOWN: Duration = Duration::from_secs(1);
 const TTL_SECS: u64 = 30;
 const CHECKOUTS_PER_SEC: i64 = 20;
 
-fn url(addr: &str) -> String {
-    if addr.starts_with("redis://") {
-        addr.to_string()
-    } else {
-        format!("redis://{addr}/")
+/// TLS and the ACL user, as the environment says.
+#[derive(Default)]
+struct Secure {
+    ca: Option<Vec<u8>>,
+    user: Option<(String, String)>,
+}
+
+impl Secure {
+    fn from_env() -> Result<Secure, String> {
+        let ca = match std::env::var("REDIS_CA_FILE") {
+            Ok(path) => {
+                Some(std::fs::read(&path).map_err(|e| format!("REDIS_CA_FILE {path}: {e}"))?)
+            }
+            Err(_) => None,
+        };
+        let user = match (
+            std::env::var("REDIS_USERNAME"),
+            std::env::var("REDIS_PASSWORD"),
+        ) {
+            (Ok(u), Ok(p)) => Some((u, p)),
+            _ => None,
+        };
+        Ok(Secure { ca, user })
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.ca.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        }
+    }
+
+    /// `url` with the user's credentials.
+    fn info(&self, url: &str) -> RedisResult<redis::ConnectionInfo> {
+        let info = redis::IntoConnectionInfo::into_connection_info(url)?;
+        let mut settings = info.redis_settings().clone();
+        if let Some((u, p)) = &self.user {
+            settings = settings.set_username(u).set_password(p);
+        }
+        Ok(info.set_redis_settings(settings))
+    }
+
+    fn certs(&self) -> Option<redis::TlsCertificates> {
+        self.ca.as_ref().map(|ca| redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(ca.clone()),
+        })
     }
 }
 
 impl Redis {
     fn from_env(mode: Mode) -> Result<Redis, String> {
+        let secure = Secure::from_env()?;
+        let scheme = secure.scheme();
         let list = |v: String| -> Vec<String> {
             v.split(',')
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
-                .map(url)
+                .map(|a| format!("{scheme}://{a}/"))
                 .collect()
         };
         let target = if let Ok(u) = std::env::var("REDIS_URL") {
@@ -116,6 +166,7 @@ impl Redis {
         };
         Ok(Redis {
             target,
+            secure,
             sentinel: tokio::sync::Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
             shared: Mutex::new(None),
@@ -132,20 +183,22 @@ impl Redis {
 
     async fn connect(&self) -> RedisResult<ConnHandle> {
         Ok(match &self.target {
-            Target::Url(u) => ConnHandle::Single(
-                redis::Client::open(u.as_str())?
-                    .get_multiplexed_async_connection_with_config(&self.config())
-                    .await?,
-            ),
+            Target::Url(u) => {
+                let info = self.secure.info(u)?;
+                let client = match self.secure.certs() {
+                    Some(certs) => redis::Client::build_with_tls(info, certs)?,
+                    None => redis::Client::open(info)?,
+                };
+                ConnHandle::Single(
+                    client
+                        .get_multiplexed_async_connection_with_config(&self.config())
+                        .await?,
+                )
+            }
             Target::Sentinel { nodes, master } => {
                 let mut slot = self.sentinel.lock().await;
                 if slot.is_none() {
-                    *slot = Some(SentinelClient::build(
-                        nodes.clone(),
-                        master.clone(),
-                        None,
-                        SentinelServerType::Master,
-                    )?);
+                    *slot = Some(self.sentinel_client(nodes, master)?);
                 }
                 let client = slot.as_mut().expect("built above");
                 ConnHandle::Single(
@@ -156,13 +209,43 @@ impl Redis {
             }
             Target::Cluster(nodes) => {
                 let forever = Duration::from_secs(3600);
-                let client = ClusterClient::builder(nodes.clone())
+                let mut b = ClusterClient::builder(nodes.clone())
                     .connection_timeout(self.timeout.unwrap_or(forever))
-                    .response_timeout(self.timeout.unwrap_or(forever))
-                    .build()?;
+                    .response_timeout(self.timeout.unwrap_or(forever));
+                if let Some((u, p)) = &self.secure.user {
+                    b = b.username(u).password(p);
+                }
+                if let Some(certs) = self.secure.certs() {
+                    b = b.certs(certs);
+                }
+                let client = b.build()?;
                 ConnHandle::Cluster(client.get_async_connection().await?)
             }
         })
+    }
+
+    /// Sentinels and the primary they name, reached the same way.
+    fn sentinel_client(&self, nodes: &[String], master: &str) -> RedisResult<SentinelClient> {
+        let addrs: Vec<redis::ConnectionAddr> = nodes
+            .iter()
+            .map(|n| self.secure.info(n).map(|i| i.addr().clone()))
+            .collect::<RedisResult<_>>()?;
+        let mut b = SentinelClientBuilder::new(addrs, master, SentinelServerType::Master)?;
+        if let Some((u, p)) = &self.secure.user {
+            b = b
+                .set_client_to_redis_username(u)
+                .set_client_to_redis_password(p)
+                .set_client_to_sentinel_username(u)
+                .set_client_to_sentinel_password(p);
+        }
+        if let Some(certs) = self.secure.certs() {
+            b = b
+                .set_client_to_redis_tls_mode(redis::TlsMode::Secure)
+                .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure)
+                .set_client_to_redis_certificates(certs.clone())
+                .set_client_to_sentinel_certificates(certs);
+        }
+        b.build()
     }
 
     async fn handle(&self) -> RedisResult<ConnHandle> {

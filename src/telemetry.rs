@@ -297,7 +297,9 @@ pub async fn watch_nodes(
             };
         }
         for s in second.iter_mut() {
-            let Some(now) = &s.hist else { continue };
+            // The cumulative reading is kept only until the next second's
+            // difference: a long run stores the p99s, not the histograms.
+            let Some(now) = s.hist.take() else { continue };
             let before = last.get(&s.node);
             let q = |cmd: &str| {
                 now.get(cmd)
@@ -305,7 +307,7 @@ pub async fn watch_nodes(
             };
             s.server_get_p99_us = q("get");
             s.server_set_p99_us = q("set");
-            last.insert(s.node.clone(), now.clone());
+            last.insert(s.node.clone(), now);
         }
         out.lock().unwrap_or_else(|p| p.into_inner()).extend(second);
     }

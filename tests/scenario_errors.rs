@@ -549,3 +549,37 @@ fn stop_conditions_are_checked_at_their_place() {
     );
     assert_points_at(&with("[\"run.p99 >\"]"), "abort_if", "expected");
 }
+
+#[test]
+fn tls_and_auth_keys_are_checked_at_their_place() {
+    let _gate = crate::common::gate(module_path!());
+    let with = |lines: &str| {
+        GOOD.replace(
+            "kind = \"standalone\"",
+            &format!("kind = \"standalone\"\n{lines}"),
+        )
+    };
+    let text = with("tls = true\nca_file = \"ca.crt\"");
+    assert_points_at(
+        &text,
+        "ca_file",
+        "`ca_file` needs backend = \"external\" and tls = true",
+    );
+    let text = with("auth = { user = \"app\", password_env = \"NOT A VAR\" }");
+    assert_points_at(
+        &text,
+        "auth =",
+        "`password_env` must name an environment variable",
+    );
+    let text = with("auth = { user = \"\", password_env = \"REDIS_PASSWORD\" }");
+    assert_points_at(&text, "auth =", "`user` must be non-empty");
+    let text = with("auth = { user = \"app\", password = \"plain\" }");
+    assert_points_at(&text, "auth =", "unknown field `password`");
+    let text = with("tls = \"yes\"");
+    assert_points_at(&text, "tls =", "invalid type");
+    gameday::parse_scenario(
+        Path::new("ok.toml"),
+        &with("tls = true\nauth = { user = \"app\", password_env = \"REDIS_PASSWORD\" }"),
+    )
+    .expect("tls and auth are accepted");
+}

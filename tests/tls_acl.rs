@@ -5,7 +5,7 @@
 //! of the report, no log and no console line.
 
 use crate::common::Scratch;
-use gameday::testing::{Lab, TopologyKind, TopologyPlan};
+use gameday::testing::{Backend, Lab, TopologyKind, TopologyPlan};
 use std::time::{Duration, Instant};
 
 /// A password no run would print by chance.
@@ -107,8 +107,16 @@ fn plain_and_unauthenticated_clients_are_refused_and_faults_work_on_tls() {
         let pw = secret();
         let var = format!("GAMEDAY_TEST_PW_{}", std::process::id());
         std::env::set_var(&var, &pw);
-        for kind in [TopologyKind::Replicated, TopologyKind::Cluster] {
+        let mut labs = vec![
+            (TopologyKind::Replicated, Backend::Process),
+            (TopologyKind::Cluster, Backend::Process),
+        ];
+        if crate::common::docker_ready() {
+            labs.push((TopologyKind::Replicated, Backend::Docker));
+        }
+        for (kind, backend) in labs {
             let plan = TopologyPlan {
+                backend,
                 security: gameday::testing::SecurityPlan {
                     tls: true,
                     ca_file: None,
@@ -126,7 +134,7 @@ fn plain_and_unauthenticated_clients_are_refused_and_faults_work_on_tls() {
                 rx,
             )
             .await
-            .unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+            .unwrap_or_else(|e| panic!("{kind:?} on {backend:?}: {e}"));
             let w = &lab.wired[0];
             let access = gameday::testing::access(w.proxy_addr);
             assert_eq!(access.user.as_ref().unwrap().1.expose(), pw);
@@ -205,4 +213,160 @@ fn plain_and_unauthenticated_clients_are_refused_and_faults_work_on_tls() {
         }
         std::env::remove_var(&var);
     });
+}
+
+/// An external topology over TLS with an ACL user: gameday trusts the CA
+/// file the scenario names and authenticates with the password from the
+/// variable `password_env` names; its own proxy in front passes TLS.
+#[test]
+fn an_external_tls_topology_is_reached_with_its_ca_file_and_user() {
+    let _gate = crate::common::gate(module_path!());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let pw = secret();
+    let var = format!("GAMEDAY_TEST_EXT_PW_{}", std::process::id());
+    std::env::set_var(&var, &pw);
+    let plan = TopologyPlan {
+        security: gameday::testing::SecurityPlan {
+            tls: true,
+            ca_file: None,
+            auth: Some(gameday::testing::AuthPlan {
+                user: "ops".into(),
+                password_env: var.clone(),
+            }),
+        },
+        ..TopologyPlan::of_kind(TopologyKind::Standalone)
+    };
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let lab = rt.block_on(Lab::start(&plan, "tls-ext", rx)).unwrap();
+    let addr = lab.wired[0].proxy_addr;
+    let ca = gameday::testing::access(addr).tls_ca.unwrap();
+    let scenario = |ca_file: &str| {
+        format!(
+            r#"name = "external-tls"
+duration = "6s"
+[topology]
+kind = "standalone"
+backend = "external"
+tls = true
+ca_file = "{ca_file}"
+auth = {{ user = "ops", password_env = "{var}" }}
+[[topology.endpoint]]
+node = "lab"
+role = "primary"
+addr = "{addr}"
+[load]
+users = 4
+rate = 200
+[workload]
+kind = "cache-aside"
+keys = 100
+on_redis_error = {{ policy = "fallback" }}
+[[fault]]
+name = "outage"
+kind = "down"
+target = "node:lab"
+at = "2s"
+for = "2s"
+expect = ["baseline.redis_errors == 0", "fault:outage.caller_errors == 0", "fault:outage.redis_get.errors > 10"]
+"#
+        )
+    };
+    let scratch = Scratch::new("");
+    let ca_path = scratch.root.path().join("lab-ca.crt");
+    std::fs::write(&ca_path, &ca[..]).unwrap();
+    std::fs::write(scratch.scenario(), scenario(&ca_path.display().to_string())).unwrap();
+    let out = scratch.run_cmd().output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(!said.contains(&pw));
+    assert!(files_containing(&scratch.report(), &pw).is_empty());
+
+    // Another CA's trust, or no password, is refused before any load.
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(&ca_path, other.cert.pem()).unwrap();
+    let out = scratch.run_cmd().output().unwrap();
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "a CA that did not sign the server is refused"
+    );
+    std::env::remove_var(&var);
+    std::fs::write(&ca_path, &ca[..]).unwrap();
+    let out = scratch.run_cmd().env_remove(&var).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    assert!(said.contains(&var), "names the variable: {said}");
+    rt.block_on(lab.stop());
+}
+
+/// The reference shop as an HTTP target on a TLS + ACL topology: gameday
+/// hands it `rediss://` endpoints, the CA file and the credentials; it
+/// serves from Redis, falls back through an outage, and the password is
+/// in neither the report nor the shop's own app.log.
+#[test]
+fn an_http_target_gets_the_ca_and_credentials_and_keeps_them_secret() {
+    let _gate = crate::common::gate(module_path!());
+    let shop = std::path::PathBuf::from(env!("CARGO_BIN_EXE_gameday"))
+        .parent()
+        .unwrap()
+        .join("examples/shop");
+    for kind in ["standalone", "sentinel"] {
+        let port = gameday::testing::free_port().unwrap();
+        let text = format!(
+            r#"name = "shop-tls"
+duration = "10s"
+[topology]
+kind = "{kind}"
+tls = true
+auth = {{ user = "shop", password_env = "SHOP_REDIS_PASSWORD" }}
+[load]
+users = 4
+rate = 100
+[target]
+kind = "http"
+base_url = "http://127.0.0.1:{port}"
+command = ["{shop}"]
+env = {{ SHOP_MODE = "resilient", SHOP_ADDR = "127.0.0.1:{port}" }}
+keys = 50
+count_header = "X-Cache"
+[[target.request]]
+name = "product"
+path = "/product/{{key}}"
+[[fault]]
+name = "outage"
+kind = "down"
+at = "4s"
+for = "3s"
+expect = [
+  "baseline.product.error_rate == 0",
+  "baseline.header.x-cache.hit > 0",
+  "fault:outage.product.error_rate < 1%",
+  "fault:outage.header.x-cache.fallback > 0",
+]
+"#,
+            shop = shop.display()
+        );
+        let scratch = Scratch::new(&text);
+        let pw = secret();
+        let out = scratch
+            .run_cmd()
+            .env("SHOP_REDIS_PASSWORD", &pw)
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(0), "{kind}: {said}");
+        assert!(!said.contains(&pw), "{kind}");
+        assert!(scratch.report().join("app.log").is_file(), "{kind}");
+        let leaks = files_containing(&scratch.report(), &pw);
+        assert!(leaks.is_empty(), "{kind}: the secret is in {leaks:?}");
+        scratch.assert_nothing_left();
+    }
 }

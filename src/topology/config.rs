@@ -50,21 +50,7 @@ pub(super) fn server_args(
     write_private(&host_dir.join("redis.conf"), &security.acl_lines(false))?;
     let (port, dir_s) = (port.to_string(), dir.display().to_string());
     let mut args = vec![dir.join("redis.conf").display().to_string()];
-    // With TLS the client port speaks TLS only.
-    let (plain, tls) = match security.files {
-        Some(_) => ("0", Some(port.as_str())),
-        None => (port.as_str(), None),
-    };
-    args.extend(words(&["--port", plain]));
-    if let Some(tls) = tls {
-        args.extend(words(&["--tls-port", tls]));
-        for (k, v) in security.tls_directives(dir) {
-            args.extend([format!("--{k}"), v]);
-        }
-        if matches!(flavor, Flavor::ClusterNode { .. }) {
-            args.extend(words(&["--tls-cluster", "yes"]));
-        }
-    }
+    args.extend(port_args(&port, dir, security, flavor));
     args.extend(words(&[
         // DEBUG SLEEP, for the `debug_sleep` fault; local connections only.
         "--enable-debug-command",
@@ -116,6 +102,22 @@ pub(super) fn server_args(
         ]));
     }
     Ok(args)
+}
+
+/// The client port: plain, or with TLS the port speaks TLS only (and the
+/// cluster bus too).
+fn port_args(port: &str, dir: &Path, security: &Security, flavor: Flavor) -> Vec<String> {
+    if security.files.is_none() {
+        return words(&["--port", port]).collect();
+    }
+    let mut args: Vec<String> = words(&["--port", "0", "--tls-port", port]).collect();
+    for (k, v) in security.tls_directives(dir) {
+        args.extend([format!("--{k}"), v]);
+    }
+    if matches!(flavor, Flavor::ClusterNode { .. }) {
+        args.extend(words(&["--tls-cluster", "yes"]));
+    }
+    args
 }
 
 /// Sentinel rewrites its configuration file, so it needs one of its own.

@@ -151,15 +151,28 @@ pub enum ClientSpec {
     Cluster { nodes: Vec<SocketAddr> },
 }
 
-/// The environment variables that name Redis for a service under test.
+/// The environment variables that name Redis for a service under test
+/// (the last three only with `tls` or `auth`).
 pub const ENDPOINT_VARS: &[&str] = &[
     "REDIS_URL",
     "REDIS_SENTINELS",
     "REDIS_MASTER_NAME",
     "REDIS_CLUSTER_NODES",
+    "REDIS_USERNAME",
+    "REDIS_PASSWORD",
+    "REDIS_CA_FILE",
 ];
 
 impl ClientSpec {
+    /// The first address clients start from.
+    pub fn first_addr(&self) -> SocketAddr {
+        match self {
+            ClientSpec::Direct(a) => *a,
+            ClientSpec::Sentinel { sentinels, .. } => sentinels[0],
+            ClientSpec::Cluster { nodes } => nodes[0],
+        }
+    }
+
     /// The variables a service reads to reach this topology (the addresses
     /// are the client-path proxies).
     pub fn env(&self) -> Vec<(&'static str, String)> {
@@ -171,7 +184,15 @@ impl ClientSpec {
                 .join(",")
         };
         match self {
-            ClientSpec::Direct(addr) => vec![("REDIS_URL", format!("redis://{addr}"))],
+            ClientSpec::Direct(addr) => {
+                let access = crate::redis_admin::access::access(*addr);
+                let scheme = if access.tls_ca.is_some() {
+                    "rediss"
+                } else {
+                    "redis"
+                };
+                vec![("REDIS_URL", format!("{scheme}://{addr}"))]
+            }
             ClientSpec::Sentinel { sentinels, master } => vec![
                 ("REDIS_SENTINELS", list(sentinels)),
                 ("REDIS_MASTER_NAME", master.clone()),

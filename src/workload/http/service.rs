@@ -142,6 +142,7 @@ impl Service {
             c.env_remove(var);
         }
         c.envs(client.env());
+        secure_env(&mut c, client, log)?;
         c.envs(cmd.env.iter().map(|(k, v)| (k, v)));
         // SAFETY: prctl is async-signal-safe; it only asks the kernel to
         // SIGKILL this child if the thread that spawned it dies.
@@ -252,4 +253,25 @@ pub async fn wait_healthy(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// With `tls` or `auth`, what the service needs besides the endpoints:
+/// `REDIS_USERNAME` and `REDIS_PASSWORD` (only in its environment), and
+/// `REDIS_CA_FILE`, the run's CA written beside app.log (a certificate is
+/// public). TLS endpoints are `rediss://` in `REDIS_URL`.
+fn secure_env(c: &mut Command, client: &ClientSpec, log: &Path) -> Result<(), ServiceError> {
+    let access = crate::redis_admin::access::access(client.first_addr());
+    if let Some((user, password)) = &access.user {
+        c.env("REDIS_USERNAME", user);
+        c.env("REDIS_PASSWORD", password.expose());
+    }
+    if let Some(ca) = &access.tls_ca {
+        let path = log.with_file_name("redis-ca.crt");
+        std::fs::write(&path, ca).map_err(|source| ServiceError::Log {
+            path: path.clone(),
+            source,
+        })?;
+        c.env("REDIS_CA_FILE", &path);
+    }
+    Ok(())
 }
