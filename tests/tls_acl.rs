@@ -82,12 +82,9 @@ fn the_tls_sentinel_failover_scenario_passes_and_its_secret_is_nowhere() {
 
 /// PING at `addr` as `access` says, within 5 s; the error's text otherwise.
 async fn ping(addr: std::net::SocketAddr, access: &gameday::testing::Access) -> Result<(), String> {
-    let info = access.info(addr);
-    let client = match access.certs() {
-        Some(certs) => redis::Client::build_with_tls(info, certs),
-        None => redis::Client::open(info),
-    }
-    .map_err(|e| e.to_string())?;
+    let client = access
+        .client(access.info(addr))
+        .map_err(|e| e.to_string())?;
     let attempt = async {
         let mut c = client.get_multiplexed_async_connection().await?;
         redis::cmd("PING").query_async::<String>(&mut c).await

@@ -86,6 +86,14 @@ impl Access {
         }
     }
 
+    /// A client for `info` (made by `info`), trusting the CA if TLS is on.
+    pub fn client(&self, info: ConnectionInfo) -> redis::RedisResult<redis::Client> {
+        match self.certs() {
+            Some(certs) => redis::Client::build_with_tls(info, certs),
+            None => redis::Client::open(info),
+        }
+    }
+
     /// Connection info for `addr`.
     pub fn info(&self, addr: SocketAddr) -> ConnectionInfo {
         redis::IntoConnectionInfo::into_connection_info(self.addr(addr))
@@ -129,11 +137,7 @@ pub fn access(addr: SocketAddr) -> Access {
 /// A client for `addr`, with its access.
 pub fn client(addr: SocketAddr) -> redis::RedisResult<redis::Client> {
     let access = access(addr);
-    let info = access.info(addr);
-    match access.certs() {
-        Some(certs) => redis::Client::build_with_tls(info, certs),
-        None => redis::Client::open(info),
-    }
+    access.client(access.info(addr))
 }
 
 #[cfg(test)]

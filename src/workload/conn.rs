@@ -88,11 +88,9 @@ fn info(addr: SocketAddr) -> redis::ConnectionInfo {
 }
 
 fn direct(addr: SocketAddr) -> redis::Client {
-    let made = match access(addr).certs() {
-        Some(certs) => redis::Client::build_with_tls(info(addr), certs),
-        None => redis::Client::open(info(addr)),
-    };
-    made.expect("a socket address makes a valid Redis URL")
+    access(addr)
+        .client(info(addr))
+        .expect("a socket address makes a valid Redis URL")
 }
 
 /// A Sentinel client: the sentinels and the nodes they name are reached
