@@ -9,31 +9,34 @@
 //! requests (no coordinated omission).
 
 use crate::vocab::outcome::{is_redis_op, Counter, ErrorClass, Outcome, Sample, Trace, CALLER_OP};
-use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use tokio::time::Instant;
 
 /// A latency histogram (µs) that can be packed away: a second long past
-/// is kept as its V2 encoding (a few hundred bytes, against tens of kB
-/// for the counts array), so an hour's per-second histograms stay small.
-/// Reading a packed one decodes it; recording into one unpacks it.
+/// is kept as its V2 + deflate encoding (a couple of hundred bytes, against
+/// about 10 kB for the counts array), so an hour's per-second histograms
+/// stay small. Reading a packed one decodes it; recording into one unpacks
+/// it.
 #[derive(Debug, Clone)]
 pub enum Hist {
-    Live(Histogram<u64>),
+    Live(Box<Histogram<u64>>),
     Packed(Box<[u8]>),
 }
 
 impl Hist {
     fn new(sigfig: u8) -> Hist {
-        Hist::Live(Histogram::new(sigfig).expect("valid histogram precision"))
+        Hist::Live(Box::new(
+            Histogram::new(sigfig).expect("valid histogram precision"),
+        ))
     }
 
     /// The histogram itself, decoded if packed.
     pub fn histogram(&self) -> Cow<'_, Histogram<u64>> {
         match self {
-            Hist::Live(h) => Cow::Borrowed(h),
+            Hist::Live(h) => Cow::Borrowed(&**h),
             Hist::Packed(bytes) => Cow::Owned(
                 Deserializer::new()
                     .deserialize(&mut &bytes[..])
@@ -61,7 +64,7 @@ impl Hist {
             let mut h = self.histogram().into_owned();
             // A decoded histogram keeps the range it was packed with.
             h.auto(true);
-            *self = Hist::Live(h);
+            *self = Hist::Live(Box::new(h));
         }
         if let Hist::Live(h) = self {
             if h.record(v).is_err() {
@@ -74,7 +77,7 @@ impl Hist {
     fn pack(&mut self) {
         if let Hist::Live(h) = self {
             let mut bytes = Vec::new();
-            if V2Serializer::new().serialize(h, &mut bytes).is_ok() {
+            if V2DeflateSerializer::new().serialize(h, &mut bytes).is_ok() {
                 *self = Hist::Packed(bytes.into_boxed_slice());
             }
         }
@@ -419,6 +422,18 @@ impl Recorder {
                 sec.ops.values_mut().for_each(|o| o.hist.pack());
             }
             self.packed_below = self.packed_below.max(upto);
+            // Phases and stages that ended as long ago are packed too (a
+            // fault's phases hold sigfig-3 histograms, ~100 kB each).
+            let before_us = upto as u64 * 1_000_000;
+            let ended = |p: &&mut PhaseStats| p.end_us.is_some_and(|e| e < before_us);
+            for p in self
+                .phases
+                .iter_mut()
+                .chain(self.stages.iter_mut())
+                .filter(ended)
+            {
+                p.ops.values_mut().for_each(|o| o.hist.pack());
+            }
         }
         second
     }
@@ -487,6 +502,8 @@ mod tests {
             assert_eq!(got.histogram().len(), 200);
             assert_eq!(sec.ops["read"].count, 200);
         }
+        // The run is one phase, never packed; a phase that ended is.
+        assert!(matches!(rec.phases()[0].ops["read"].hist, Hist::Live(_)));
         // A late op filed under a packed second unpacks it and counts.
         t.clear();
         t.samples
@@ -495,6 +512,35 @@ mod tests {
         assert_eq!(rec.seconds()[2].ops["read"].hist.histogram().len(), 201);
         let late = rec.seconds()[2].ops["read"].hist.histogram().into_owned();
         assert_eq!(late.max(), late.highest_equivalent(7_000_000));
+    }
+
+    #[test]
+    fn a_phase_long_over_is_packed_and_its_figures_kept() {
+        let mut rec = Recorder::new(Instant::now(), &["read"]);
+        let mut t = Trace::default();
+        let mut add = |rec: &mut Recorder, at: u64, lat: u64| {
+            t.clear();
+            t.samples.push(sample("read", at, at + lat, Outcome::Ok));
+            rec.record(&t);
+        };
+        for i in 0..1000 {
+            add(&mut rec, i * 1_000, 100 + i);
+        }
+        rec.begin_phase("fault:x", 1_000_000);
+        let baseline = rec.phases()[1].ops["read"].hist.histogram().into_owned();
+        for sec in 1..(PACK_AFTER_S as u64 + 3) {
+            add(&mut rec, sec * 1_000_000, 50);
+        }
+        let packed = &rec.phases()[1].ops["read"].hist;
+        assert!(
+            matches!(packed, Hist::Packed(_)),
+            "baseline ended > 30 s ago"
+        );
+        assert_eq!(packed.histogram().into_owned(), baseline);
+        assert!(
+            matches!(rec.phases()[2].ops["read"].hist, Hist::Live(_)),
+            "the open phase"
+        );
     }
 
     #[test]

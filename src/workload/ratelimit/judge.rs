@@ -21,7 +21,7 @@ const CLIENT_BITS: u32 = 22;
 /// A decision in 8 bytes, as the workload keeps it for the whole run:
 /// time (40 bits of µs, 12 days), client (22 bits), admitted, degraded.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Packed(u64);
+pub(super) struct Packed(pub(super) u64);
 
 impl Packed {
     pub(super) fn new(d: Decision) -> Packed {
@@ -44,107 +44,150 @@ impl Packed {
     }
 }
 
-/// Per client and aligned window: (over-admitted, under-admitted, allowed,
-/// the algorithm's own admissions beyond `bound`), summed.
-fn per_window(
-    decisions: &[Decision],
+/// The oracle over one phase's decisions, fed in time order (`add`),
+/// in memory bounded by the clients, not the decisions: per client, the
+/// aligned window it is in and the admissions of the last `window`.
+/// `bound`: what the algorithm may admit per client and aligned window by
+/// its documented error (`excess_admitted` counts admissions beyond it that
+/// were not the error policy's).
+pub(super) struct Judge {
     limit: u64,
     window_us: u64,
     bound: u64,
-) -> (u64, u64, u64, u64) {
-    // Requests, admissions, and admissions the algorithm decided (not the
-    // error policy).
-    let mut per: HashMap<(u32, u64), (u64, u64, u64)> = HashMap::new();
-    for d in decisions {
-        let e = per.entry((d.client, d.at_us / window_us)).or_default();
-        e.0 += 1;
-        e.1 += u64::from(d.admitted);
-        e.2 += u64::from(d.admitted && !d.degraded);
-    }
-    let (mut over, mut under, mut allowed_total, mut excess) = (0u64, 0u64, 0u64, 0u64);
-    for &(requests, admitted, decided) in per.values() {
-        let allowed = requests.min(limit);
-        allowed_total += allowed;
-        over += admitted.saturating_sub(limit);
-        under += allowed.saturating_sub(admitted);
-        excess += decided.saturating_sub(bound);
-    }
-    (over, under, allowed_total, excess)
+    /// Per client: its current aligned window and that window's requests,
+    /// admissions, and admissions the algorithm decided (not the policy).
+    open: HashMap<u32, (u64, u64, u64, u64)>,
+    over: u64,
+    under: u64,
+    allowed_total: u64,
+    excess: u64,
+    decisions: u64,
+    admitted_total: u64,
+    degraded: [u64; 2],
+    /// The largest number admitted in any window-long span, per client.
+    logs: HashMap<u32, VecDeque<u64>>,
+    max_in_window: usize,
+    /// The exact reference: a sliding log in memory over the same timeline.
+    reference: HashMap<u32, VecDeque<u64>>,
+    reference_admitted: u64,
 }
 
-/// The oracle over one phase's decisions (sorted by time); see the module
-/// docs. `bound`: what the algorithm may admit per client and aligned
-/// window by its documented error (`excess_admitted` counts admissions
-/// beyond it that were not the error policy's).
-pub(super) fn judge(
-    decisions: &[Decision],
-    limit: u64,
-    window_us: u64,
-    bound: u64,
-) -> BTreeMap<String, f64> {
-    let mut m = BTreeMap::new();
-    if decisions.is_empty() {
-        return m;
+impl Judge {
+    pub(super) fn new(limit: u64, window_us: u64, bound: u64) -> Judge {
+        Judge {
+            limit,
+            window_us,
+            bound,
+            open: HashMap::new(),
+            over: 0,
+            under: 0,
+            allowed_total: 0,
+            excess: 0,
+            decisions: 0,
+            admitted_total: 0,
+            degraded: [0, 0],
+            logs: HashMap::new(),
+            max_in_window: 0,
+            reference: HashMap::new(),
+            reference_admitted: 0,
+        }
     }
-    let (over, under, allowed_total, excess) = per_window(decisions, limit, window_us, bound);
-    let admitted_total = decisions.iter().filter(|d| d.admitted).count() as u64;
-    // The largest number admitted in any window-long span, per client.
-    let mut logs: HashMap<u32, VecDeque<u64>> = HashMap::new();
-    let mut max_in_window = 0usize;
-    // The exact reference: a sliding log in memory over the same timeline.
-    let mut reference: HashMap<u32, VecDeque<u64>> = HashMap::new();
-    let mut reference_admitted = 0u64;
-    for d in decisions {
+
+    /// One aligned window of one client closed: its counts are final.
+    fn close(&mut self, (_, requests, admitted, decided): (u64, u64, u64, u64)) {
+        let allowed = requests.min(self.limit);
+        self.allowed_total += allowed;
+        self.over += admitted.saturating_sub(self.limit);
+        self.under += allowed.saturating_sub(admitted);
+        self.excess += decided.saturating_sub(self.bound);
+    }
+
+    /// The next decision, no earlier than the one before.
+    pub(super) fn add(&mut self, d: Decision) {
+        self.decisions += 1;
+        self.admitted_total += u64::from(d.admitted);
+        if d.degraded {
+            self.degraded[usize::from(d.admitted)] += 1;
+        }
+        let w = d.at_us / self.window_us;
+        let e = *self.open.entry(d.client).or_insert((w, 0, 0, 0));
+        let mut e = if e.0 == w {
+            e
+        } else {
+            self.close(e);
+            (w, 0, 0, 0)
+        };
+        e.1 += 1;
+        e.2 += u64::from(d.admitted);
+        e.3 += u64::from(d.admitted && !d.degraded);
+        self.open.insert(d.client, e);
+        let window_us = self.window_us;
         if d.admitted {
-            let log = logs.entry(d.client).or_default();
+            let log = self.logs.entry(d.client).or_default();
             log.push_back(d.at_us);
             while log.front().is_some_and(|&t| t + window_us <= d.at_us) {
                 log.pop_front();
             }
-            max_in_window = max_in_window.max(log.len());
+            self.max_in_window = self.max_in_window.max(log.len());
         }
-        let r = reference.entry(d.client).or_default();
+        let r = self.reference.entry(d.client).or_default();
         while r.front().is_some_and(|&t| t + window_us <= d.at_us) {
             r.pop_front();
         }
-        if (r.len() as u64) < limit {
+        if (r.len() as u64) < self.limit {
             r.push_back(d.at_us);
-            reference_admitted += 1;
+            self.reference_admitted += 1;
         }
     }
-    let count = |b: bool| {
-        decisions
-            .iter()
-            .filter(|d| d.degraded && d.admitted == b)
-            .count() as f64
-    };
-    m.insert("admitted".into(), admitted_total as f64);
-    m.insert(
-        "denied".into(),
-        (decisions.len() as u64 - admitted_total) as f64,
-    );
-    m.insert("degraded_admitted".into(), count(true));
-    m.insert("degraded_denied".into(), count(false));
-    m.insert("over_admitted".into(), over as f64);
-    m.insert("excess_admitted".into(), excess as f64);
-    m.insert("under_admitted".into(), under as f64);
-    if allowed_total > 0 {
-        m.insert("over_admission".into(), over as f64 / allowed_total as f64);
+
+    /// The phase's figures (none for a phase without decisions).
+    pub(super) fn finish(mut self) -> BTreeMap<String, f64> {
+        let mut m = BTreeMap::new();
+        if self.decisions == 0 {
+            return m;
+        }
+        for e in std::mem::take(&mut self.open).into_values() {
+            self.close(e);
+        }
+        let (over, under, allowed_total) = (self.over, self.under, self.allowed_total);
+        m.insert("admitted".into(), self.admitted_total as f64);
         m.insert(
-            "under_admission".into(),
-            under as f64 / allowed_total as f64,
+            "denied".into(),
+            (self.decisions - self.admitted_total) as f64,
         );
+        m.insert("degraded_admitted".into(), self.degraded[1] as f64);
+        m.insert("degraded_denied".into(), self.degraded[0] as f64);
+        m.insert("over_admitted".into(), over as f64);
+        m.insert("excess_admitted".into(), self.excess as f64);
+        m.insert("under_admitted".into(), under as f64);
+        if allowed_total > 0 {
+            m.insert("over_admission".into(), over as f64 / allowed_total as f64);
+            m.insert(
+                "under_admission".into(),
+                under as f64 / allowed_total as f64,
+            );
+        }
+        let max = self.max_in_window as f64;
+        m.insert("max_admitted_per_window".into(), max);
+        m.insert("burst_ratio".into(), max / self.limit as f64);
+        let reference = self.reference_admitted as f64;
+        m.insert("reference_admitted".into(), reference);
+        if self.reference_admitted > 0 {
+            m.insert(
+                "reference_error".into(),
+                (self.admitted_total as f64 - reference).abs() / reference,
+            );
+        }
+        m
     }
-    m.insert("max_admitted_per_window".into(), max_in_window as f64);
-    m.insert("burst_ratio".into(), max_in_window as f64 / limit as f64);
-    m.insert("reference_admitted".into(), reference_admitted as f64);
-    if reference_admitted > 0 {
-        m.insert(
-            "reference_error".into(),
-            (admitted_total as f64 - reference_admitted as f64).abs() / reference_admitted as f64,
-        );
-    }
-    m
+}
+
+/// The oracle over decisions already in time order (tests).
+#[cfg(test)]
+fn judge(decisions: &[Decision], limit: u64, window_us: u64, bound: u64) -> BTreeMap<String, f64> {
+    let mut j = Judge::new(limit, window_us, bound);
+    decisions.iter().for_each(|d| j.add(*d));
+    j.finish()
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@
 //!
 //! When Redis fails, the declared policy decides: `fail_open` admits and
 //! marks the decision degraded (the seed's "200 + degraded"), `fail_closed`
-//! denies. Every decision is kept, so the oracle can replay the request
+//! denies. Every decision is kept (8 bytes each, in sorted runs on disk:
+//! `log`), so the oracle can replay the request
 //! timeline through an exact reference limiter (a sliding log in memory)
 //! and count, per phase: over- and under-admission against `limit` per
 //! aligned window, the largest number admitted in any `window`-long span
@@ -21,6 +22,7 @@
 use super::conn::RedisConn;
 use super::policy::{ErrorPolicy, RawOnError};
 mod judge;
+mod log;
 
 use super::{keys_of, Spec};
 use super::{Choice, Done, Oracle, Workload};
@@ -31,7 +33,8 @@ use crate::vocab::check::{
 use crate::vocab::expect::Dim;
 use crate::vocab::outcome::{Counter, ErrorClass, Outcome, Trace, CALLER_ERRORS, REDIS_ERRORS};
 use crate::vocab::units::Dur;
-use judge::{judge, Decision, Packed, MAX_CLIENTS};
+use judge::{Decision, Judge, MAX_CLIENTS};
+use log::DecisionLog;
 use serde::Deserialize;
 use std::time::Duration;
 use toml::Spanned;
@@ -41,7 +44,6 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution as _, Zipf};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use tokio::time::Instant;
 
 /// Requests admitted by the limiter.
@@ -303,8 +305,9 @@ pub struct RateLimit {
     t0: Instant,
     seed: u64,
     zipf: Option<Zipf<f64>>,
-    /// Every decision, 8 bytes each, judged per phase at the end.
-    decisions: Mutex<Vec<Packed>>,
+    /// Every decision (8 bytes each, sorted runs on disk), judged per
+    /// phase at the end.
+    decisions: DecisionLog,
 }
 
 pub struct User {
@@ -331,7 +334,7 @@ impl RateLimit {
             t0,
             seed,
             zipf,
-            decisions: Mutex::new(Vec::new()),
+            decisions: DecisionLog::default(),
         }
     }
 
@@ -464,15 +467,12 @@ impl Workload for RateLimit {
                 DEGRADED_DENIED
             });
         }
-        self.decisions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Packed::new(Decision {
-                client: c,
-                at_us: intended_us,
-                admitted,
-                degraded,
-            }));
+        self.decisions.push(Decision {
+            client: c,
+            at_us: intended_us,
+            admitted,
+            degraded,
+        });
         Done::new("request", Outcome::Ok)
     }
 }
@@ -494,19 +494,14 @@ impl Oracle for RateLimit {
 
 impl RateLimit {
     fn judged(&self, from_us: u64, to_us: u64) -> BTreeMap<String, f64> {
-        let decisions = self.decisions.lock().unwrap_or_else(|p| p.into_inner());
-        let mut in_phase: Vec<Decision> = decisions
-            .iter()
-            .filter(|d| (from_us..to_us).contains(&d.at_us()))
-            .map(|d| d.decision())
-            .collect();
-        in_phase.sort_by_key(|d| d.at_us);
-        judge(
-            &in_phase,
+        let mut judge = Judge::new(
             self.plan.limit,
             self.plan.window.as_micros() as u64,
             self.plan.algorithm.aligned_bound(self.plan.limit),
-        )
+        );
+        self.decisions
+            .each_in_window(from_us, to_us, |d| judge.add(d));
+        judge.finish()
     }
 }
 
