@@ -115,9 +115,19 @@ impl Lab {
     ) -> Result<Lab, LabError> {
         sweep_orphans(plan.toxiproxy_url.as_deref()).await;
         let backend = plan.backend;
+        let provision = Topology::provision(plan, backend, run_id);
+        tokio::pin!(provision);
         let topology = tokio::select! {
-            t = Topology::provision(plan, backend, run_id) => t?,
-            _ = shutdown.wait_for(|s| *s) => return Err(LabError::Interrupted),
+            t = &mut provision => t?,
+            _ = shutdown.wait_for(|s| *s) => {
+                // Dropping the provisioning midway would leave a started
+                // container's removal to a detached task that may not run
+                // before gameday exits: the nodes come up, then go in order.
+                if let Ok(t) = provision.await {
+                    t.stop().await;
+                }
+                return Err(LabError::Interrupted);
+            }
         };
         let toxiproxy_url = plan.toxiproxy_url.as_deref();
         let borrows_proxies = backend == Backend::External

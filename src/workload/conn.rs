@@ -121,7 +121,7 @@ fn sentinel(sentinels: &[SocketAddr], master: &str) -> SentinelClient {
 
 fn cluster(nodes: &[SocketAddr], timeout: Duration) -> ClusterClient {
     let access = access(nodes[0]);
-    let mut b = ClusterClient::builder(nodes.iter().map(|a| access.info(*a)))
+    let mut b = ClusterClient::builder(nodes.iter().map(|a| info(*a)))
         .tcp_settings(nodelay())
         .connection_timeout(timeout);
     if let Some((user, password)) = &access.user {
