@@ -9,14 +9,14 @@
 //! requests (no coordinated omission).
 
 use crate::vocab::outcome::{is_redis_op, Counter, ErrorClass, Outcome, Sample, Trace, CALLER_OP};
-use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use hdrhistogram::Histogram;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use tokio::time::Instant;
 
 /// A latency histogram (µs) that can be packed away: a second long past
-/// is kept as its V2 + deflate encoding (a couple of hundred bytes, against
+/// is kept as its V2 encoding (a few hundred bytes, against
 /// about 10 kB for the counts array), so an hour's per-second histograms
 /// stay small. Reading a packed one decodes it; recording into one unpacks
 /// it.
@@ -77,7 +77,7 @@ impl Hist {
     fn pack(&mut self) {
         if let Hist::Live(h) = self {
             let mut bytes = Vec::new();
-            if V2DeflateSerializer::new().serialize(h, &mut bytes).is_ok() {
+            if V2Serializer::new().serialize(h, &mut bytes).is_ok() {
                 *self = Hist::Packed(bytes.into_boxed_slice());
             }
         }
