@@ -73,10 +73,7 @@ impl Security {
         let user = match &plan.auth {
             None => None,
             Some(a) => {
-                let password = std::env::var(&a.password_env)
-                    .ok()
-                    .filter(|p| !p.is_empty())
-                    .unwrap_or_else(random_password);
+                let password = password_in(&a.password_env).unwrap_or_else(random_password);
                 // It goes into the nodes' configuration files as one word.
                 if password
                     .chars()
@@ -111,9 +108,7 @@ impl Security {
         let user = match &plan.auth {
             None => None,
             Some(a) => {
-                let p = std::env::var(&a.password_env)
-                    .ok()
-                    .filter(|p| !p.is_empty())
+                let p = password_in(&a.password_env)
                     .ok_or_else(|| SecurityError::NoPassword(a.password_env.clone()))?;
                 Some((a.user.clone(), Secret::new(p)))
             }
@@ -168,6 +163,11 @@ impl Security {
         }
         out
     }
+}
+
+/// The password in variable `var`, if it is set and not empty.
+fn password_in(var: &str) -> Option<String> {
+    std::env::var(var).ok().filter(|p| !p.is_empty())
 }
 
 /// A password of 32 hex digits.
