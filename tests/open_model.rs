@@ -147,9 +147,12 @@ fn open_arrivals_keep_coming_while_redis_is_paused() {
         "{:#}",
         slow["metrics"]
     );
-    // The scheduler itself kept time.
+    // The scheduler itself kept time: a scheduler held up by the paused
+    // Redis would be seconds late. The bound leaves room for a debug build
+    // on a shared 2-core CI machine (10 ms seen there); sub-millisecond
+    // precision is what `gameday bench open` measures, in release.
     let late = run["ops"]["load_lateness"]["p99_us"].as_u64().unwrap();
-    assert!(late < 5_000, "scheduler lateness p99 {late} µs");
+    assert!(late < 50_000, "scheduler lateness p99 {late} µs");
 
     // The closed model under the same faults: 8 users that each wait for
     // their op offer nothing while Redis is paused, and at most 8 / 40 ms

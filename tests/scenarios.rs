@@ -31,10 +31,18 @@ fn run_text(name: &str, text: &str, backend: &str) {
         .filter(|e| e["passed"] != true)
         .map(|e| format!("{} (observed {})", e["rule"], e["observed"]))
         .collect();
+    // Which errors, in which phase: a failure on a shared CI machine must say
+    // whether it was a timeout or the fault reaching too far.
+    let errors: Vec<String> = s["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| format!("{}: {}", p["name"], p["ops"]["caller"]["errors_by_class"]))
+        .collect();
     assert_eq!(
         out.status.code(),
         Some(0),
-        "{name} on {backend} failed: {failed:?}\n{}",
+        "{name} on {backend} failed: {failed:?}\ncaller errors by phase: {errors:?}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(s["backend"], backend, "the report names the backend");
@@ -132,10 +140,12 @@ fn up_serves_a_lab_until_ctrl_c() {
 }
 
 /// The failure scenarios (node, memory and failover faults) pass their own
-/// expectations on the process backend, one after the other.
+/// expectations on the process backend, one after the other, and alone:
+/// their `caller_errors == 0` rules hold 200 ms op timeouts, which a debug
+/// build sharing two cores with a Cluster on Docker can miss.
 #[test]
 fn the_failure_scenarios_pass_on_the_process_backend() {
-    let _gate = crate::common::gate(module_path!());
+    let _gate = crate::common::gate(concat!(module_path!(), "::failures"));
     for name in [
         "sentinel-failover-under-load",
         "cluster-master-kill",
