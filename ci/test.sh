@@ -8,7 +8,20 @@ cd "$(dirname "$0")/.."
 ci/deps.sh
 GAMEDAY_REDIS_IMAGE="$(ci/docker.sh)"
 export GAMEDAY_REDIS_IMAGE
+# A clean build gains nothing from incremental compilation's bookkeeping.
+if [ -n "${CI:-}" ]; then
+  export CARGO_INCREMENTAL=0
+fi
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
-# Every test binary runs, so that one failure does not hide another.
-cargo test --locked --no-fail-fast
+# Every test binary runs, so that one failure does not hide another. Each
+# gated test logs how long it took; the slowest are printed after.
+times="$PWD/target/test-times.txt"
+rm -f "$times"
+status=0
+GAMEDAY_TEST_TIMES="$times" cargo test --locked --no-fail-fast || status=$?
+if [ -s "$times" ]; then
+  echo "slowest tests (seconds behind the gate):"
+  sort -rn "$times" | head -20
+fi
+exit "$status"

@@ -5,19 +5,16 @@
 //! - `load`: gameday's maximum GET throughput (goose users, the real
 //!   recorder) vs `redis-benchmark -t get` at the same connection count,
 //!   against the same local redis-server.
-//! - `proxy`: PING latency and `redis-benchmark` throughput through the
-//!   embedded proxy (no toxics) vs straight to the server.
+//! - `proxy` (bench_proxy.rs): the embedded proxy's cost and its toxics'
+//!   accuracy.
 
-use crate::bench_peer::{redis_benchmark, GetOnly};
+use crate::bench_peer::{redis_benchmark_pipelined, GetOnly};
 use crate::load::{self, LoadSpec};
-use crate::proxy::control::ProxyControl;
-use crate::proxy::EmbeddedProxy;
 use crate::recorder::Recorder;
 use crate::topology::plan::TopologyPlan;
 use crate::topology::process::RedisProcess;
 use crate::vocab::topo::Role;
 use anyhow::{bail, Context};
-use hdrhistogram::Histogram;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,10 +22,14 @@ use tokio::time::Instant;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Which {
-    /// Max GET throughput: gameday's load engine vs redis-benchmark.
+    /// Max GET throughput: gameday's load engine vs redis-benchmark (and
+    /// memtier_benchmark when it is on PATH).
     Load {
         #[arg(long, default_value_t = 50)]
         connections: usize,
+        /// GETs per round trip, as redis-benchmark -P and memtier --pipeline.
+        #[arg(long, default_value_t = 1)]
+        pipeline: usize,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
@@ -62,22 +63,19 @@ pub enum Which {
     },
     /// Memory over a long cache-aside run: RSS at 1, 10 and M minutes.
     Soak(crate::bench_soak::SoakBench),
-    /// Latency and throughput added by the embedded proxy.
-    Proxy {
-        #[arg(long, default_value_t = 20000)]
-        pings: usize,
-        #[arg(long, default_value_t = 50)]
-        connections: usize,
-    },
+    /// What the embedded proxy costs (latency, throughput, CPU) and how
+    /// exact its latency and bandwidth toxics are.
+    Proxy(crate::bench_proxy::ProxyBench),
 }
 
 pub async fn run(which: Which) -> anyhow::Result<u8> {
     match which {
         Which::Load {
             connections,
+            pipeline,
             seconds,
-        } => bench_load(connections, seconds).await,
-        Which::Proxy { pings, connections } => bench_proxy(pings, connections).await,
+        } => bench_load(connections, pipeline, seconds).await,
+        Which::Proxy(args) => crate::bench_proxy::bench_proxy(args).await,
         Which::Ready { backend, repeat } => bench_ready(backend, repeat).await,
         Which::Http {
             connections,
@@ -96,11 +94,12 @@ pub async fn run(which: Which) -> anyhow::Result<u8> {
 async fn engine_throughput(
     addr: SocketAddr,
     users: usize,
+    pipeline: usize,
     seconds: u64,
     goose_metrics: bool,
 ) -> anyhow::Result<f64> {
     let t0 = Instant::now();
-    let workload = GetOnly { addr, t0 };
+    let workload = GetOnly { addr, t0, pipeline };
     let recorder = Arc::new(Mutex::new(Recorder::new(t0, &["get"])));
     let spec = LoadSpec {
         goose_metrics,
@@ -118,19 +117,33 @@ async fn engine_throughput(
     Ok(get.count as f64 / seconds as f64)
 }
 
-async fn bench_load(connections: usize, seconds: u64) -> anyhow::Result<u8> {
+async fn bench_load(connections: usize, pipeline: usize, seconds: u64) -> anyhow::Result<u8> {
     let node = RedisProcess::start("bench", Role::Primary, &TopologyPlan::standalone()).await?;
     let addr = node.addr;
-    println!("bench load: {connections} connections, one local redis-server on {addr}");
+    let p = pipeline.max(1);
+    println!(
+        "bench load: {connections} connections, pipeline {p}, one local redis-server on {addr}"
+    );
+    let n = 200_000 * p as u64;
     let peer =
-        tokio::task::spawn_blocking(move || redis_benchmark(addr, connections, 200_000)).await??;
-    println!("  redis-benchmark -c {connections} -t get        {peer:>10.0} req/s");
-    let ours = engine_throughput(addr, connections, seconds, true).await?;
+        tokio::task::spawn_blocking(move || redis_benchmark_pipelined(addr, connections, p, n))
+            .await??;
+    println!("  redis-benchmark -c {connections} -P {p} -t get   {peer:>10.0} req/s");
+    let memtier =
+        tokio::task::spawn_blocking(move || memtier(addr, connections, p, seconds)).await?;
+    match &memtier {
+        Some(Ok(m)) => {
+            println!("  memtier_benchmark -t 1 -c {connections} --pipeline {p}  {m:>10.0} req/s")
+        }
+        Some(Err(e)) => println!("  memtier_benchmark failed: {e:#}"),
+        None => println!("  memtier_benchmark: not on PATH (not in this machine's registries)"),
+    }
+    let ours = engine_throughput(addr, connections, p, seconds, true).await?;
     println!(
         "  gameday (goose + recorder + goose metrics)  {ours:>10.0} ops/s   ratio {:.2}",
         ours / peer
     );
-    let bare = engine_throughput(addr, connections, seconds, false).await?;
+    let bare = engine_throughput(addr, connections, p, seconds, false).await?;
     println!(
         "  gameday (goose + recorder only)           {bare:>10.0} ops/s   ratio {:.2}",
         bare / peer
@@ -139,46 +152,43 @@ async fn bench_load(connections: usize, seconds: u64) -> anyhow::Result<u8> {
         "ratio gameday/redis-benchmark: {:.2} (target >= 1.0)",
         ours / peer
     );
-    Ok(0)
-}
-
-async fn ping_p50(addr: SocketAddr, pings: usize) -> anyhow::Result<(u64, u64)> {
-    let mut conn = crate::redis_admin::connect(addr).await?;
-    let mut hist = Histogram::<u64>::new(3)?;
-    for _ in 0..pings {
-        let start = std::time::Instant::now();
-        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
-        hist.record(start.elapsed().as_micros() as u64)?;
+    if let Some(Ok(m)) = memtier {
+        println!("ratio gameday/memtier: {:.2} (target >= 1.0)", ours / m);
     }
-    Ok((hist.value_at_quantile(0.5), hist.value_at_quantile(0.99)))
+    Ok(0)
 }
 
-async fn bench_proxy(pings: usize, connections: usize) -> anyhow::Result<u8> {
-    let node = RedisProcess::start("bench", Role::Primary, &TopologyPlan::standalone()).await?;
-    let direct = node.addr;
-    let embedded = EmbeddedProxy::start(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-    let control = ProxyControl::connect_async(&embedded.url()).await?;
-    let proxied = control
-        .call(move |c| c.create_proxy("bench", direct))
-        .await?;
-    println!("bench proxy: redis-server {direct}, embedded proxy {proxied}");
-    let (d50, d99) = ping_p50(direct, pings).await?;
-    let (p50, p99) = ping_p50(proxied, pings).await?;
-    println!(
-        "  PING p50 direct {d50} us, proxied {p50} us: added {} us (p99 {d99} -> {p99} us)",
-        p50.saturating_sub(d50)
-    );
-    let td = tokio::task::spawn_blocking(move || redis_benchmark(direct, connections, 200_000))
-        .await??;
-    let tp = tokio::task::spawn_blocking(move || redis_benchmark(proxied, connections, 200_000))
-        .await??;
-    println!("  redis-benchmark -c {connections} GET: direct {td:.0} req/s, proxied {tp:.0} req/s, ratio {:.2}", tp / td);
-    println!(
-        "proxy added p50 latency: {} us (Toxiproxy's claim: < 100 us); throughput ratio {:.2}",
-        p50.saturating_sub(d50),
-        tp / td
-    );
-    Ok(0)
+/// `memtier_benchmark` (one thread, GETs only) when it is on PATH: its
+/// total ops/s. `None` when it is not installed.
+fn memtier(
+    addr: SocketAddr,
+    connections: usize,
+    pipeline: usize,
+    seconds: u64,
+) -> Option<anyhow::Result<f64>> {
+    let out = std::process::Command::new("memtier_benchmark")
+        .args(["-s", &addr.ip().to_string(), "-p", &addr.port().to_string()])
+        .args(["-t", "1", "-c", &connections.to_string()])
+        .args(["--pipeline", &pipeline.to_string(), "--ratio", "0:1"])
+        .args(["--test-time", &seconds.to_string(), "--hide-histogram"])
+        .output();
+    let out = match out {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        other => other,
+    };
+    Some((|| {
+        let out = out.context("cannot run memtier_benchmark")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            bail!("{text}{}", String::from_utf8_lossy(&out.stderr));
+        }
+        // The "Totals" row of its table: the second column is ops/sec.
+        text.lines()
+            .find(|l| l.starts_with("Totals"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("cannot read memtier's output: {text}"))
+    })())
 }
 
 async fn bench_ready(backend: crate::vocab::topo::Backend, repeat: usize) -> anyhow::Result<u8> {

@@ -34,7 +34,17 @@ async fn measure(
         model,
         ..LoadSpec::closed(users, Some(rate), Duration::from_secs(seconds))
     };
-    load::drive_model(Arc::new(GetOnly { addr, t0 }), &spec, recorder.clone(), t0).await?;
+    load::drive_model(
+        Arc::new(GetOnly {
+            addr,
+            t0,
+            pipeline: 1,
+        }),
+        &spec,
+        recorder.clone(),
+        t0,
+    )
+    .await?;
     let rec = recorder.lock().unwrap_or_else(|p| p.into_inner());
     let run = &rec.phases()[0];
     let get = run.ops.get("get").context("no GET was recorded")?;

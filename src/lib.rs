@@ -34,6 +34,7 @@ mod bench_gate;
 mod bench_http;
 mod bench_open;
 mod bench_peer;
+mod bench_proxy;
 mod bench_soak;
 mod capacity;
 mod clean;

@@ -13,7 +13,7 @@ pub use crate::topology::plan::TopologyPlan;
 pub use crate::topology::process::{free_port, RedisProcess};
 pub use crate::topology::security::{AuthPlan, SecurityPlan};
 pub use crate::topology::Port;
-pub use crate::vocab::outcome::Trace;
+pub use crate::vocab::outcome::{Counter, Outcome, Sample, Trace};
 pub use crate::vocab::topo::{
     Backend, MaxmemoryPolicy, Persistence, Role, TopologyKind, PEER_SOURCE,
 };

@@ -16,7 +16,7 @@ fn layer(module: &str) -> Option<u8> {
         "scenario" => 3,
         "report" => 4,
         "run" | "capacity" | "lab" | "bench" | "bench_http" | "bench_gate" | "bench_open"
-        | "bench_peer" | "bench_soak" | "gate" | "stop" | "clean" => 5,
+        | "bench_peer" | "bench_proxy" | "bench_soak" | "gate" | "stop" | "clean" => 5,
         "cli" | "testing" => 6,
         _ => return None,
     })

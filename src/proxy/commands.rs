@@ -37,6 +37,8 @@ pub struct CommandReader {
     /// Each toxic's key glob as written and compiled (None: any key); an
     /// update of the toxic through the API recompiles it.
     globs: HashMap<String, (String, Option<glob::Pattern>)>,
+    /// Reused by `scan` for the frame ends it does not need.
+    ends: Vec<usize>,
 }
 
 /// What becomes of one command.
@@ -102,6 +104,28 @@ impl CommandReader {
             }
         }
         out
+    }
+
+    /// Whether no command is carried over: the bytes can pass by `scan`.
+    pub fn nothing_carried(&self) -> bool {
+        self.carry.is_empty()
+    }
+
+    /// Follows the frames of bytes that pass untouched (no command toxic
+    /// is in force and nothing is carried), so that a toxic coming into
+    /// force later knows where the next command starts.
+    pub fn scan(&mut self, buf: &[u8]) {
+        debug_assert!(self.carry.is_empty());
+        self.seen.clear();
+        if self.broken {
+            return;
+        }
+        let mut ends = std::mem::take(&mut self.ends);
+        ends.clear();
+        if self.frames.feed(buf, &mut ends).is_err() {
+            self.broken = true;
+        }
+        self.ends = ends;
     }
 
     /// What is left at end of stream.

@@ -8,6 +8,7 @@ pub mod api;
 mod commands;
 pub mod control;
 pub mod link;
+mod plane;
 pub mod server;
 pub mod toxic;
 

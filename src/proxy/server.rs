@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -229,7 +229,7 @@ impl ProxyServer {
                 proxy.kill.subscribe(),
             )
         };
-        let listener = TcpListener::bind(listen).await.map_err(|e| {
+        let listener = super::plane::bind(listen).map_err(|e| {
             ApiError::new(500, format!("proxy {name} cannot listen on {listen}: {e}"))
         })?;
         let bound = listener
@@ -238,7 +238,10 @@ impl ProxyServer {
         let links = self.links.clone();
         let refused = self.refused.clone();
         let proxy_name = name.to_string();
-        let accept = tokio::spawn(async move {
+        let accept = super::plane::acceptor().spawn(async move {
+            let Ok(listener) = TcpListener::from_std(listener) else {
+                return;
+            };
             loop {
                 let Ok((client, _)) = listener.accept().await else {
                     continue;
@@ -251,7 +254,15 @@ impl ProxyServer {
                     kill: kill.clone(),
                     seed: links.fetch_add(1, Ordering::Relaxed),
                 };
-                tokio::spawn(run_link(client, ctx));
+                // Moved to the link's own thread, whose reactor then owns it.
+                let Ok(client) = client.into_std() else {
+                    continue;
+                };
+                super::plane::next_link().spawn(async move {
+                    if let Ok(client) = TcpStream::from_std(client) {
+                        run_link(client, ctx).await;
+                    }
+                });
             }
         });
         let mut map = self.lock();

@@ -179,8 +179,7 @@ impl RedisProcess {
         }
     }
 
-    /// The process id (0 for a container), for tests.
-    #[cfg(feature = "testing")]
+    /// The process id (0 for a container), for tests and benchmarks.
     pub fn pid(&self) -> u32 {
         match &self.runner {
             Runner::Child(child) => lock(child).id(),

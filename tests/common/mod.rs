@@ -169,8 +169,10 @@ pub fn gate(module: &'static str) -> Gate {
         s = CHANGED.wait(s).unwrap_or_else(|p| p.into_inner());
     }
     *s = (Some(module), s.1 + 1);
+    let started = std::time::Instant::now();
     Gate {
-        release: Box::new(|| {
+        release: Box::new(move || {
+            log_test_time(started.elapsed());
             let mut s = STATE.lock().unwrap_or_else(|p| p.into_inner());
             s.1 -= 1;
             if s.1 == 0 {
@@ -178,6 +180,24 @@ pub fn gate(module: &'static str) -> Gate {
             }
             CHANGED.notify_all();
         }),
+    }
+}
+
+/// With GAMEDAY_TEST_TIMES=FILE, each gated test appends its name and how
+/// long it held the gate: how CI's test time is tracked down.
+fn log_test_time(took: std::time::Duration) {
+    use std::io::Write;
+    let Some(path) = std::env::var_os("GAMEDAY_TEST_TIMES") else {
+        return;
+    };
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or("?");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(f, "{:8.1} {name}", took.as_secs_f64());
     }
 }
 
