@@ -175,7 +175,7 @@ fn workload_keys_are_checked_against_the_workload() {
     assert_points_at(
         &session.replace("read_ratio = 0.9", "read_ratio = 0.9\nkeys = 10"),
         "keys = 10",
-        "applies to the cache-aside workload",
+        "applies to the cache-aside and throughput workloads",
     );
     assert_points_at(
         &session.replace(
@@ -190,6 +190,19 @@ fn workload_keys_are_checked_against_the_workload() {
         "sessions = 2",
         "every user needs a session",
     );
+    let raw = GOOD.replace("kind = \"cache-aside\"", "kind = \"throughput\"");
+    for (key, says) in [
+        ("pipeline = 0", "must be at least 1"),
+        ("pipeline = 1001", "at most 1000 requests per round trip"),
+        ("value_size = 5", "between 21 bytes"),
+        ("fencing = true", "applies to the lock workload"),
+    ] {
+        assert_points_at(
+            &raw.replace("read_ratio = 0.9", &format!("read_ratio = 0.9\n{key}")),
+            key,
+            says,
+        );
+    }
     let text = format!(
         "expect = [\"nope/run.overlaps == 0\"]\n{}",
         GOOD.replace(

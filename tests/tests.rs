@@ -41,6 +41,7 @@ mod stampede;
 mod stop_conditions;
 mod target;
 mod teardown;
+mod throughput;
 mod tls_acl;
 mod topologies;
 mod topology;

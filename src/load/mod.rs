@@ -215,6 +215,7 @@ pub async fn drive_any(
         AnyWorkload::Stampede(w) => drive_model(w.clone(), spec, recorder, t0).await,
         AnyWorkload::RateLimit(w) => drive_model(w.clone(), spec, recorder, t0).await,
         AnyWorkload::Http(w) => drive_model(w.clone(), spec, recorder, t0).await,
+        AnyWorkload::Throughput(w) => drive_model(w.clone(), spec, recorder, t0).await,
     }
 }
 

@@ -19,6 +19,7 @@ pub mod policy;
 pub mod ratelimit;
 pub mod session;
 pub mod stampede;
+pub mod throughput;
 pub mod value;
 
 use crate::ledger::Tracked;
@@ -38,6 +39,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::ops::Range;
 use std::sync::Arc;
+use throughput::ThroughputPlan;
 use tokio::time::Instant;
 
 /// The scenario's `kind = "..."` of workload.
@@ -50,6 +52,7 @@ pub enum WorkloadKind {
     Stampede,
     RateLimit,
     Http,
+    Throughput,
 }
 
 /// What a workload kind declares about itself.
@@ -70,13 +73,14 @@ pub struct Spec {
 }
 
 impl WorkloadKind {
-    pub const ALL: [WorkloadKind; 6] = [
+    pub const ALL: [WorkloadKind; 7] = [
         WorkloadKind::CacheAside,
         WorkloadKind::Session,
         WorkloadKind::Lock,
         WorkloadKind::Stampede,
         WorkloadKind::RateLimit,
         WorkloadKind::Http,
+        WorkloadKind::Throughput,
     ];
 
     pub fn spec(self) -> &'static Spec {
@@ -87,6 +91,7 @@ impl WorkloadKind {
             WorkloadKind::Stampede => &stampede::SPEC,
             WorkloadKind::RateLimit => &ratelimit::SPEC,
             WorkloadKind::Http => &http::SPEC,
+            WorkloadKind::Throughput => &throughput::SPEC,
         }
     }
 
@@ -105,6 +110,7 @@ impl WorkloadKind {
             WorkloadKind::Stampede => RawWorkload::Stampede(Deserialize::deserialize(d)?),
             WorkloadKind::RateLimit => RawWorkload::RateLimit(Deserialize::deserialize(d)?),
             WorkloadKind::Http => RawWorkload::Http(Deserialize::deserialize(d)?),
+            WorkloadKind::Throughput => RawWorkload::Throughput(Deserialize::deserialize(d)?),
         })
     }
 }
@@ -122,6 +128,7 @@ pub enum RawWorkload {
     Stampede(stampede::Raw),
     RateLimit(ratelimit::Raw),
     Http(http::Raw),
+    Throughput(throughput::Raw),
 }
 
 /// What the validation of a workload may look at besides its own table.
@@ -170,6 +177,7 @@ impl RawWorkload {
             RawWorkload::Stampede(r) => r.plan()?.lift(WorkloadPlan::Stampede),
             RawWorkload::RateLimit(r) => r.plan()?.lift(WorkloadPlan::RateLimit),
             RawWorkload::Http(r) => (WorkloadPlan::Http(r.plan()?), Vec::new()),
+            RawWorkload::Throughput(r) => (WorkloadPlan::Throughput(r.plan()?), Vec::new()),
         })
     }
 }
@@ -183,6 +191,7 @@ pub enum WorkloadPlan {
     Stampede(StampedePlan),
     RateLimit(RateLimitPlan),
     Http(http::HttpPlan),
+    Throughput(ThroughputPlan),
 }
 
 impl WorkloadPlan {
@@ -194,6 +203,7 @@ impl WorkloadPlan {
             WorkloadPlan::Stampede(_) => WorkloadKind::Stampede,
             WorkloadPlan::RateLimit(_) => WorkloadKind::RateLimit,
             WorkloadPlan::Http(_) => WorkloadKind::Http,
+            WorkloadPlan::Throughput(_) => WorkloadKind::Throughput,
         }
     }
 
@@ -205,7 +215,8 @@ impl WorkloadPlan {
             | WorkloadPlan::Session(_)
             | WorkloadPlan::Lock(_)
             | WorkloadPlan::Stampede(_)
-            | WorkloadPlan::RateLimit(_) => self.kind().spec().ops,
+            | WorkloadPlan::RateLimit(_)
+            | WorkloadPlan::Throughput(_) => self.kind().spec().ops,
         }
     }
 
@@ -217,7 +228,8 @@ impl WorkloadPlan {
             | WorkloadPlan::Session(_)
             | WorkloadPlan::Lock(_)
             | WorkloadPlan::Stampede(_)
-            | WorkloadPlan::RateLimit(_) => self.kind().spec().metrics,
+            | WorkloadPlan::RateLimit(_)
+            | WorkloadPlan::Throughput(_) => self.kind().spec().metrics,
         }
     }
 
@@ -236,6 +248,7 @@ impl WorkloadPlan {
             WorkloadPlan::Session(_) => vec!["ryw_violations", "wrong_user", "lost_writes"],
             WorkloadPlan::Lock(_) => vec!["overlaps", "stale_writes_accepted"],
             WorkloadPlan::RateLimit(_) => vec!["excess_admitted"],
+            WorkloadPlan::Throughput(_) => vec!["wrong_values"],
             WorkloadPlan::Stampede(_) | WorkloadPlan::Http(_) => Vec::new(),
         }
     }
@@ -248,7 +261,8 @@ impl WorkloadPlan {
             | WorkloadPlan::Session(_)
             | WorkloadPlan::Lock(_)
             | WorkloadPlan::Stampede(_)
-            | WorkloadPlan::RateLimit(_) => false,
+            | WorkloadPlan::RateLimit(_)
+            | WorkloadPlan::Throughput(_) => false,
         }
     }
 
@@ -260,7 +274,8 @@ impl WorkloadPlan {
             | WorkloadPlan::Session(_)
             | WorkloadPlan::Lock(_)
             | WorkloadPlan::Stampede(_)
-            | WorkloadPlan::RateLimit(_) => Ok(()),
+            | WorkloadPlan::RateLimit(_)
+            | WorkloadPlan::Throughput(_) => Ok(()),
         }
     }
 
@@ -278,7 +293,8 @@ impl WorkloadPlan {
             | WorkloadPlan::Session(_)
             | WorkloadPlan::Lock(_)
             | WorkloadPlan::Stampede(_)
-            | WorkloadPlan::RateLimit(_) => None,
+            | WorkloadPlan::RateLimit(_)
+            | WorkloadPlan::Throughput(_) => None,
         }))
     }
 }
@@ -361,6 +377,9 @@ impl AnyWorkload {
                 ratelimit::RateLimit::new(p.clone(), client, prefix, t0, seed),
             )),
             WorkloadPlan::Http(p) => AnyWorkload::Http(Arc::new(http::Http::new(p.clone(), &s))),
+            WorkloadPlan::Throughput(p) => AnyWorkload::Throughput(Arc::new(
+                throughput::Throughput::new(p.clone(), client, prefix, t0, seed),
+            )),
         }
     }
 }
@@ -463,6 +482,7 @@ pub enum AnyWorkload {
     Stampede(Arc<stampede::Stampede>),
     RateLimit(Arc<ratelimit::RateLimit>),
     Http(Arc<http::Http>),
+    Throughput(Arc<throughput::Throughput>),
 }
 
 impl AnyWorkload {
@@ -474,6 +494,7 @@ impl AnyWorkload {
             AnyWorkload::Stampede(w) => &**w,
             AnyWorkload::RateLimit(w) => &**w,
             AnyWorkload::Http(w) => &**w,
+            AnyWorkload::Throughput(w) => &**w,
         }
     }
 }
