@@ -1,7 +1,7 @@
 //! The regression gate against real runs: a small cache-aside scenario on
 //! an external redis-server behind a proxy the test owns, so that a cause
 //! can be injected without changing the scenario (and its content hash):
-//! 2 ms of latency on every reply (a latency toxic on the test's proxy),
+//! 3 ms of latency on every reply (a latency toxic on the test's proxy),
 //! or stale values written behind the harness, or a busy machine. Five
 //! baselines, five identical candidates, a slow one, a stale one, one on a
 //! busy machine, a step for the trend.
@@ -135,12 +135,12 @@ impl Lab {
         self.dir(name)
     }
 
-    /// Runs with 2 ms of latency on every reply of the node.
+    /// Runs with 3 ms of latency on every reply of the node.
     fn run_slow(&self, name: &str, extra: &[&str]) -> Output {
         client(self.api, |c| {
             c.find_proxy("lab")
                 .unwrap()
-                .with_latency("downstream".into(), 2, 0, 1.0);
+                .with_latency("downstream".into(), 3, 0, 1.0);
         });
         let out = self.run_args(name, extra);
         client(self.api, |c| {
@@ -335,7 +335,11 @@ fn the_gate_finds_real_regressions_and_no_false_ones() {
     );
     assert_ne!(code, 1, "a busy machine is no regression: {out}");
 
-    // 2 ms on every reply: a regression, named by the latency metrics.
+    // 3 ms on every reply: a regression, named by the latency metrics.
+    // (`gameday bench gate` measures the smallest step caught, +1–2 ms in
+    // release; in this debug build on a shared machine, +2 ms sat at the
+    // edge: a CI run caught it in one slow run and missed it in the next,
+    // with the baselines' p50 spread at 20 %.)
     let summary_file = lab.root.path().join("step-summary.md");
     let slow = lab.dir("r1");
     let out = lab.run_slow("r1", &[]);
