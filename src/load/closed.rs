@@ -98,6 +98,7 @@ impl<W: Workload> Engine<W> {
         caller.end_us = done.end_us.unwrap_or_else(|| self.now_us());
         caller.outcome = done.outcome;
         trace.samples[0] = caller;
+        done.repeat_caller(caller, trace);
         {
             let mut rec = self.recorder.lock().unwrap_or_else(|p| p.into_inner());
             rec.record(trace);

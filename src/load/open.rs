@@ -202,6 +202,8 @@ async fn serve<W: Workload>(
         caller.op = done.op;
         caller.end_us = end_us;
         caller.outcome = done.outcome;
+        let caller = *caller;
+        done.repeat_caller(caller, &mut trace);
         trace.samples.push(Sample {
             op: QUEUE_OP,
             intended_us: at,

@@ -27,7 +27,7 @@ use crate::recorder::PhaseStats;
 use crate::topology::ClientSpec;
 use crate::vocab::check::{fields_of, Checked};
 use crate::vocab::expect::Dim;
-use crate::vocab::outcome::{Counter, Outcome, Trace};
+use crate::vocab::outcome::{Counter, Outcome, Sample, Trace};
 use cache_aside::CacheAsidePlan;
 use lock::{GcPause, LockPlan};
 use policy::ErrorPolicy;
@@ -400,6 +400,9 @@ pub struct Done {
     /// lock's acquire, which a hold follows); otherwise the engine reads
     /// the clock when the op returns.
     pub end_us: Option<u64>,
+    /// How many caller requests the op was (a pipeline's commands): the
+    /// engine files the caller sample this many times.
+    pub requests: u32,
 }
 
 impl Done {
@@ -408,6 +411,23 @@ impl Done {
             op,
             outcome,
             end_us: None,
+            requests: 1,
+        }
+    }
+
+    /// The op was `n` caller requests in one round trip.
+    pub fn times(self, n: usize) -> Self {
+        Done {
+            requests: n.max(1) as u32,
+            ..self
+        }
+    }
+
+    /// Files the caller sample once per request after the first (which
+    /// is already in `trace`), each with the same times.
+    pub(crate) fn repeat_caller(&self, caller: Sample, trace: &mut Trace) {
+        for _ in 1..self.requests {
+            trace.samples.push(caller);
         }
     }
 }
