@@ -201,7 +201,7 @@ fn fault_env(
             .next(),
         failover: lab.failover_ctx(&prefix),
         prefix,
-        gc: matches!(workload, WorkloadPlan::Lock(_)).then(|| gc.clone()),
+        gc: workload.pausable().then(|| gc.clone()),
         peer_source: lab.topology.peer_source.is_some(),
         own_proxy: lab.proxy_version.contains("-gameday-"),
     }
@@ -368,6 +368,7 @@ async fn measure(
     let calibration = calibrator.finish().await;
     let ledger = workload.ledger();
     let interrupted = *ctx.shutdown.borrow() || aborted.is_some();
+    workload.settle(!interrupted).await;
     // The final read-back: every acknowledged write must still be there.
     if let Some((l, decode)) = ledger.as_ref().filter(|_| !interrupted) {
         l.check(&ctx.lab.client, t0, *decode).await;

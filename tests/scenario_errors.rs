@@ -165,7 +165,11 @@ fn node_memory_failover_and_client_faults_are_checked_against_the_scenario() {
     assert_points_at(&text, "name = \"outage\"", "acts on the node itself");
     // A gc_pause stalls a lock holder.
     let text = GOOD.replace("kind = \"down\"", "kind = \"gc_pause\"");
-    assert_points_at(&text, "name = \"outage\"", "needs the lock workload");
+    assert_points_at(
+        &text,
+        "name = \"outage\"",
+        "needs the lock or queue workload",
+    );
 }
 
 #[test]
@@ -202,6 +206,28 @@ fn workload_keys_are_checked_against_the_workload() {
             key,
             says,
         );
+    }
+    let queue = GOOD.replace(
+        "kind = \"cache-aside\"\nread_ratio = 0.9",
+        "kind = \"queue\"\nconsumers = 2",
+    );
+    for (key, says) in [
+        (
+            "process_time = \"200ms\"",
+            "must be longer than a batch's processing time",
+        ),
+        (
+            "claim_after = \"40ms\"",
+            "`batch` 10 × `process_time` 5ms = 50ms",
+        ),
+        ("maxlen = 0", "must be at least 1"),
+        ("consumers = 0", "must be at least 1"),
+        ("idempotency = []", "lists no value"),
+        ("claim_atfer = \"1s\"", "unknown field `claim_atfer`"),
+        ("read_ratio = 0.5", "applies to the cache-aside"),
+    ] {
+        let text = queue.replace("consumers = 2", key);
+        assert_points_at(&text, key.split(' ').next().unwrap(), says);
     }
     let text = format!(
         "expect = [\"nope/run.overlaps == 0\"]\n{}",

@@ -139,7 +139,7 @@ fn up_serves_a_lab_until_ctrl_c() {
     scratch.assert_nothing_left();
 }
 
-/// The failure scenarios (node, memory and failover faults) pass their own
+/// The failure scenarios (node, memory, partition and failover faults) pass their own
 /// expectations on the process backend, one after the other, and alone:
 /// their `caller_errors == 0` rules hold 200 ms op timeouts, which a debug
 /// build sharing two cores with a Cluster on Docker can miss.
@@ -156,6 +156,7 @@ fn the_failure_scenarios_pass_on_the_process_backend() {
         "split-brain",
         "rate-limit-outage-fail-open",
         "rate-limit-memory-pressure",
+        "queue-failover",
     ] {
         run_shipped(name, "process");
     }

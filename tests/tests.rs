@@ -29,6 +29,7 @@ mod orphans;
 mod partition;
 mod proxy_api;
 mod proxy_compat;
+mod queue;
 mod ratelimit;
 mod redis_error;
 mod replica_resync;

@@ -1,7 +1,9 @@
 //! `gc_pause`: a fault in the application rather than in Redis. The next
 //! lock holder stalls inside its critical section until the fault ends,
 //! like a stop-the-world pause; longer than the lock's TTL, the lock
-//! expires under it. It needs the lock workload.
+//! expires under it. In the queue workload, the next consumer to take a job
+//! stalls with it; longer than `claim_after`, another consumer reclaims the
+//! job. It needs one of those two workloads.
 
 use super::{Env, Window};
 use crate::workload::lock::GcPause;

@@ -410,9 +410,9 @@ pub enum FaultError {
         #[source]
         source: failover::FailoverError,
     },
-    /// A gc_pause in a run whose workload holds no locks (validation
+    /// A gc_pause in a run whose workload has nothing to stall (validation
     /// refuses such a scenario).
-    #[error("fault `{fault}`: a gc_pause needs the lock workload's holders")]
+    #[error("fault `{fault}`: a gc_pause needs the lock's holders or the queue's consumers")]
     NoLockHolders { fault: String },
 }
 

@@ -216,6 +216,7 @@ pub async fn drive_any(
         AnyWorkload::RateLimit(w) => drive_model(w.clone(), spec, recorder, t0).await,
         AnyWorkload::Http(w) => drive_model(w.clone(), spec, recorder, t0).await,
         AnyWorkload::Throughput(w) => drive_model(w.clone(), spec, recorder, t0).await,
+        AnyWorkload::Queue(w) => drive_model(w.clone(), spec, recorder, t0).await,
     }
 }
 

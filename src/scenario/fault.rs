@@ -59,9 +59,9 @@ impl Validator<'_> {
             }
             self.check(
                 &f.name,
-                plan.fault != Fault::GcPause || matches!(workload, WorkloadPlan::Lock(_)),
+                plan.fault != Fault::GcPause || workload.pausable(),
                 format!(
-                    "fault `{}`: a gc_pause stalls a lock holder; it needs the lock workload",
+                    "fault `{}`: a gc_pause stalls a lock holder or a queue consumer; it needs the lock or queue workload",
                     plan.name
                 ),
             )?;

@@ -101,10 +101,7 @@ impl Raw {
                 "critical_section",
                 Duration::from_millis(10),
             )?,
-            fencing: matches!(
-                self.fencing.as_ref().map(|f| f.get_ref()),
-                Some(OneOrMany::One(true))
-            ),
+            fencing: false,
             acquire_timeout: positive_dur(
                 self.acquire_timeout.as_ref(),
                 "acquire_timeout",
@@ -124,32 +121,9 @@ impl Raw {
                 "`critical_section` must be shorter than `lock_ttl`, or every holder outlives its lock",
             )?;
         }
-        let (f, values) = match &self.fencing {
-            Some(f) => match f.get_ref() {
-                OneOrMany::Many(values) => (f, values),
-                OneOrMany::One(_) => return Ok(Choice::One(base)),
-            },
-            None => return Ok(Choice::One(base)),
-        };
-        check(f, !values.is_empty(), "`fencing` lists no value")?;
-        for (i, v) in values.iter().enumerate() {
-            check(f, !values[..i].contains(v), "`fencing` lists a value twice")?;
-        }
-        Ok(Choice::Compare(
-            values
-                .iter()
-                .map(|&on| {
-                    let name = if on { "fencing-on" } else { "fencing-off" };
-                    (
-                        name.to_string(),
-                        LockPlan {
-                            fencing: on,
-                            ..base.clone()
-                        },
-                    )
-                })
-                .collect(),
-        ))
+        super::bool_choice(self.fencing.as_ref(), "fencing", base, |p, on| {
+            p.fencing = on
+        })
     }
 }
 
@@ -224,7 +198,9 @@ impl GcPause {
         }
     }
 
-    fn take(&self) -> Option<Instant> {
+    /// Takes an armed pause: the caller stalls until the instant it
+    /// returns, then calls `done`.
+    pub(crate) fn take(&self) -> Option<Instant> {
         let mut state = self.lock();
         match *state {
             PauseState::Armed(until) => {
@@ -235,7 +211,8 @@ impl GcPause {
         }
     }
 
-    fn done(&self) {
+    /// The stalled holder has left.
+    pub(crate) fn done(&self) {
         *self.lock() = PauseState::Idle;
         self.left.notify_waiters();
     }

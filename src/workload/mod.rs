@@ -16,6 +16,7 @@ pub mod http;
 pub mod lock;
 pub mod origin;
 pub mod policy;
+pub mod queue;
 pub mod ratelimit;
 pub mod session;
 pub mod stampede;
@@ -38,6 +39,7 @@ use stampede::StampedePlan;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::ops::Range;
+use std::pin::Pin;
 use std::sync::Arc;
 use throughput::ThroughputPlan;
 use tokio::time::Instant;
@@ -53,6 +55,7 @@ pub enum WorkloadKind {
     RateLimit,
     Http,
     Throughput,
+    Queue,
 }
 
 /// What a workload kind declares about itself.
@@ -73,7 +76,7 @@ pub struct Spec {
 }
 
 impl WorkloadKind {
-    pub const ALL: [WorkloadKind; 7] = [
+    pub const ALL: [WorkloadKind; 8] = [
         WorkloadKind::CacheAside,
         WorkloadKind::Session,
         WorkloadKind::Lock,
@@ -81,6 +84,7 @@ impl WorkloadKind {
         WorkloadKind::RateLimit,
         WorkloadKind::Http,
         WorkloadKind::Throughput,
+        WorkloadKind::Queue,
     ];
 
     pub fn spec(self) -> &'static Spec {
@@ -92,6 +96,7 @@ impl WorkloadKind {
             WorkloadKind::RateLimit => &ratelimit::SPEC,
             WorkloadKind::Http => &http::SPEC,
             WorkloadKind::Throughput => &throughput::SPEC,
+            WorkloadKind::Queue => &queue::SPEC,
         }
     }
 
@@ -111,6 +116,7 @@ impl WorkloadKind {
             WorkloadKind::RateLimit => RawWorkload::RateLimit(Deserialize::deserialize(d)?),
             WorkloadKind::Http => RawWorkload::Http(Deserialize::deserialize(d)?),
             WorkloadKind::Throughput => RawWorkload::Throughput(Deserialize::deserialize(d)?),
+            WorkloadKind::Queue => RawWorkload::Queue(Deserialize::deserialize(d)?),
         })
     }
 }
@@ -129,6 +135,7 @@ pub enum RawWorkload {
     RateLimit(ratelimit::Raw),
     Http(http::Raw),
     Throughput(throughput::Raw),
+    Queue(queue::Raw),
 }
 
 /// What the validation of a workload may look at besides its own table.
@@ -158,6 +165,43 @@ impl<C> Choice<C> {
     }
 }
 
+/// A boolean key as written: one value (the plan), or a list of values to
+/// compare, each a variant named `<key>-off` or `<key>-on`.
+pub(crate) fn bool_choice<C: Clone>(
+    given: Option<&toml::Spanned<OneOrMany<bool>>>,
+    key: &str,
+    base: C,
+    set: fn(&mut C, bool),
+) -> Checked<Choice<C>> {
+    let Some(f) = given else {
+        return Ok(Choice::One(base));
+    };
+    let values = match f.get_ref() {
+        OneOrMany::Many(values) => values,
+        &OneOrMany::One(on) => {
+            let mut one = base;
+            set(&mut one, on);
+            return Ok(Choice::One(one));
+        }
+    };
+    crate::vocab::check::check(f, !values.is_empty(), format!("`{key}` lists no value"))?;
+    for (i, v) in values.iter().enumerate() {
+        crate::vocab::check::check(
+            f,
+            !values[..i].contains(v),
+            format!("`{key}` lists a value twice"),
+        )?;
+    }
+    let variant = |on: bool| {
+        let mut plan = base.clone();
+        set(&mut plan, on);
+        (format!("{key}-{}", if on { "on" } else { "off" }), plan)
+    };
+    Ok(Choice::Compare(
+        values.iter().map(|&on| variant(on)).collect(),
+    ))
+}
+
 /// A value, or a list of values to compare as variants.
 #[derive(Debug, Deserialize, Clone)]
 #[serde(untagged)]
@@ -178,6 +222,7 @@ impl RawWorkload {
             RawWorkload::RateLimit(r) => r.plan()?.lift(WorkloadPlan::RateLimit),
             RawWorkload::Http(r) => (WorkloadPlan::Http(r.plan()?), Vec::new()),
             RawWorkload::Throughput(r) => (WorkloadPlan::Throughput(r.plan()?), Vec::new()),
+            RawWorkload::Queue(r) => r.plan()?.lift(WorkloadPlan::Queue),
         })
     }
 }
@@ -192,6 +237,7 @@ pub enum WorkloadPlan {
     RateLimit(RateLimitPlan),
     Http(http::HttpPlan),
     Throughput(ThroughputPlan),
+    Queue(queue::QueuePlan),
 }
 
 impl WorkloadPlan {
@@ -204,6 +250,7 @@ impl WorkloadPlan {
             WorkloadPlan::RateLimit(_) => WorkloadKind::RateLimit,
             WorkloadPlan::Http(_) => WorkloadKind::Http,
             WorkloadPlan::Throughput(_) => WorkloadKind::Throughput,
+            WorkloadPlan::Queue(_) => WorkloadKind::Queue,
         }
     }
 
@@ -216,7 +263,8 @@ impl WorkloadPlan {
             | WorkloadPlan::Lock(_)
             | WorkloadPlan::Stampede(_)
             | WorkloadPlan::RateLimit(_)
-            | WorkloadPlan::Throughput(_) => self.kind().spec().ops,
+            | WorkloadPlan::Throughput(_)
+            | WorkloadPlan::Queue(_) => self.kind().spec().ops,
         }
     }
 
@@ -229,7 +277,8 @@ impl WorkloadPlan {
             | WorkloadPlan::Lock(_)
             | WorkloadPlan::Stampede(_)
             | WorkloadPlan::RateLimit(_)
-            | WorkloadPlan::Throughput(_) => self.kind().spec().metrics,
+            | WorkloadPlan::Throughput(_)
+            | WorkloadPlan::Queue(_) => self.kind().spec().metrics,
         }
     }
 
@@ -249,7 +298,27 @@ impl WorkloadPlan {
             WorkloadPlan::Lock(_) => vec!["overlaps", "stale_writes_accepted"],
             WorkloadPlan::RateLimit(_) => vec!["excess_admitted"],
             WorkloadPlan::Throughput(_) => vec!["wrong_values"],
+            WorkloadPlan::Queue(_) => vec![
+                "lost_jobs",
+                "trimmed",
+                "duplicates_uncaught",
+                "corrupt_jobs",
+            ],
             WorkloadPlan::Stampede(_) | WorkloadPlan::Http(_) => Vec::new(),
+        }
+    }
+
+    /// Whether a `gc_pause` fault has something to stall: a lock holder or
+    /// a queue consumer.
+    pub fn pausable(&self) -> bool {
+        match self {
+            WorkloadPlan::Lock(_) | WorkloadPlan::Queue(_) => true,
+            WorkloadPlan::CacheAside(_)
+            | WorkloadPlan::Session(_)
+            | WorkloadPlan::Stampede(_)
+            | WorkloadPlan::RateLimit(_)
+            | WorkloadPlan::Http(_)
+            | WorkloadPlan::Throughput(_) => false,
         }
     }
 
@@ -262,7 +331,8 @@ impl WorkloadPlan {
             | WorkloadPlan::Lock(_)
             | WorkloadPlan::Stampede(_)
             | WorkloadPlan::RateLimit(_)
-            | WorkloadPlan::Throughput(_) => false,
+            | WorkloadPlan::Throughput(_)
+            | WorkloadPlan::Queue(_) => false,
         }
     }
 
@@ -275,7 +345,8 @@ impl WorkloadPlan {
             | WorkloadPlan::Lock(_)
             | WorkloadPlan::Stampede(_)
             | WorkloadPlan::RateLimit(_)
-            | WorkloadPlan::Throughput(_) => Ok(()),
+            | WorkloadPlan::Throughput(_)
+            | WorkloadPlan::Queue(_) => Ok(()),
         }
     }
 
@@ -294,7 +365,8 @@ impl WorkloadPlan {
             | WorkloadPlan::Lock(_)
             | WorkloadPlan::Stampede(_)
             | WorkloadPlan::RateLimit(_)
-            | WorkloadPlan::Throughput(_) => None,
+            | WorkloadPlan::Throughput(_)
+            | WorkloadPlan::Queue(_) => None,
         }))
     }
 }
@@ -339,7 +411,8 @@ pub struct Setup {
     pub t0: Instant,
     pub seed: u64,
     pub users: usize,
-    /// Where a `gc_pause` fault reaches the lock workload's holders.
+    /// Where a `gc_pause` fault reaches the lock's holders or the queue's
+    /// consumers.
     pub gc: Arc<GcPause>,
 }
 
@@ -380,6 +453,9 @@ impl AnyWorkload {
             WorkloadPlan::Throughput(p) => AnyWorkload::Throughput(Arc::new(
                 throughput::Throughput::new(p.clone(), client, prefix, t0, seed),
             )),
+            WorkloadPlan::Queue(p) => {
+                AnyWorkload::Queue(Arc::new(queue::Queue::new(p.clone(), &s)))
+            }
         }
     }
 }
@@ -449,6 +525,14 @@ pub trait Oracle: Send + Sync + 'static {
     /// recorder's counts for `phase`, and whatever else the workload kept.
     /// `baseline` is the run's baseline phase, for ratios against it.
     fn phase_metrics(&self, phase: &PhaseStats, baseline: &PhaseStats) -> BTreeMap<String, f64>;
+
+    /// After the load and the faults ended, before the report: lets what
+    /// runs beside the callers finish (a queue's consumers drain the
+    /// stream; `drain` is false when the run was interrupted) and stops it.
+    fn settle(&self, drain: bool) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        let _ = drain;
+        Box::pin(async {})
+    }
 }
 
 /// What the load engine needs of a workload.
@@ -503,6 +587,7 @@ pub enum AnyWorkload {
     RateLimit(Arc<ratelimit::RateLimit>),
     Http(Arc<http::Http>),
     Throughput(Arc<throughput::Throughput>),
+    Queue(Arc<queue::Queue>),
 }
 
 impl AnyWorkload {
@@ -515,6 +600,7 @@ impl AnyWorkload {
             AnyWorkload::RateLimit(w) => &**w,
             AnyWorkload::Http(w) => &**w,
             AnyWorkload::Throughput(w) => &**w,
+            AnyWorkload::Queue(w) => &**w,
         }
     }
 }
