@@ -14,6 +14,7 @@ use crate::report::summary::{RunFacts, Summary};
 use crate::report::{console, RunReport};
 use crate::scenario::plan::RunPlan;
 use crate::telemetry::{self, NodeSample, ServerEvent};
+use crate::vocab::outcome::Counter;
 use crate::vocab::topo::Backend;
 use crate::workload::lock::GcPause;
 use crate::workload::{AnyWorkload, Oracle, Setup, WorkloadError, WorkloadPlan};
@@ -473,10 +474,10 @@ fn start_beside(
         let _ = shutdown.wait_for(|s| *s).await;
         goose::trigger_killswitch("gameday: interrupted");
     });
-    let ticker = ctx
-        .opts
-        .progress
-        .then(|| tokio::spawn(progress(recorder.clone(), t0, plan.duration)));
+    let ticker = ctx.opts.progress.then(|| {
+        let counters = plan.workload.kind().spec().counters;
+        tokio::spawn(progress(recorder.clone(), t0, plan.duration, counters))
+    });
     Beside {
         stop,
         conductor,
@@ -568,11 +569,16 @@ fn write_report(
 }
 
 /// Prints one line per completed second to stderr.
-async fn progress(recorder: Arc<Mutex<Recorder>>, t0: Instant, duration: Duration) {
+async fn progress(
+    recorder: Arc<Mutex<Recorder>>,
+    t0: Instant,
+    duration: Duration,
+    counters: &'static [Counter],
+) {
     let seconds = duration.as_secs_f64().ceil() as usize;
     for t in 0..seconds {
         tokio::time::sleep_until(t0 + Duration::from_millis(1000 * (t as u64 + 1) + 50)).await;
-        let line = console::progress_line(&recorder.lock().expect("recorder lock"), t);
+        let line = console::progress_line(&recorder.lock().expect("recorder lock"), t, counters);
         if let Some(line) = line {
             eprintln!("{line}");
         }

@@ -4,13 +4,18 @@
 
 use super::summary::Summary;
 use crate::recorder::Recorder;
-use crate::vocab::outcome::{is_redis_op, CALLER_ERRORS};
+use crate::vocab::outcome::{is_redis_op, Counter, CALLER_ERRORS, REDIS_ERRORS};
 use crate::vocab::units::fmt_micros;
 use crate::workload::cache_aside::{HITS, MISSES, ORIGIN_CALLS};
 use std::io::Write;
 
-/// The line for second `t` (which must be complete).
-pub fn progress_line(rec: &Recorder, t: usize) -> Option<String> {
+/// The most of a workload's own counters a progress line shows.
+const OWN_COLUMNS: usize = 3;
+
+/// The line for second `t` (which must be complete), with the columns of
+/// the workload that counts `counters`: the hit ratio and origin calls
+/// when it counts them, then up to three of its other counters.
+pub fn progress_line(rec: &Recorder, t: usize, counters: &[Counter]) -> Option<String> {
     let sec = rec.seconds().get(t)?;
     let caller = sec.ops.get("caller");
     let p99 = caller.filter(|c| c.count > 0).map_or("-".into(), |c| {
@@ -22,12 +27,27 @@ pub fn progress_line(rec: &Recorder, t: usize) -> Option<String> {
         .filter(|(op, _)| is_redis_op(op))
         .map(|(_, o)| o.errors)
         .sum();
-    let (h, m) = (sec.counter(HITS), sec.counter(MISSES));
-    let hit = if h + m > 0 {
-        format!("{:.0}%", 100.0 * h as f64 / (h + m) as f64)
-    } else {
-        "-".into()
-    };
+    let mut own = String::new();
+    if counters.contains(&HITS) {
+        let (h, m) = (sec.counter(HITS), sec.counter(MISSES));
+        let hit = if h + m > 0 {
+            format!("{:.0}%", 100.0 * h as f64 / (h + m) as f64)
+        } else {
+            "-".into()
+        };
+        own.push_str(&format!("  hit {hit:>4}"));
+    }
+    if counters.contains(&ORIGIN_CALLS) {
+        own.push_str(&format!("  origin {:>5}/s", sec.counter(ORIGIN_CALLS)));
+    }
+    let shown = [CALLER_ERRORS, REDIS_ERRORS, HITS, MISSES, ORIGIN_CALLS];
+    for c in counters
+        .iter()
+        .filter(|c| !shown.contains(c))
+        .take(OWN_COLUMNS)
+    {
+        own.push_str(&format!("  {} {:>5}", c.as_str(), sec.counter(*c)));
+    }
     // The open model's queue, when there is one: its scheduler records its
     // lateness every second, whatever Redis does.
     let queue = if sec.ops.contains_key(crate::load::OPEN_OPS[2]) {
@@ -40,7 +60,7 @@ pub fn progress_line(rec: &Recorder, t: usize) -> Option<String> {
         String::new()
     };
     Some(format!(
-        "[{:>4}s] {:<22} offered {:>6}/s  done {:>6}/s  p99 {:>8}  caller errors {:>5}  redis errors {:>6}  hit {:>4}  origin {:>5}/s{queue}",
+        "[{:>4}s] {:<22} offered {:>6}/s  done {:>6}/s  p99 {:>8}  caller errors {:>5}  redis errors {:>6}{own}{queue}",
         t + 1,
         match rec.stage_at(t as u64 * 1_000_000) {
             Some(stage) => format!("{} @{stage}", rec.phase_at(t as u64 * 1_000_000)),
@@ -54,8 +74,6 @@ pub fn progress_line(rec: &Recorder, t: usize) -> Option<String> {
         sec.counter(CALLER_ERRORS)
             .max(caller.map_or(0, |c| c.errors)),
         redis_errors,
-        hit,
-        sec.counter(ORIGIN_CALLS),
     ))
 }
 
@@ -129,4 +147,45 @@ pub fn print_summary(s: &Summary, out: &mut impl Write) -> std::io::Result<()> {
         (None, false) => String::new(),
     };
     writeln!(out, "verdict: {}{why}", s.verdict.to_uppercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vocab::outcome::{Outcome, Sample, Trace};
+
+    /// One second with 3 ops, each bumping `counters`.
+    fn second(counters: &[Counter]) -> Recorder {
+        let mut rec = Recorder::new(tokio::time::Instant::now(), &["enqueue"]);
+        for i in 0..3 {
+            let sample = Sample {
+                op: "enqueue",
+                intended_us: 1000 * i,
+                start_us: 1000 * i,
+                end_us: 1000 * i + 500,
+                outcome: Outcome::Ok,
+            };
+            let trace = Trace {
+                samples: vec![sample],
+                counters: counters.to_vec(),
+            };
+            rec.record(&trace);
+        }
+        rec
+    }
+
+    #[test]
+    fn a_line_shows_the_workloads_own_columns() {
+        let queue = crate::workload::queue::COUNTERS;
+        let line = progress_line(&second(&[crate::workload::queue::ENQUEUED]), 0, queue).unwrap();
+        assert!(line.contains("enqueued     3"), "{line}");
+        assert!(!line.contains("hit") && !line.contains("origin"), "{line}");
+        let cache = crate::workload::cache_aside::COUNTERS;
+        let line = progress_line(&second(&[HITS, HITS, MISSES, ORIGIN_CALLS]), 0, cache).unwrap();
+        assert!(
+            line.contains("hit  67%") && line.contains("origin     3/s"),
+            "{line}"
+        );
+        assert!(line.contains("stale_reads     0"), "{line}");
+    }
 }
