@@ -179,7 +179,7 @@ fn workload_keys_are_checked_against_the_workload() {
     assert_points_at(
         &session.replace("read_ratio = 0.9", "read_ratio = 0.9\nkeys = 10"),
         "keys = 10",
-        "applies to the cache-aside and throughput workloads",
+        "applies to the cache-aside, throughput and write-behind workloads",
     );
     assert_points_at(
         &session.replace(
@@ -229,6 +229,34 @@ fn workload_keys_are_checked_against_the_workload() {
         let text = queue.replace("consumers = 2", key);
         assert_points_at(&text, key.split(' ').next().unwrap(), says);
     }
+    let wb = GOOD.replace(
+        "kind = \"cache-aside\"\nread_ratio = 0.9",
+        "kind = \"write-behind\"\nlanes = 4",
+    );
+    for (key, says) in [
+        ("keys = 3", "3 keys for 4 users"),
+        ("lanes = 0", "must be at least 1"),
+        ("lanes = 5000", "must be at most 1024"),
+        ("flush_interval = \"0s\"", "flush_interval"),
+        (
+            "modes = [\"write-behind\", \"write-behind\"]",
+            "lists `write-behind` twice",
+        ),
+        ("modes = []", "`modes` lists none"),
+        ("mode = \"write-around\"", "unknown variant `write-around`"),
+        ("claim_after = \"1s\"", "applies to the queue workload"),
+    ] {
+        let text = wb.replace("lanes = 4", key);
+        assert_points_at(&text, key.split(' ').next().unwrap(), says);
+    }
+    assert_points_at(
+        &wb.replace(
+            "lanes = 4",
+            "mode = \"write-through\"\nmodes = [\"write-behind\"]",
+        ),
+        "modes",
+        "give `mode` (one) or `modes`",
+    );
     let text = format!(
         "expect = [\"nope/run.overlaps == 0\"]\n{}",
         GOOD.replace(

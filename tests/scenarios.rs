@@ -157,6 +157,7 @@ fn the_failure_scenarios_pass_on_the_process_backend() {
         "rate-limit-outage-fail-open",
         "rate-limit-memory-pressure",
         "queue-failover",
+        "write-behind-restart",
     ] {
         run_shipped(name, "process");
     }

@@ -46,3 +46,4 @@ mod throughput;
 mod tls_acl;
 mod topologies;
 mod topology;
+mod write_behind;

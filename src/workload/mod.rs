@@ -23,6 +23,7 @@ pub mod session;
 pub mod stampede;
 pub mod throughput;
 pub mod value;
+pub mod write_behind;
 
 use crate::ledger::Tracked;
 use crate::recorder::PhaseStats;
@@ -59,6 +60,7 @@ pub enum WorkloadKind {
     Http,
     Throughput,
     Queue,
+    WriteBehind,
 }
 
 /// What a workload kind declares about itself.
@@ -79,7 +81,7 @@ pub struct Spec {
 }
 
 impl WorkloadKind {
-    pub const ALL: [WorkloadKind; 8] = [
+    pub const ALL: [WorkloadKind; 9] = [
         WorkloadKind::CacheAside,
         WorkloadKind::Session,
         WorkloadKind::Lock,
@@ -88,6 +90,7 @@ impl WorkloadKind {
         WorkloadKind::Http,
         WorkloadKind::Throughput,
         WorkloadKind::Queue,
+        WorkloadKind::WriteBehind,
     ];
 
     pub fn spec(self) -> &'static Spec {
@@ -100,6 +103,7 @@ impl WorkloadKind {
             WorkloadKind::Http => &http::SPEC,
             WorkloadKind::Throughput => &throughput::SPEC,
             WorkloadKind::Queue => &queue::SPEC,
+            WorkloadKind::WriteBehind => &write_behind::SPEC,
         }
     }
 
@@ -120,6 +124,7 @@ impl WorkloadKind {
             WorkloadKind::Http => RawWorkload::Http(Deserialize::deserialize(d)?),
             WorkloadKind::Throughput => RawWorkload::Throughput(Deserialize::deserialize(d)?),
             WorkloadKind::Queue => RawWorkload::Queue(Deserialize::deserialize(d)?),
+            WorkloadKind::WriteBehind => RawWorkload::WriteBehind(Deserialize::deserialize(d)?),
         })
     }
 }
@@ -139,6 +144,7 @@ pub enum RawWorkload {
     Http(http::Raw),
     Throughput(throughput::Raw),
     Queue(queue::Raw),
+    WriteBehind(write_behind::Raw),
 }
 
 /// What the validation of a workload may look at besides its own table.
@@ -161,6 +167,7 @@ impl RawWorkload {
             RawWorkload::Http(r) => (WorkloadPlan::Http(r.plan()?), Vec::new()),
             RawWorkload::Throughput(r) => (WorkloadPlan::Throughput(r.plan()?), Vec::new()),
             RawWorkload::Queue(r) => r.plan()?.lift(WorkloadPlan::Queue),
+            RawWorkload::WriteBehind(r) => r.plan(ctx)?.lift(WorkloadPlan::WriteBehind),
         })
     }
 }
@@ -176,6 +183,7 @@ pub enum WorkloadPlan {
     Http(http::HttpPlan),
     Throughput(ThroughputPlan),
     Queue(queue::QueuePlan),
+    WriteBehind(write_behind::WriteBehindPlan),
 }
 
 impl WorkloadPlan {
@@ -189,6 +197,7 @@ impl WorkloadPlan {
             WorkloadPlan::Http(_) => WorkloadKind::Http,
             WorkloadPlan::Throughput(_) => WorkloadKind::Throughput,
             WorkloadPlan::Queue(_) => WorkloadKind::Queue,
+            WorkloadPlan::WriteBehind(_) => WorkloadKind::WriteBehind,
         }
     }
 
@@ -202,7 +211,8 @@ impl WorkloadPlan {
             | WorkloadPlan::Stampede(_)
             | WorkloadPlan::RateLimit(_)
             | WorkloadPlan::Throughput(_)
-            | WorkloadPlan::Queue(_) => self.kind().spec().ops,
+            | WorkloadPlan::Queue(_)
+            | WorkloadPlan::WriteBehind(_) => self.kind().spec().ops,
         }
     }
 
@@ -216,7 +226,8 @@ impl WorkloadPlan {
             | WorkloadPlan::Stampede(_)
             | WorkloadPlan::RateLimit(_)
             | WorkloadPlan::Throughput(_)
-            | WorkloadPlan::Queue(_) => self.kind().spec().metrics,
+            | WorkloadPlan::Queue(_)
+            | WorkloadPlan::WriteBehind(_) => self.kind().spec().metrics,
         }
     }
 
@@ -242,6 +253,7 @@ impl WorkloadPlan {
                 "duplicates_uncaught",
                 "corrupt_jobs",
             ],
+            WorkloadPlan::WriteBehind(_) => vec!["unflushed_lost", "stale_reads", "divergent_keys"],
             WorkloadPlan::Stampede(_) | WorkloadPlan::Http(_) => Vec::new(),
         }
     }
@@ -256,7 +268,8 @@ impl WorkloadPlan {
             | WorkloadPlan::Stampede(_)
             | WorkloadPlan::RateLimit(_)
             | WorkloadPlan::Http(_)
-            | WorkloadPlan::Throughput(_) => false,
+            | WorkloadPlan::Throughput(_)
+            | WorkloadPlan::WriteBehind(_) => false,
         }
     }
 
@@ -270,7 +283,8 @@ impl WorkloadPlan {
             | WorkloadPlan::Stampede(_)
             | WorkloadPlan::RateLimit(_)
             | WorkloadPlan::Throughput(_)
-            | WorkloadPlan::Queue(_) => false,
+            | WorkloadPlan::Queue(_)
+            | WorkloadPlan::WriteBehind(_) => false,
         }
     }
 
@@ -284,7 +298,8 @@ impl WorkloadPlan {
             | WorkloadPlan::Stampede(_)
             | WorkloadPlan::RateLimit(_)
             | WorkloadPlan::Throughput(_)
-            | WorkloadPlan::Queue(_) => Ok(()),
+            | WorkloadPlan::Queue(_)
+            | WorkloadPlan::WriteBehind(_) => Ok(()),
         }
     }
 
@@ -304,7 +319,8 @@ impl WorkloadPlan {
             | WorkloadPlan::Stampede(_)
             | WorkloadPlan::RateLimit(_)
             | WorkloadPlan::Throughput(_)
-            | WorkloadPlan::Queue(_) => None,
+            | WorkloadPlan::Queue(_)
+            | WorkloadPlan::WriteBehind(_) => None,
         }))
     }
 }
@@ -393,6 +409,9 @@ impl AnyWorkload {
             )),
             WorkloadPlan::Queue(p) => {
                 AnyWorkload::Queue(Arc::new(queue::Queue::new(p.clone(), &s)))
+            }
+            WorkloadPlan::WriteBehind(p) => {
+                AnyWorkload::WriteBehind(Arc::new(write_behind::WriteBehind::new(p.clone(), &s)))
             }
         }
     }
@@ -526,6 +545,7 @@ pub enum AnyWorkload {
     Http(Arc<http::Http>),
     Throughput(Arc<throughput::Throughput>),
     Queue(Arc<queue::Queue>),
+    WriteBehind(Arc<write_behind::WriteBehind>),
 }
 
 impl AnyWorkload {
@@ -539,6 +559,7 @@ impl AnyWorkload {
             AnyWorkload::Http(w) => &**w,
             AnyWorkload::Throughput(w) => &**w,
             AnyWorkload::Queue(w) => &**w,
+            AnyWorkload::WriteBehind(w) => &**w,
         }
     }
 }

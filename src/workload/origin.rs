@@ -69,7 +69,8 @@ impl Origin {
         }
     }
 
-    async fn serve(&self, rng: &mut impl Rng) {
+    /// One call's service time (waiting for a slot first).
+    pub async fn serve(&self, rng: &mut impl Rng) {
         let _slot = self
             .slots
             .acquire()
@@ -96,6 +97,15 @@ impl Origin {
         let v = self.versions[key as usize].fetch_add(1, Ordering::AcqRel) + 1;
         self.written_at_us[key as usize].fetch_max(now_us, Ordering::AcqRel);
         v
+    }
+
+    /// Takes `version` of `key` written elsewhere first (a write-behind
+    /// cache's flush), unless it holds a newer one; no service time (a
+    /// flush pays one `serve` per batch).
+    pub fn apply(&self, key: u64, version: u64, now_us: u64) {
+        if self.versions[key as usize].fetch_max(version, Ordering::AcqRel) < version {
+            self.written_at_us[key as usize].fetch_max(now_us, Ordering::AcqRel);
+        }
     }
 
     /// The current version of `key` and when it was last written.

@@ -1,0 +1,150 @@
+//! `write-behind` against a cause injected behind the harness and against
+//! Redis's own counts, on an external redis-server the test owns: once a
+//! flush has reached the origin and the pending lists hold 150 or more
+//! writes, one MULTI counts what the lists hold and empties the server
+//! (FLUSHALL: what a restart without persistence leaves). Exactly those
+//! writes are `unflushed_lost`; every other acknowledged write reached the
+//! origin (`flushed`); the server's RPUSH calls are the acknowledged
+//! writes; and readers then get the origin's older versions
+//! (`stale_reads`).
+
+use crate::common::{phase, Scratch};
+use gameday::testing::{RedisProcess, Role, TopologyPlan};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const LANES: usize = 4;
+
+fn metric(p: &Value, k: &str) -> f64 {
+    p["metrics"][k]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no {k}: {}", p["metrics"]))
+}
+
+fn connect(addr: SocketAddr) -> redis::Connection {
+    redis::Client::open(format!("redis://{addr}/"))
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
+/// The calls the server has served of `command` so far.
+fn calls(conn: &mut redis::Connection, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// Waits for a flush (LPOP served) and 150 pending writes, then counts the
+/// lists and empties the server in one MULTI. Returns the count.
+fn wipe(addr: SocketAddr) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut conn = connect(addr);
+        let give_up = Instant::now() + Duration::from_secs(60);
+        let lists = loop {
+            assert!(
+                Instant::now() < give_up,
+                "the run's pending lists never filled"
+            );
+            let lists: Vec<String> = redis::cmd("KEYS")
+                .arg("gameday:*:pending")
+                .query(&mut conn)
+                .unwrap();
+            let mut total = 0;
+            for l in &lists {
+                total += redis::cmd("LLEN").arg(l).query::<u64>(&mut conn).unwrap();
+            }
+            if calls(&mut conn, "lpop") > 0 && total >= 150 && lists.len() == LANES {
+                break lists;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for l in &lists {
+            pipe.cmd("LLEN").arg(l);
+        }
+        pipe.cmd("FLUSHALL").ignore();
+        let lens: Vec<u64> = pipe.query(&mut conn).unwrap();
+        lens.iter().sum()
+    })
+}
+
+#[test]
+fn a_wipe_before_the_flush_loses_exactly_the_pending_writes() {
+    let _gate = crate::common::gate(module_path!());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let node = rt
+        .block_on(RedisProcess::start(
+            "wb-lost",
+            Role::Primary,
+            &TopologyPlan::standalone(),
+        ))
+        .unwrap();
+    let scenario = format!(
+        r#"name = "write-behind-lost"
+duration = "4s"
+seed = 8
+expect = ["run.writes > 300"]
+
+[load]
+users = 4
+rate = 300
+
+[workload]
+kind = "write-behind"
+keys = 200
+read_ratio = 0.5
+flush_interval = "1s"
+batch = 50
+lanes = {LANES}
+
+[topology]
+kind = "standalone"
+backend = "external"
+
+[[topology.endpoint]]
+node = "n"
+role = "primary"
+addr = "{}"
+"#,
+        node.addr
+    );
+    let wiped = wipe(node.addr);
+    let s = Scratch::new(&scenario).run_ok(&[]);
+    let wiped = wiped.join().unwrap();
+    assert!(wiped >= 150, "{wiped}");
+    let run = phase(&s, "run");
+    let writes = metric(run, "writes");
+    assert_eq!(writes, run["ops"]["write"]["count"].as_f64().unwrap());
+    assert_eq!(
+        metric(run, "unflushed_lost"),
+        wiped as f64,
+        "{}",
+        run["metrics"]
+    );
+    assert_eq!(metric(run, "flushed"), writes - wiped as f64);
+    // Every acknowledged write was one MULTI with one RPUSH on the server.
+    assert_eq!(calls(&mut connect(node.addr), "rpush") as f64, writes);
+    for zero in [
+        "unflushed",
+        "caller_errors",
+        "flush_errors",
+        "divergent_keys",
+    ] {
+        assert_eq!(metric(run, zero), 0.0, "{zero}: {}", run["metrics"]);
+    }
+    // Readers of the wiped keys got the origin's older version.
+    assert!(metric(run, "stale_reads") > 0.0, "{}", run["metrics"]);
+    // Flushed every second: the median write waited about half of that.
+    let lag = metric(run, "flush_lag_p50_ms");
+    eprintln!(
+        "write-behind: {writes} writes, {wiped} wiped, lost {}, stale reads {}, flush lag p50 {lag} ms",
+        metric(run, "unflushed_lost"),
+        metric(run, "stale_reads")
+    );
+    assert!((200.0..=900.0).contains(&lag), "flush lag p50 {lag} ms");
+}
