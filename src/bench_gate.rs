@@ -74,6 +74,7 @@ fn latency(ms: u32) -> NetFault {
         },
         streams: vec![Stream::Downstream],
         toxicity: 1.0,
+        path: Default::default(),
     }
 }
 

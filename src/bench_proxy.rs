@@ -123,6 +123,7 @@ fn toxic(kind: ToxicKind) -> NetFault {
         kind,
         streams: vec![Stream::Downstream],
         toxicity: 1.0,
+        path: Default::default(),
     }
 }
 

@@ -6,7 +6,7 @@ pub use crate::conductor::{conduct, Scheduled, Stage};
 pub use crate::fault::{Env, Fault, FaultKind, FaultPlan, FaultRecord, Target};
 pub use crate::lab::Lab;
 pub use crate::proxy::control::{NetFault, ProxyControl};
-pub use crate::proxy::toxic::{Stream, ToxicKind};
+pub use crate::proxy::toxic::{Path, Stream, ToxicKind};
 pub use crate::recorder::Recorder;
 pub use crate::redis_admin::access::{access, Access, Secret};
 pub use crate::topology::plan::TopologyPlan;

@@ -6,7 +6,7 @@ use gameday::testing::RedisProcess;
 use gameday::testing::Role;
 use gameday::testing::TopologyPlan;
 use gameday::testing::{NetFault, ProxyControl};
-use gameday::testing::{Stream, ToxicKind};
+use gameday::testing::{Path, Stream, ToxicKind};
 use gameday::EmbeddedProxy;
 use redis::aio::MultiplexedConnection;
 use std::net::SocketAddr;
@@ -63,6 +63,7 @@ fn toxic(kind: ToxicKind) -> NetFault {
         kind,
         streams: vec![Stream::Downstream],
         toxicity: 1.0,
+        path: Default::default(),
     }
 }
 
@@ -285,6 +286,35 @@ async fn ping_from(source: std::net::Ipv4Addr, addr: SocketAddr) -> Option<Durat
     }
 }
 
+/// A latency toxic kept to one path delays that path's connections only:
+/// `peers` those from PEER_SOURCE (replication, monitoring), `clients` the
+/// rest.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_toxic_on_one_path_leaves_the_other_alone() {
+    let _gate = crate::common::gate(module_path!());
+    let rig = rig().await;
+    let peer = gameday::testing::PEER_SOURCE;
+    let client = std::net::Ipv4Addr::LOCALHOST;
+    for (path, slowed, spared) in [(Path::Peers, peer, client), (Path::Clients, client, peer)] {
+        let fault = NetFault::Toxic {
+            kind: ToxicKind::Latency {
+                latency: 150,
+                jitter: 0,
+            },
+            streams: vec![Stream::Downstream],
+            toxicity: 1.0,
+            path,
+        };
+        rig.apply(fault.clone()).await;
+        let slow = ping_from(slowed, rig.addr).await.expect("answered");
+        let fast = ping_from(spared, rig.addr).await.expect("answered");
+        assert!(slow >= Duration::from_millis(150), "{path:?}: {slow:?}");
+        assert!(fast < Duration::from_millis(100), "{path:?}: {fast:?}");
+        rig.clear(fault).await;
+    }
+    drop(rig.redis);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn partition_holds_peer_connections_only_and_releases_them_on_heal() {
     let _gate = crate::common::gate(module_path!());
@@ -297,6 +327,7 @@ async fn partition_holds_peer_connections_only_and_releases_them_on_heal() {
         },
         streams: vec![Stream::Upstream, Stream::Downstream],
         toxicity: 1.0,
+        path: Default::default(),
     };
     assert!(ping_from(peer, rig.addr).await.is_some());
     rig.apply(fault.clone()).await;

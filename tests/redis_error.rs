@@ -19,6 +19,7 @@ fn command_toxic(kind: ToxicKind) -> NetFault {
         kind,
         streams: vec![Stream::Upstream],
         toxicity: 1.0,
+        path: Default::default(),
     }
 }
 

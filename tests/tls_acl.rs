@@ -193,6 +193,7 @@ fn plain_and_unauthenticated_clients_are_refused_and_faults_work_on_tls() {
                 },
                 streams: vec![gameday::testing::Stream::Downstream],
                 toxicity: 1.0,
+                path: Default::default(),
             };
             let (name, f) = (w.proxy.clone(), fault.clone());
             lab.control.call(move |c| c.apply(&name, &f)).await.unwrap();

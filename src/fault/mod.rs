@@ -443,6 +443,10 @@ impl FaultPlan {
             Fault::Network(NetFault::Toxic { kind, .. }) if kind.reads_commands() => {
                 (!env.own_proxy).then_some(redis_error::NEEDS).or(no_proxy)
             }
+            Fault::Network(NetFault::Toxic { path, .. }) if !path.is_all() => (!env.peer_source
+                || !env.own_proxy)
+                .then_some(network::PATH_NEEDS)
+                .or(no_proxy),
             Fault::Network(_) => no_proxy,
             Fault::Partition => (!env.peer_source || !env.own_proxy)
                 .then_some(partition::NEEDS)

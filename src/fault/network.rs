@@ -6,7 +6,7 @@
 
 use super::FaultCtx;
 use crate::proxy::control::{ControlError, NetFault, ProxyControl};
-use crate::proxy::toxic::{Stream, ToxicKind};
+use crate::proxy::toxic::{Path, Stream, ToxicKind};
 use crate::vocab::check::{check, fraction, invalid, positive_int, Checked};
 use crate::vocab::units::Dur;
 use serde::Deserialize;
@@ -37,7 +37,13 @@ pub struct Raw {
     average_size: Option<Spanned<i64>>,
     size_variation: Option<Spanned<i64>>,
     bytes: Option<Spanned<i64>>,
+    /// Which connections: all (default), the nodes' peer connections only
+    /// (replication, monitoring, the cluster bus), or the clients' only.
+    path: Option<Path>,
 }
+
+/// Why a fault cannot be kept to one path.
+pub const PATH_NEEDS: &str = "cannot tell peer connections from clients' here: `path` needs nodes gameday runs on Redis 7.0 or later (bind-source-addr), behind gameday's own proxy";
 
 /// The network fault kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,23 +59,24 @@ pub enum NetKind {
 }
 
 impl NetKind {
-    /// The keys of each kind: its toxic's attributes, `stream` and
-    /// `toxicity` (a `down` takes none).
+    /// The keys of each kind: its toxic's attributes, `stream`,
+    /// `toxicity` and `path` (a `down` takes none).
     pub fn keys(self) -> &'static [&'static str] {
         match self {
             NetKind::Down => &[],
-            NetKind::Latency => &["latency", "jitter", "stream", "toxicity"],
-            NetKind::Bandwidth => &["rate", "stream", "toxicity"],
-            NetKind::Timeout | NetKind::ResetPeer => &["timeout", "stream", "toxicity"],
-            NetKind::SlowClose => &["delay", "stream", "toxicity"],
+            NetKind::Latency => &["latency", "jitter", "stream", "toxicity", "path"],
+            NetKind::Bandwidth => &["rate", "stream", "toxicity", "path"],
+            NetKind::Timeout | NetKind::ResetPeer => &["timeout", "stream", "toxicity", "path"],
+            NetKind::SlowClose => &["delay", "stream", "toxicity", "path"],
             NetKind::Slicer => &[
                 "average_size",
                 "size_variation",
                 "delay",
                 "stream",
                 "toxicity",
+                "path",
             ],
-            NetKind::LimitData => &["bytes", "stream", "toxicity"],
+            NetKind::LimitData => &["bytes", "stream", "toxicity", "path"],
         }
     }
 }
@@ -129,6 +136,7 @@ impl Raw {
                 Some(t) => fraction(t, "toxicity")? as f32,
                 None => 1.0,
             },
+            path: self.path.unwrap_or_default(),
         })
     }
 

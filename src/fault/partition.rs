@@ -25,6 +25,7 @@ fn toxic() -> NetFault {
         },
         streams: vec![Stream::Upstream, Stream::Downstream],
         toxicity: 1.0,
+        path: Default::default(),
     }
 }
 

@@ -84,6 +84,7 @@ impl Raw {
             kind,
             streams: vec![Stream::Upstream],
             toxicity: 1.0,
+            path: Default::default(),
         })
     }
 

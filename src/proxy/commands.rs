@@ -232,6 +232,7 @@ mod tests {
             kind,
             stream: Stream::Upstream,
             toxicity: 1.0,
+            path: Default::default(),
         }
     }
 

@@ -5,7 +5,7 @@
 //! the server, so a fault counts as applied only once the server shows it.
 
 use super::server::{loopback_addr, ApiError};
-use super::toxic::{Stream, ToxicKind};
+use super::toxic::{Path, Stream, ToxicKind};
 use crate::vocab::owner;
 use std::net::SocketAddr;
 use toxiproxy_rust::client::Client;
@@ -41,6 +41,8 @@ pub enum NetFault {
         kind: ToxicKind,
         streams: Vec<Stream>,
         toxicity: f32,
+        /// The connections it acts on (gameday's extension).
+        path: Path,
     },
 }
 
@@ -225,9 +227,10 @@ impl ProxyControl {
                 kind,
                 streams,
                 toxicity,
+                path,
             } => {
                 for stream in streams {
-                    self.post_toxic(name, kind, *stream, *toxicity)?;
+                    self.post_toxic(name, kind, *stream, *toxicity, *path)?;
                 }
             }
         }
@@ -376,12 +379,16 @@ impl ProxyControl {
         kind: &ToxicKind,
         stream: Stream,
         toxicity: f32,
+        path: Path,
     ) -> Result<(), ControlError> {
         // `{"type": ..., "attributes": {...}}`, then the rest of the toxic.
         let mut body = serde_json::to_value(kind).map_err(|e| self.api_err("toxic", e))?;
         body["name"] = toxic_name(kind, stream).into();
         body["stream"] = stream.as_str().into();
         body["toxicity"] = toxicity.into();
+        if !path.is_all() {
+            body["path"] = path.as_str().into();
+        }
         let what = format!("add {} toxic", kind.type_name());
         self.post_json(&format!("/proxies/{proxy}/toxics"), &body, &what)
     }

@@ -7,7 +7,7 @@
 //! latency stays what the upstream can do, as with Toxiproxy.
 
 use super::commands::CommandReader;
-use super::toxic::{Stream, Toxic, ToxicKind};
+use super::toxic::{Path, Stream, Toxic, ToxicKind};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{HashMap, VecDeque};
@@ -71,6 +71,13 @@ impl Rolls {
             && self.peer == Some(std::net::IpAddr::V4(crate::vocab::topo::PEER_SOURCE))
         {
             return false;
+        }
+        let from_peer = self.peer == Some(std::net::IpAddr::V4(crate::vocab::topo::PEER_SOURCE));
+        match toxic.path {
+            Path::All => {}
+            Path::Peers if from_peer => {}
+            Path::Clients if !from_peer => {}
+            Path::Peers | Path::Clients => return false,
         }
         if let ToxicKind::Partition { source } = toxic.kind {
             let from = std::net::IpAddr::V4(std::net::Ipv4Addr::from(source));

@@ -197,6 +197,34 @@ impl ToxicKind {
     }
 }
 
+/// gameday's extension, not in Toxiproxy: which connections a toxic acts
+/// on, by where they come from. Nodes and sentinels make their peer
+/// connections (replication, monitoring, the cluster bus) from
+/// `PEER_SOURCE`; every other connection is a client's. Left out of the
+/// wire format when `all`, so a Toxiproxy client sees its own shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Path {
+    #[default]
+    All,
+    Peers,
+    Clients,
+}
+
+impl Path {
+    pub fn is_all(&self) -> bool {
+        *self == Path::All
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Path::All => "all",
+            Path::Peers => "peers",
+            Path::Clients => "clients",
+        }
+    }
+}
+
 /// A toxic as the API lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Toxic {
@@ -205,6 +233,8 @@ pub struct Toxic {
     pub kind: ToxicKind,
     pub stream: Stream,
     pub toxicity: f32,
+    #[serde(default, skip_serializing_if = "Path::is_all")]
+    pub path: Path,
 }
 
 /// The body of `POST /proxies/{name}/toxics`: name, stream and toxicity may
@@ -216,6 +246,8 @@ pub struct NewToxic {
     pub kind: ToxicKind,
     pub stream: Option<Stream>,
     pub toxicity: Option<f32>,
+    #[serde(default)]
+    pub path: Path,
 }
 
 impl NewToxic {
@@ -245,6 +277,7 @@ impl NewToxic {
             kind: self.kind,
             stream,
             toxicity: self.toxicity.unwrap_or(1.0),
+            path: self.path,
         }
     }
 }
@@ -292,12 +325,13 @@ mod tests {
 
     #[test]
     fn every_toxic_round_trips_through_json() {
-        for kind in all_kinds() {
+        for (i, kind) in all_kinds().into_iter().enumerate() {
             let toxic = Toxic {
                 name: format!("{}_downstream", kind.type_name()),
                 kind: kind.clone(),
                 stream: Stream::Downstream,
                 toxicity: 0.5,
+                path: [Path::All, Path::Peers, Path::Clients][i % 3],
             };
             let text = serde_json::to_string(&toxic).unwrap();
             let back: Toxic = serde_json::from_str(&text).unwrap();
@@ -315,12 +349,18 @@ mod tests {
             },
             stream: Stream::Upstream,
             toxicity: 1.0,
+            path: Path::All,
         };
         assert_eq!(
             serde_json::to_value(&toxic).unwrap(),
             json!({"name": "lat", "type": "latency", "stream": "upstream", "toxicity": 1.0,
                    "attributes": {"latency": 50, "jitter": 0}})
         );
+        let peers = Toxic {
+            path: Path::Peers,
+            ..toxic
+        };
+        assert_eq!(serde_json::to_value(&peers).unwrap()["path"], "peers");
         let slicer: Toxic = serde_json::from_value(json!({"name": "s", "type": "slicer",
             "stream": "downstream", "toxicity": 1,
             "attributes": {"average_size": 10, "size_variation": 2, "delay": 100}}))
