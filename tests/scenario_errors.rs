@@ -179,7 +179,7 @@ fn workload_keys_are_checked_against_the_workload() {
     assert_points_at(
         &session.replace("read_ratio = 0.9", "read_ratio = 0.9\nkeys = 10"),
         "keys = 10",
-        "applies to the cache-aside, throughput and write-behind workloads",
+        "applies to the cache-aside, throughput, write-behind and replica-reads workloads",
     );
     assert_points_at(
         &session.replace(
@@ -249,6 +249,52 @@ fn workload_keys_are_checked_against_the_workload() {
         let text = wb.replace("lanes = 4", key);
         assert_points_at(&text, key.split(' ').next().unwrap(), says);
     }
+    // replica-reads: replicas to read from, a bound before a fallback.
+    let rr = GOOD.replace(
+        "kind = \"cache-aside\"\nread_ratio = 0.9",
+        "kind = \"replica-reads\"\nkeys = 100",
+    );
+    let replicated = rr.replace("kind = \"standalone\"", "kind = \"replicated\"");
+    for (text, at, says) in [
+        (
+            rr.clone(),
+            "kind = \"replica-reads\"",
+            "this topology has no replicas to read from",
+        ),
+        (
+            rr.replace("keys = 100", "max_staleness = \"100ms\""),
+            "max_staleness",
+            "`max_staleness` bounds replica reads, but this topology has no replicas",
+        ),
+        (
+            rr.replace("kind = \"standalone\"", "kind = \"cluster\""),
+            "kind = \"replica-reads\"",
+            "a Cluster's replica reads",
+        ),
+        (
+            replicated.replace("keys = 100", "fallback = true"),
+            "fallback",
+            "`fallback` needs `max_staleness`",
+        ),
+        (
+            replicated.replace("keys = 100", "max_staleness = \"0s\""),
+            "max_staleness",
+            "max_staleness",
+        ),
+        (
+            replicated.replace("keys = 100", "keys = 2"),
+            "keys = 2",
+            "2 keys for 4 users",
+        ),
+        (
+            replicated.replace("keys = 100", "lanes = 2"),
+            "lanes",
+            "applies to the write-behind workload",
+        ),
+    ] {
+        assert_points_at(&text, at, says);
+    }
+    gameday::parse_scenario(Path::new("good.toml"), &replicated).expect("replicated is fine");
     assert_points_at(
         &wb.replace(
             "lanes = 4",

@@ -32,6 +32,7 @@ mod proxy_compat;
 mod queue;
 mod ratelimit;
 mod redis_error;
+mod replica_reads;
 mod replica_resync;
 mod report_truth;
 mod run_seam;

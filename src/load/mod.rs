@@ -218,6 +218,7 @@ pub async fn drive_any(
         AnyWorkload::Throughput(w) => drive_model(w.clone(), spec, recorder, t0).await,
         AnyWorkload::Queue(w) => drive_model(w.clone(), spec, recorder, t0).await,
         AnyWorkload::WriteBehind(w) => drive_model(w.clone(), spec, recorder, t0).await,
+        AnyWorkload::ReplicaReads(w) => drive_model(w.clone(), spec, recorder, t0).await,
     }
 }
 

@@ -17,6 +17,7 @@ pub mod raw;
 mod topology;
 
 use crate::load::{LoadPlan, Model, OpenPlan, Stage};
+use crate::topology::plan::TopologyPlan;
 use crate::vocab::check::{self, Invalid};
 use crate::vocab::expect::{self, ExpectCtx};
 use crate::vocab::units::{self, Dur};
@@ -152,22 +153,14 @@ impl Validator<'_> {
             duration > Duration::ZERO,
             "`duration` must be longer than 0s",
         )?;
-        let kind = self.workload_kind(&raw)?;
+        let (kind, kind_span) = self.workload_kind(&raw)?;
         let topology = self.topology(raw.topology)?;
         let load = self.load(
             &raw.load,
             duration,
             raw.capacity.as_ref().map(|c| *c.get_ref().start.get_ref()),
         )?;
-        let ctx = WorkloadCtx {
-            users: load.users,
-            users_span: raw
-                .load
-                .get_ref()
-                .users
-                .as_ref()
-                .map_or(raw.load.span(), |u| u.span()),
-        };
+        let ctx = workload_ctx(&raw.load, kind_span, &load, &topology);
         let (workload, variants) = params::workload(self, kind)?
             .plan(&ctx)
             .map_err(|e| self.at(e))?;
@@ -218,7 +211,11 @@ impl Validator<'_> {
     }
 
     /// What drives the load: `[workload]` or `[target]`, exactly one.
-    fn workload_kind(&self, raw: &RawScenario) -> VResult<crate::workload::WorkloadKind> {
+    /// The workload's kind, and where it is written.
+    fn workload_kind(
+        &self,
+        raw: &RawScenario,
+    ) -> VResult<(crate::workload::WorkloadKind, Range<usize>)> {
         match (&raw.workload, &raw.target) {
             (Some(w), None) => {
                 let kind = *w.kind.get_ref();
@@ -228,9 +225,9 @@ impl Validator<'_> {
                         format!("`{}` is a [target] kind: write [target] kind = \"{}\"", kind.as_str(), kind.as_str()),
                     ));
                 }
-                Ok(kind)
+                Ok((kind, w.kind.span()))
             }
-            (None, Some(t)) => Ok(t.kind.get_ref().workload()),
+            (None, Some(t)) => Ok((t.kind.get_ref().workload(), t.kind.span())),
             (Some(w), Some(_)) => Err(self.err(
                 w.kind.span(),
                 "a scenario has a [workload] (gameday's reference clients) or a [target] (your service), not both",
@@ -443,5 +440,25 @@ impl Validator<'_> {
                     .map_or(crate::load::ArrivalProcess::Constant, |a| *a.get_ref()),
             }),
         })
+    }
+}
+
+/// What a workload's validation may look at besides its own table.
+fn workload_ctx(
+    raw_load: &Spanned<RawLoad>,
+    kind_span: Range<usize>,
+    load: &LoadPlan,
+    topology: &TopologyPlan,
+) -> WorkloadCtx {
+    WorkloadCtx {
+        users: load.users,
+        users_span: raw_load
+            .get_ref()
+            .users
+            .as_ref()
+            .map_or(raw_load.span(), |u| u.span()),
+        topology: topology.kind,
+        replicas: topology.readable_replicas(),
+        kind_span,
     }
 }

@@ -79,6 +79,19 @@ impl TopologyPlan {
         }
     }
 
+    /// The replicas of the primary a client may read from: the declared
+    /// replicas of an external topology, `replicas` of a replicated or
+    /// Sentinel one, none of a standalone node; a cluster's are its
+    /// masters', not one primary's.
+    pub fn readable_replicas(&self) -> usize {
+        let external = self.external.endpoints.iter();
+        match (self.backend, self.kind) {
+            (_, TopologyKind::Standalone | TopologyKind::Cluster) => 0,
+            (Backend::External, _) => external.filter(|e| e.role == Role::Replica).count(),
+            (_, TopologyKind::Replicated | TopologyKind::Sentinel) => self.replicas,
+        }
+    }
+
     /// The same settings for another topology kind.
     pub fn of_kind(kind: TopologyKind) -> Self {
         TopologyPlan {

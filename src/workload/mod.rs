@@ -19,6 +19,7 @@ pub mod origin;
 pub mod policy;
 pub mod queue;
 pub mod ratelimit;
+pub mod replica_reads;
 pub mod session;
 pub mod stampede;
 pub mod throughput;
@@ -61,6 +62,7 @@ pub enum WorkloadKind {
     Throughput,
     Queue,
     WriteBehind,
+    ReplicaReads,
 }
 
 /// What a workload kind declares about itself.
@@ -81,7 +83,7 @@ pub struct Spec {
 }
 
 impl WorkloadKind {
-    pub const ALL: [WorkloadKind; 9] = [
+    pub const ALL: [WorkloadKind; 10] = [
         WorkloadKind::CacheAside,
         WorkloadKind::Session,
         WorkloadKind::Lock,
@@ -91,6 +93,7 @@ impl WorkloadKind {
         WorkloadKind::Throughput,
         WorkloadKind::Queue,
         WorkloadKind::WriteBehind,
+        WorkloadKind::ReplicaReads,
     ];
 
     pub fn spec(self) -> &'static Spec {
@@ -104,6 +107,7 @@ impl WorkloadKind {
             WorkloadKind::Throughput => &throughput::SPEC,
             WorkloadKind::Queue => &queue::SPEC,
             WorkloadKind::WriteBehind => &write_behind::SPEC,
+            WorkloadKind::ReplicaReads => &replica_reads::SPEC,
         }
     }
 
@@ -125,6 +129,7 @@ impl WorkloadKind {
             WorkloadKind::Throughput => RawWorkload::Throughput(Deserialize::deserialize(d)?),
             WorkloadKind::Queue => RawWorkload::Queue(Deserialize::deserialize(d)?),
             WorkloadKind::WriteBehind => RawWorkload::WriteBehind(Deserialize::deserialize(d)?),
+            WorkloadKind::ReplicaReads => RawWorkload::ReplicaReads(Deserialize::deserialize(d)?),
         })
     }
 }
@@ -145,6 +150,7 @@ pub enum RawWorkload {
     Throughput(throughput::Raw),
     Queue(queue::Raw),
     WriteBehind(write_behind::Raw),
+    ReplicaReads(replica_reads::Raw),
 }
 
 /// What the validation of a workload may look at besides its own table.
@@ -152,6 +158,12 @@ pub struct WorkloadCtx {
     pub users: usize,
     /// Where `users` is written.
     pub users_span: Range<usize>,
+    /// The topology's kind, and the replicas clients may read from (of
+    /// the primary; external: the endpoints declared replicas).
+    pub topology: crate::vocab::topo::TopologyKind,
+    pub replicas: usize,
+    /// Where the workload's `kind` is written.
+    pub kind_span: Range<usize>,
 }
 
 impl RawWorkload {
@@ -168,6 +180,7 @@ impl RawWorkload {
             RawWorkload::Throughput(r) => (WorkloadPlan::Throughput(r.plan()?), Vec::new()),
             RawWorkload::Queue(r) => r.plan()?.lift(WorkloadPlan::Queue),
             RawWorkload::WriteBehind(r) => r.plan(ctx)?.lift(WorkloadPlan::WriteBehind),
+            RawWorkload::ReplicaReads(r) => r.plan(ctx)?.lift(WorkloadPlan::ReplicaReads),
         })
     }
 }
@@ -184,6 +197,7 @@ pub enum WorkloadPlan {
     Throughput(ThroughputPlan),
     Queue(queue::QueuePlan),
     WriteBehind(write_behind::WriteBehindPlan),
+    ReplicaReads(replica_reads::ReplicaReadsPlan),
 }
 
 impl WorkloadPlan {
@@ -198,6 +212,7 @@ impl WorkloadPlan {
             WorkloadPlan::Throughput(_) => WorkloadKind::Throughput,
             WorkloadPlan::Queue(_) => WorkloadKind::Queue,
             WorkloadPlan::WriteBehind(_) => WorkloadKind::WriteBehind,
+            WorkloadPlan::ReplicaReads(_) => WorkloadKind::ReplicaReads,
         }
     }
 
@@ -212,7 +227,8 @@ impl WorkloadPlan {
             | WorkloadPlan::RateLimit(_)
             | WorkloadPlan::Throughput(_)
             | WorkloadPlan::Queue(_)
-            | WorkloadPlan::WriteBehind(_) => self.kind().spec().ops,
+            | WorkloadPlan::WriteBehind(_)
+            | WorkloadPlan::ReplicaReads(_) => self.kind().spec().ops,
         }
     }
 
@@ -227,7 +243,8 @@ impl WorkloadPlan {
             | WorkloadPlan::RateLimit(_)
             | WorkloadPlan::Throughput(_)
             | WorkloadPlan::Queue(_)
-            | WorkloadPlan::WriteBehind(_) => self.kind().spec().metrics,
+            | WorkloadPlan::WriteBehind(_)
+            | WorkloadPlan::ReplicaReads(_) => self.kind().spec().metrics,
         }
     }
 
@@ -254,6 +271,10 @@ impl WorkloadPlan {
                 "corrupt_jobs",
             ],
             WorkloadPlan::WriteBehind(_) => vec!["unflushed_lost", "stale_reads", "divergent_keys"],
+            WorkloadPlan::ReplicaReads(p) => match p.max_staleness {
+                Some(_) if p.fallback => vec!["beyond_bound"],
+                _ => Vec::new(),
+            },
             WorkloadPlan::Stampede(_) | WorkloadPlan::Http(_) => Vec::new(),
         }
     }
@@ -269,7 +290,8 @@ impl WorkloadPlan {
             | WorkloadPlan::RateLimit(_)
             | WorkloadPlan::Http(_)
             | WorkloadPlan::Throughput(_)
-            | WorkloadPlan::WriteBehind(_) => false,
+            | WorkloadPlan::WriteBehind(_)
+            | WorkloadPlan::ReplicaReads(_) => false,
         }
     }
 
@@ -284,7 +306,8 @@ impl WorkloadPlan {
             | WorkloadPlan::RateLimit(_)
             | WorkloadPlan::Throughput(_)
             | WorkloadPlan::Queue(_)
-            | WorkloadPlan::WriteBehind(_) => false,
+            | WorkloadPlan::WriteBehind(_)
+            | WorkloadPlan::ReplicaReads(_) => false,
         }
     }
 
@@ -299,7 +322,8 @@ impl WorkloadPlan {
             | WorkloadPlan::RateLimit(_)
             | WorkloadPlan::Throughput(_)
             | WorkloadPlan::Queue(_)
-            | WorkloadPlan::WriteBehind(_) => Ok(()),
+            | WorkloadPlan::WriteBehind(_)
+            | WorkloadPlan::ReplicaReads(_) => Ok(()),
         }
     }
 
@@ -320,7 +344,8 @@ impl WorkloadPlan {
             | WorkloadPlan::RateLimit(_)
             | WorkloadPlan::Throughput(_)
             | WorkloadPlan::Queue(_)
-            | WorkloadPlan::WriteBehind(_) => None,
+            | WorkloadPlan::WriteBehind(_)
+            | WorkloadPlan::ReplicaReads(_) => None,
         }))
     }
 }
@@ -412,6 +437,9 @@ impl AnyWorkload {
             }
             WorkloadPlan::WriteBehind(p) => {
                 AnyWorkload::WriteBehind(Arc::new(write_behind::WriteBehind::new(p.clone(), &s)))
+            }
+            WorkloadPlan::ReplicaReads(p) => {
+                AnyWorkload::ReplicaReads(Arc::new(replica_reads::ReplicaReads::new(p.clone(), &s)))
             }
         }
     }
@@ -546,6 +574,7 @@ pub enum AnyWorkload {
     Throughput(Arc<throughput::Throughput>),
     Queue(Arc<queue::Queue>),
     WriteBehind(Arc<write_behind::WriteBehind>),
+    ReplicaReads(Arc<replica_reads::ReplicaReads>),
 }
 
 impl AnyWorkload {
@@ -560,6 +589,7 @@ impl AnyWorkload {
             AnyWorkload::Throughput(w) => &**w,
             AnyWorkload::Queue(w) => &**w,
             AnyWorkload::WriteBehind(w) => &**w,
+            AnyWorkload::ReplicaReads(w) => &**w,
         }
     }
 }
