@@ -179,7 +179,7 @@ fn workload_keys_are_checked_against_the_workload() {
     assert_points_at(
         &session.replace("read_ratio = 0.9", "read_ratio = 0.9\nkeys = 10"),
         "keys = 10",
-        "applies to the cache-aside, throughput, write-behind and replica-reads workloads",
+        "applies to the cache-aside, throughput, write-behind, replica-reads and two-level workloads",
     );
     assert_points_at(
         &session.replace(
@@ -295,6 +295,24 @@ fn workload_keys_are_checked_against_the_workload() {
         assert_points_at(&text, at, says);
     }
     gameday::parse_scenario(Path::new("good.toml"), &replicated).expect("replicated is fine");
+    // two-level: instances need users, replicas to subscribe on.
+    let tl = GOOD.replace(
+        "kind = \"cache-aside\"\nread_ratio = 0.9",
+        "kind = \"two-level\"\ninstances = 2",
+    );
+    for (key, says) in [
+        ("instances = 5", "`instances` must be at most `users` (4)"),
+        ("instances = 0", "must be at least 1"),
+        ("subscribe = \"replicas\"", "needs replicas"),
+        ("subscribe = \"everywhere\"", "unknown variant `everywhere`"),
+        ("keys = 3", "3 keys for 4 users"),
+        ("max_staleness = \"0s\"", "max_staleness"),
+        ("flush_on_reconnect = [true, true]", "lists a value twice"),
+        ("fallback = true", "applies to the replica-reads workload"),
+    ] {
+        let text = tl.replace("instances = 2", key);
+        assert_points_at(&text, key.split(' ').next().unwrap(), says);
+    }
     assert_points_at(
         &wb.replace(
             "lanes = 4",

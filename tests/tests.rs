@@ -47,4 +47,5 @@ mod throughput;
 mod tls_acl;
 mod topologies;
 mod topology;
+mod two_level;
 mod write_behind;

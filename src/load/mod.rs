@@ -219,6 +219,7 @@ pub async fn drive_any(
         AnyWorkload::Queue(w) => drive_model(w.clone(), spec, recorder, t0).await,
         AnyWorkload::WriteBehind(w) => drive_model(w.clone(), spec, recorder, t0).await,
         AnyWorkload::ReplicaReads(w) => drive_model(w.clone(), spec, recorder, t0).await,
+        AnyWorkload::TwoLevel(w) => drive_model(w.clone(), spec, recorder, t0).await,
     }
 }
 

@@ -87,6 +87,12 @@ fn info(addr: SocketAddr) -> redis::ConnectionInfo {
     access(addr).info(addr).set_tcp_settings(nodelay())
 }
 
+/// A client of the node at `addr`, reached as its run says (a pub/sub
+/// subscriber's, say).
+pub(crate) fn client_for(addr: SocketAddr) -> redis::Client {
+    direct(addr)
+}
+
 fn direct(addr: SocketAddr) -> redis::Client {
     access(addr)
         .client(info(addr))

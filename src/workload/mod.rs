@@ -13,6 +13,7 @@ pub mod breaker;
 pub mod cache_aside;
 pub mod choice;
 pub mod conn;
+pub mod contract;
 pub mod http;
 pub mod lock;
 pub mod origin;
@@ -23,28 +24,25 @@ pub mod replica_reads;
 pub mod session;
 pub mod stampede;
 pub mod throughput;
+pub mod two_level;
 pub mod value;
 pub mod write_behind;
 
-use crate::ledger::Tracked;
-use crate::recorder::PhaseStats;
 use crate::topology::ClientSpec;
 use crate::vocab::check::{fields_of, Checked};
 use crate::vocab::expect::Dim;
-use crate::vocab::outcome::{Counter, Outcome, Sample, Trace};
+use crate::vocab::outcome::Counter;
 use cache_aside::CacheAsidePlan;
 pub(crate) use choice::bool_choice;
 pub use choice::{Choice, OneOrMany};
+pub use contract::{all_counters, counts, Done, Oracle, Workload};
 use lock::{GcPause, LockPlan};
 use policy::ErrorPolicy;
 use ratelimit::RateLimitPlan;
 use serde::{Deserialize, Deserializer};
 use session::SessionPlan;
 use stampede::StampedePlan;
-use std::collections::BTreeMap;
-use std::future::Future;
 use std::ops::Range;
-use std::pin::Pin;
 use std::sync::Arc;
 use throughput::ThroughputPlan;
 use tokio::time::Instant;
@@ -63,6 +61,7 @@ pub enum WorkloadKind {
     Queue,
     WriteBehind,
     ReplicaReads,
+    TwoLevel,
 }
 
 /// What a workload kind declares about itself.
@@ -83,7 +82,7 @@ pub struct Spec {
 }
 
 impl WorkloadKind {
-    pub const ALL: [WorkloadKind; 10] = [
+    pub const ALL: [WorkloadKind; 11] = [
         WorkloadKind::CacheAside,
         WorkloadKind::Session,
         WorkloadKind::Lock,
@@ -94,6 +93,7 @@ impl WorkloadKind {
         WorkloadKind::Queue,
         WorkloadKind::WriteBehind,
         WorkloadKind::ReplicaReads,
+        WorkloadKind::TwoLevel,
     ];
 
     pub fn spec(self) -> &'static Spec {
@@ -108,6 +108,7 @@ impl WorkloadKind {
             WorkloadKind::Queue => &queue::SPEC,
             WorkloadKind::WriteBehind => &write_behind::SPEC,
             WorkloadKind::ReplicaReads => &replica_reads::SPEC,
+            WorkloadKind::TwoLevel => &two_level::SPEC,
         }
     }
 
@@ -130,6 +131,7 @@ impl WorkloadKind {
             WorkloadKind::Queue => RawWorkload::Queue(Deserialize::deserialize(d)?),
             WorkloadKind::WriteBehind => RawWorkload::WriteBehind(Deserialize::deserialize(d)?),
             WorkloadKind::ReplicaReads => RawWorkload::ReplicaReads(Deserialize::deserialize(d)?),
+            WorkloadKind::TwoLevel => RawWorkload::TwoLevel(Deserialize::deserialize(d)?),
         })
     }
 }
@@ -151,6 +153,7 @@ pub enum RawWorkload {
     Queue(queue::Raw),
     WriteBehind(write_behind::Raw),
     ReplicaReads(replica_reads::Raw),
+    TwoLevel(two_level::Raw),
 }
 
 /// What the validation of a workload may look at besides its own table.
@@ -181,6 +184,7 @@ impl RawWorkload {
             RawWorkload::Queue(r) => r.plan()?.lift(WorkloadPlan::Queue),
             RawWorkload::WriteBehind(r) => r.plan(ctx)?.lift(WorkloadPlan::WriteBehind),
             RawWorkload::ReplicaReads(r) => r.plan(ctx)?.lift(WorkloadPlan::ReplicaReads),
+            RawWorkload::TwoLevel(r) => r.plan(ctx)?.lift(WorkloadPlan::TwoLevel),
         })
     }
 }
@@ -198,6 +202,7 @@ pub enum WorkloadPlan {
     Queue(queue::QueuePlan),
     WriteBehind(write_behind::WriteBehindPlan),
     ReplicaReads(replica_reads::ReplicaReadsPlan),
+    TwoLevel(two_level::TwoLevelPlan),
 }
 
 impl WorkloadPlan {
@@ -213,6 +218,7 @@ impl WorkloadPlan {
             WorkloadPlan::Queue(_) => WorkloadKind::Queue,
             WorkloadPlan::WriteBehind(_) => WorkloadKind::WriteBehind,
             WorkloadPlan::ReplicaReads(_) => WorkloadKind::ReplicaReads,
+            WorkloadPlan::TwoLevel(_) => WorkloadKind::TwoLevel,
         }
     }
 
@@ -228,7 +234,8 @@ impl WorkloadPlan {
             | WorkloadPlan::Throughput(_)
             | WorkloadPlan::Queue(_)
             | WorkloadPlan::WriteBehind(_)
-            | WorkloadPlan::ReplicaReads(_) => self.kind().spec().ops,
+            | WorkloadPlan::ReplicaReads(_)
+            | WorkloadPlan::TwoLevel(_) => self.kind().spec().ops,
         }
     }
 
@@ -244,7 +251,8 @@ impl WorkloadPlan {
             | WorkloadPlan::Throughput(_)
             | WorkloadPlan::Queue(_)
             | WorkloadPlan::WriteBehind(_)
-            | WorkloadPlan::ReplicaReads(_) => self.kind().spec().metrics,
+            | WorkloadPlan::ReplicaReads(_)
+            | WorkloadPlan::TwoLevel(_) => self.kind().spec().metrics,
         }
     }
 
@@ -271,6 +279,7 @@ impl WorkloadPlan {
                 "corrupt_jobs",
             ],
             WorkloadPlan::WriteBehind(_) => vec!["unflushed_lost", "stale_reads", "divergent_keys"],
+            WorkloadPlan::TwoLevel(_) => vec!["stale_l1_reads", "stale_l1_keys"],
             WorkloadPlan::ReplicaReads(p) => match p.max_staleness {
                 Some(_) if p.fallback => vec!["beyond_bound"],
                 _ => Vec::new(),
@@ -291,7 +300,8 @@ impl WorkloadPlan {
             | WorkloadPlan::Http(_)
             | WorkloadPlan::Throughput(_)
             | WorkloadPlan::WriteBehind(_)
-            | WorkloadPlan::ReplicaReads(_) => false,
+            | WorkloadPlan::ReplicaReads(_)
+            | WorkloadPlan::TwoLevel(_) => false,
         }
     }
 
@@ -307,7 +317,8 @@ impl WorkloadPlan {
             | WorkloadPlan::Throughput(_)
             | WorkloadPlan::Queue(_)
             | WorkloadPlan::WriteBehind(_)
-            | WorkloadPlan::ReplicaReads(_) => false,
+            | WorkloadPlan::ReplicaReads(_)
+            | WorkloadPlan::TwoLevel(_) => false,
         }
     }
 
@@ -323,7 +334,8 @@ impl WorkloadPlan {
             | WorkloadPlan::Throughput(_)
             | WorkloadPlan::Queue(_)
             | WorkloadPlan::WriteBehind(_)
-            | WorkloadPlan::ReplicaReads(_) => Ok(()),
+            | WorkloadPlan::ReplicaReads(_)
+            | WorkloadPlan::TwoLevel(_) => Ok(()),
         }
     }
 
@@ -345,7 +357,8 @@ impl WorkloadPlan {
             | WorkloadPlan::Throughput(_)
             | WorkloadPlan::Queue(_)
             | WorkloadPlan::WriteBehind(_)
-            | WorkloadPlan::ReplicaReads(_) => None,
+            | WorkloadPlan::ReplicaReads(_)
+            | WorkloadPlan::TwoLevel(_) => None,
         }))
     }
 }
@@ -441,6 +454,9 @@ impl AnyWorkload {
             WorkloadPlan::ReplicaReads(p) => {
                 AnyWorkload::ReplicaReads(Arc::new(replica_reads::ReplicaReads::new(p.clone(), &s)))
             }
+            WorkloadPlan::TwoLevel(p) => {
+                AnyWorkload::TwoLevel(Arc::new(two_level::TwoLevel::new(p.clone(), &s)))
+            }
         }
     }
 }
@@ -449,117 +465,6 @@ impl AnyWorkload {
 /// release of a lock that may have expired and been taken by someone else.
 pub(crate) const RELEASE_IF_OWNER: &str =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
-
-/// What one op ended as for its caller. The load engine turns it into
-/// the op's caller sample (intended start, start, end, outcome), so no
-/// workload times its own callers.
-#[derive(Debug, Clone, Copy)]
-pub struct Done {
-    pub op: &'static str,
-    pub outcome: Outcome,
-    /// When the caller-visible part ended, if before the op returned (the
-    /// lock's acquire, which a hold follows); otherwise the engine reads
-    /// the clock when the op returns.
-    pub end_us: Option<u64>,
-    /// How many caller requests the op was (a pipeline's commands): the
-    /// engine files the caller sample this many times.
-    pub requests: u32,
-}
-
-impl Done {
-    pub fn new(op: &'static str, outcome: Outcome) -> Self {
-        Done {
-            op,
-            outcome,
-            end_us: None,
-            requests: 1,
-        }
-    }
-
-    /// The op was `n` caller requests in one round trip.
-    pub fn times(self, n: usize) -> Self {
-        Done {
-            requests: n.max(1) as u32,
-            ..self
-        }
-    }
-
-    /// Files the caller sample once per request after the first (which
-    /// is already in `trace`), each with the same times.
-    pub(crate) fn repeat_caller(&self, caller: Sample, trace: &mut Trace) {
-        for _ in 1..self.requests {
-            trace.samples.push(caller);
-        }
-    }
-}
-
-/// What the run and the report need of a workload: its caller ops, its
-/// ledger and its oracle. Object-safe, so the run holds any workload as
-/// `&dyn Oracle`.
-pub trait Oracle: Send + Sync + 'static {
-    /// The names of the caller-visible ops (the rest are Redis commands).
-    fn caller_ops(&self) -> &'static [&'static str];
-
-    /// The acknowledged-write ledger, for workloads whose writes must last,
-    /// with the function that reads a version out of a stored value.
-    fn ledger(&self) -> Option<Tracked> {
-        None
-    }
-
-    /// This workload's metrics of one phase (its oracle): from the
-    /// recorder's counts for `phase`, and whatever else the workload kept.
-    /// `baseline` is the run's baseline phase, for ratios against it.
-    fn phase_metrics(&self, phase: &PhaseStats, baseline: &PhaseStats) -> BTreeMap<String, f64>;
-
-    /// After the load and the faults ended, before the report: lets what
-    /// runs beside the callers finish (a queue's consumers drain the
-    /// stream; `drain` is false when the run was interrupted) and stops it.
-    fn settle(&self, drain: bool) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        let _ = drain;
-        Box::pin(async {})
-    }
-}
-
-/// What the load engine needs of a workload.
-pub trait Workload: Oracle {
-    /// Per-virtual-user state (connection, RNG).
-    type User: Send + 'static;
-
-    fn new_user(&self, index: usize) -> Self::User;
-
-    /// Runs one op intended to start at `intended_us` (µs since t0), pushing
-    /// the Redis commands it issued and the counters it bumped to `trace`,
-    /// and says how it ended for the caller.
-    fn op<'a>(
-        &'a self,
-        user: &'a mut Self::User,
-        intended_us: u64,
-        trace: &'a mut Trace,
-    ) -> impl Future<Output = Done> + Send + 'a;
-}
-
-/// The counts of `counters` in `phase`, by name: the part of every
-/// workload's metrics that the recorder counted.
-pub fn counts(phase: &PhaseStats, counters: &[Counter]) -> BTreeMap<String, f64> {
-    counters
-        .iter()
-        .map(|&c| (c.as_str().to_string(), phase.counter(c) as f64))
-        .collect()
-}
-
-/// Every counter any workload counts, each once, in the order of
-/// timeseries.csv's columns.
-pub fn all_counters() -> Vec<Counter> {
-    let mut all: Vec<Counter> = Vec::new();
-    for kind in WorkloadKind::ALL {
-        for &c in kind.spec().counters {
-            if !all.contains(&c) {
-                all.push(c);
-            }
-        }
-    }
-    all
-}
 
 /// Any workload. The load engine is generic over `Workload`; this enum is
 /// matched once to drive it (`load::drive_any`) and once to read its
@@ -575,6 +480,7 @@ pub enum AnyWorkload {
     Queue(Arc<queue::Queue>),
     WriteBehind(Arc<write_behind::WriteBehind>),
     ReplicaReads(Arc<replica_reads::ReplicaReads>),
+    TwoLevel(Arc<two_level::TwoLevel>),
 }
 
 impl AnyWorkload {
@@ -590,6 +496,7 @@ impl AnyWorkload {
             AnyWorkload::Queue(w) => &**w,
             AnyWorkload::WriteBehind(w) => &**w,
             AnyWorkload::ReplicaReads(w) => &**w,
+            AnyWorkload::TwoLevel(w) => &**w,
         }
     }
 }

@@ -25,7 +25,7 @@
 //! their proxies), so it runs on replicated and Sentinel topologies; a
 //! Cluster's replicas would need READONLY per shard, which it does not do.
 
-mod heartbeat;
+pub(crate) mod heartbeat;
 pub mod served;
 
 use super::conn::RedisConn;
