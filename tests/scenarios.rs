@@ -23,29 +23,59 @@ fn run_text(name: &str, text: &str, backend: &str) {
         .args(["--backend", backend])
         .output()
         .unwrap();
-    let s = scratch.summary();
-    let failed: Vec<String> = s["expectations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["passed"] != true)
-        .map(|e| format!("{} (observed {})", e["rule"], e["observed"]))
-        .collect();
-    // Which errors, in which phase: a failure on a shared CI machine must say
-    // whether it was a timeout or the fault reaching too far.
-    let errors: Vec<String> = s["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| format!("{}: {}", p["name"], p["ops"]["caller"]["errors_by_class"]))
-        .collect();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{name} on {backend} failed: {failed:?}\ncaller errors by phase: {errors:?}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(s["backend"], backend, "the report names the backend");
+    // One summary, or one per variant (each in its own directory).
+    let report = scratch.report();
+    let summaries: Vec<serde_json::Value> = if report.join("summary.json").is_file() {
+        vec![scratch.summary()]
+    } else {
+        let mut dirs: Vec<_> = std::fs::read_dir(&report)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{name}: no report ({e})\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+            .map(|e| e.unwrap().path())
+            .filter(|d| d.join("summary.json").is_file())
+            .collect();
+        dirs.sort();
+        assert!(
+            !dirs.is_empty(),
+            "{name}: no summary\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dirs.iter()
+            .map(|d| {
+                serde_json::from_str(&std::fs::read_to_string(d.join("summary.json")).unwrap())
+                    .unwrap()
+            })
+            .collect()
+    };
+    for s in &summaries {
+        let failed: Vec<String> = s["expectations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["passed"] != true)
+            .map(|e| format!("{} (observed {})", e["rule"], e["observed"]))
+            .collect();
+        // Which errors, in which phase: a failure on a shared CI machine must
+        // say whether it was a timeout or the fault reaching too far.
+        let errors: Vec<String> = s["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| format!("{}: {}", p["name"], p["ops"]["caller"]["errors_by_class"]))
+            .collect();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{name} {} on {backend} failed: {failed:?}\ncaller errors by phase: {errors:?}\n{}",
+            s["variant"],
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(s["backend"], backend, "the report names the backend");
+    }
     scratch.assert_nothing_left();
 }
 

@@ -56,7 +56,7 @@ use tokio::time::Instant;
 /// How long the first ops wait for every instance to subscribe.
 const STARTUP: Duration = Duration::from_secs(5);
 /// How long invalidations in flight at the end may take to arrive.
-const SETTLE: Duration = Duration::from_millis(300);
+const SETTLE: Duration = Duration::from_millis(1000);
 
 pub const L1_HITS: Counter = Counter("l1_hits");
 pub const L2_HITS: Counter = Counter("l2_hits");
