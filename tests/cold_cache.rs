@@ -5,8 +5,7 @@
 //! unread). The origin's calls after the fault must equal the keys
 //! removed, exactly.
 
-use crate::common::{phase, Scratch};
-use serde_json::Value;
+use crate::common::{metric, phase, Scratch};
 
 fn scenario(fault_keys: &str) -> String {
     format!(
@@ -38,12 +37,6 @@ for = "2s"
 {fault_keys}
 "#
     )
-}
-
-fn metric(p: &Value, k: &str) -> f64 {
-    p["metrics"][k]
-        .as_f64()
-        .unwrap_or_else(|| panic!("no {k}: {}", p["metrics"]))
 }
 
 #[test]

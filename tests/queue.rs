@@ -10,9 +10,8 @@
 //!   server's XACK and SET calls match the jobs processed, the duplicates
 //!   and the duplicates caught.
 
-use crate::common::{phase, Scratch};
+use crate::common::{calls, metric, phase, Scratch};
 use gameday::testing::{RedisProcess, Role, TopologyPlan};
-use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -29,21 +28,6 @@ role = "primary"
 addr = "{addr}"
 "#
     )
-}
-
-fn metric(p: &Value, k: &str) -> f64 {
-    p["metrics"][k]
-        .as_f64()
-        .unwrap_or_else(|| panic!("no {k}: {}", p["metrics"]))
-}
-
-/// The calls the server has served of `command` so far.
-fn calls(conn: &mut redis::Connection, command: &str) -> u64 {
-    let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |n| n.parse().unwrap())
 }
 
 fn connect(addr: SocketAddr) -> redis::Connection {
@@ -218,9 +202,7 @@ fn a_consumer_paused_past_claim_after_processes_twice() {
     let (xack1, set1) = (calls(&mut conn, "xack"), calls(&mut conn, "set"));
     let mut commits = 0.0;
     for (variant, on) in [("idempotency-off", false), ("idempotency-on", true)] {
-        let text =
-            std::fs::read_to_string(scratch.report().join(variant).join("summary.json")).unwrap();
-        let s: Value = serde_json::from_str(&text).unwrap();
+        let s = scratch.variant_summary(variant);
         let run = phase(&s, "run");
         let m = |k: &str| metric(run, k);
         assert_eq!(

@@ -10,8 +10,7 @@
 //! staleness is no read-your-writes: a few reads inside it may still miss
 //! the reader's last write).
 
-use crate::common::{phase, Scratch};
-use serde_json::Value;
+use crate::common::{metric, phase, Scratch};
 
 const SCENARIO: &str = r#"name = "replica-lag"
 duration = "8s"
@@ -43,12 +42,6 @@ at = "2s"
 for = "4s"
 "#;
 
-fn metric(p: &Value, k: &str) -> f64 {
-    p["metrics"][k]
-        .as_f64()
-        .unwrap_or_else(|| panic!("no {k}: {}", p["metrics"]))
-}
-
 /// Each replica's `repl_lag` (bytes) per second, from timeseries.csv.
 fn replica_lag(path: &std::path::Path) -> Vec<(u64, String, i64)> {
     let mut r = csv::Reader::from_path(path).unwrap();
@@ -73,11 +66,7 @@ fn a_500ms_replication_delay_is_500ms_of_staleness_unless_reads_fall_back() {
     let _gate = crate::common::gate(module_path!());
     let scratch = Scratch::new(SCENARIO);
     scratch.run_ok(&[]);
-    let summary = |variant: &str| -> Value {
-        let text =
-            std::fs::read_to_string(scratch.report().join(variant).join("summary.json")).unwrap();
-        serde_json::from_str(&text).unwrap()
-    };
+    let summary = |variant: &str| scratch.variant_summary(variant);
     let off = summary("fallback-off");
     let (base, lag) = (phase(&off, "baseline"), phase(&off, "fault:lag"));
     assert!(

@@ -9,7 +9,7 @@
 //! - values rewritten behind the harness with another key's name are
 //!   counted as `wrong_values`, and there are none without that.
 
-use crate::common::{phase, Scratch};
+use crate::common::{metric, phase, Scratch};
 use gameday::testing::{RedisProcess, Role, TopologyPlan};
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -63,12 +63,6 @@ fn count(p: &Value, op: &str) -> u64 {
     p["ops"][op]["count"]
         .as_u64()
         .unwrap_or_else(|| panic!("no {op}: {}", p["ops"]))
-}
-
-fn metric(p: &Value, k: &str) -> f64 {
-    p["metrics"][k]
-        .as_f64()
-        .unwrap_or_else(|| panic!("no {k}: {}", p["metrics"]))
 }
 
 /// Rewrites every throughput key with the value of the next key, behind

@@ -11,8 +11,7 @@
 //! stale; the one that drops its L1 when the subscription is lost, and
 //! again when it is back, holds and serves none, and read L2 meanwhile.
 
-use crate::common::{phase, Scratch};
-use serde_json::Value;
+use crate::common::{metric, phase, Scratch};
 
 const SCENARIO: &str = r#"name = "two-level-cut"
 duration = "6s"
@@ -44,22 +43,12 @@ at = "3s"
 for = "3s"
 "#;
 
-fn metric(p: &Value, k: &str) -> f64 {
-    p["metrics"][k]
-        .as_f64()
-        .unwrap_or_else(|| panic!("no {k}: {}", p["metrics"]))
-}
-
 #[test]
 fn exactly_the_keys_updated_while_unsubscribed_are_held_stale_unless_l1_is_flushed() {
     let _gate = crate::common::gate(module_path!());
     let scratch = Scratch::new(SCENARIO);
     scratch.run_ok(&[]);
-    let summary = |variant: &str| -> Value {
-        let text =
-            std::fs::read_to_string(scratch.report().join(variant).join("summary.json")).unwrap();
-        serde_json::from_str(&text).unwrap()
-    };
+    let summary = |variant: &str| scratch.variant_summary(variant);
     for variant in ["flush_on_reconnect-off", "flush_on_reconnect-on"] {
         let s = summary(variant);
         let (base, cut, run) = (

@@ -13,34 +13,18 @@
 //!   lost; the origin's count (`flushed`) is every other acknowledged
 //!   write.
 
-use crate::common::{phase, Scratch};
+use crate::common::{calls, metric, phase, Scratch};
 use gameday::testing::{RedisProcess, Role, TopologyPlan};
-use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 const LANES: usize = 4;
-
-fn metric(p: &Value, k: &str) -> f64 {
-    p["metrics"][k]
-        .as_f64()
-        .unwrap_or_else(|| panic!("no {k}: {}", p["metrics"]))
-}
 
 fn connect(addr: SocketAddr) -> redis::Connection {
     redis::Client::open(format!("redis://{addr}/"))
         .unwrap()
         .get_connection()
         .unwrap()
-}
-
-/// The calls the server has served of `command` so far.
-fn calls(conn: &mut redis::Connection, command: &str) -> u64 {
-    let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |n| n.parse().unwrap())
 }
 
 /// Waits for a flush (LPOP served) and 150 pending writes, then counts the

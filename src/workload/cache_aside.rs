@@ -25,9 +25,7 @@ use crate::vocab::check::{
     Checked,
 };
 use crate::vocab::expect::Dim;
-use crate::vocab::outcome::{
-    Counter, ErrorClass, Outcome, Sample, Trace, CALLER_ERRORS, REDIS_ERRORS,
-};
+use crate::vocab::outcome::{Counter, ErrorClass, Outcome, Trace, CALLER_ERRORS, REDIS_ERRORS};
 use crate::vocab::units::Dur;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -367,15 +365,7 @@ impl CacheAside {
     ) -> u64 {
         let start_us = self.now_us();
         let v = f.await;
-        let end_us = self.now_us();
-        trace.samples.push(Sample {
-            op: "origin",
-            intended_us: start_us,
-            start_us,
-            end_us,
-            outcome: Outcome::Ok,
-        });
-        trace.counters.push(ORIGIN_CALLS);
+        super::origin::file_call(trace, start_us, self.now_us());
         v
     }
 

@@ -169,6 +169,30 @@ pub struct WorkloadCtx {
     pub kind_span: Range<usize>,
 }
 
+impl WorkloadCtx {
+    /// `keys` as given (default 1000), for a workload whose keys each have
+    /// one writer, its owner: at least one per user.
+    pub fn owned_keys(&self, given: Option<&toml::Spanned<i64>>) -> Checked<u64> {
+        let keys = crate::vocab::check::positive_int_or(given, "keys", 1000)?;
+        if keys < self.users as u64 {
+            return Err(crate::vocab::check::invalid(
+                given.map_or(self.users_span.clone(), |s| s.span()),
+                format!(
+                    "{keys} keys for {} users: every user writes keys of its own (raise `keys` or lower `users`)",
+                    self.users
+                ),
+            ));
+        }
+        Ok(keys)
+    }
+}
+
+/// The keys user `index` of `users` owns, of `keys`: key k is user
+/// k mod users's.
+pub fn owned_by(index: u64, users: u64, keys: u64) -> Vec<u64> {
+    (index..keys).step_by(users.max(1) as usize).collect()
+}
+
 impl RawWorkload {
     /// Validates the table: the plan, and its variants when a key lists
     /// several values (the first variant is also the plan).

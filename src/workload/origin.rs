@@ -4,7 +4,7 @@
 //! each key's last write so that stale reads can be proven.
 
 use crate::vocab::check::{fraction_or, positive_int_or, Checked};
-use crate::vocab::outcome::Counter;
+use crate::vocab::outcome::{Counter, Outcome, Sample, Trace};
 use crate::vocab::units::Dur;
 use rand::Rng;
 use serde::Deserialize;
@@ -49,6 +49,19 @@ impl OriginPlan {
             )? as usize,
         })
     }
+}
+
+/// Files one origin call in `trace`: its sample (op `origin`) and the
+/// `origin_calls` counter.
+pub fn file_call(trace: &mut Trace, start_us: u64, end_us: u64) {
+    trace.counters.push(ORIGIN_CALLS);
+    trace.samples.push(Sample {
+        op: "origin",
+        intended_us: start_us,
+        start_us,
+        end_us,
+        outcome: Outcome::Ok,
+    });
 }
 
 pub struct Origin {

@@ -69,6 +69,12 @@ impl Scratch {
         serde_json::from_str(&text).unwrap()
     }
 
+    /// The summary.json of one variant of the run.
+    pub fn variant_summary(&self, variant: &str) -> serde_json::Value {
+        let path = self.report().join(variant).join("summary.json");
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
     /// The run's summary.json through the typed `Summary`.
     pub fn typed_summary(&self) -> gameday::Summary {
         let text = std::fs::read_to_string(self.report().join("summary.json")).unwrap();
@@ -142,6 +148,22 @@ pub fn docker_ready() -> bool {
         );
     }
     set
+}
+
+/// The workload metric `k` of a phase (a panic names what is there).
+pub fn metric(p: &serde_json::Value, k: &str) -> f64 {
+    p["metrics"][k]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no {k}: {}", p["metrics"]))
+}
+
+/// The calls a server has served of `command` so far (INFO commandstats).
+pub fn calls(conn: &mut redis::Connection, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
 }
 
 /// The phase named `name` of a summary.

@@ -29,6 +29,7 @@ pub(crate) mod heartbeat;
 pub mod served;
 
 use super::conn::RedisConn;
+use super::value;
 use super::{bool_choice, keys_of, Choice, Done, OneOrMany, Oracle, Spec, Workload, WorkloadCtx};
 use crate::recorder::PhaseStats;
 use crate::topology::ClientSpec;
@@ -100,16 +101,7 @@ impl Raw {
     /// `fallback-off` and `fallback-on`.
     pub fn plan(self, ctx: &WorkloadCtx) -> Checked<Choice<ReplicaReadsPlan>> {
         self.check_replicas(ctx)?;
-        let keys = positive_int_or(self.keys.as_ref(), "keys", 1000)?;
-        if keys < ctx.users as u64 {
-            return Err(invalid(
-                self.keys.as_ref().map_or(ctx.users_span.clone(), |s| s.span()),
-                format!(
-                    "{keys} keys for {} users: every user writes keys of its own (raise `keys` or lower `users`)",
-                    ctx.users
-                ),
-            ));
-        }
+        let keys = ctx.owned_keys(self.keys.as_ref())?;
         let value_size = positive_int_or(self.value_size.as_ref(), "value_size", 128)?;
         if let Some(v) = &self.value_size {
             check(v, value_size <= 1 << 20, "`value_size` must be at most 1mb")?;
@@ -250,18 +242,6 @@ impl Shared {
     }
 }
 
-/// A stored value: the version, then padding to `value_size`.
-fn encode(version: u64, size: usize) -> Vec<u8> {
-    let mut v = format!("{version}:").into_bytes();
-    v.resize(size.max(v.len()), b'#');
-    v
-}
-
-fn version_of(value: &[u8]) -> Option<u64> {
-    let end = value.iter().position(|&b| b == b':')?;
-    std::str::from_utf8(&value[..end]).ok()?.parse().ok()
-}
-
 pub struct ReplicaReads {
     sh: Arc<Shared>,
     users: u64,
@@ -322,7 +302,7 @@ impl ReplicaReads {
         user.next.insert(key, version);
         let mut set = redis::cmd("SET");
         set.arg(sh.key(key))
-            .arg(encode(version, sh.plan.value_size));
+            .arg(value::encode(version, sh.plan.value_size));
         match user.primary.query::<()>("redis_set", &set, trace).await {
             Ok(()) => {
                 user.last.insert(key, version);
@@ -357,7 +337,7 @@ impl ReplicaReads {
             .await
         {
             Ok((value, beat)) => ReplicaRead::Got(
-                value.as_deref().and_then(version_of).unwrap_or(0),
+                value.as_deref().and_then(value::decode).unwrap_or(0),
                 beat.map(|b| sent_us.saturating_sub(b)),
             ),
             Err(class) => ReplicaRead::Failed(class),
@@ -410,7 +390,7 @@ impl ReplicaReads {
             .await
         {
             Ok(v) => {
-                let version = v.as_deref().and_then(version_of).unwrap_or(0);
+                let version = v.as_deref().and_then(value::decode).unwrap_or(0);
                 self.served(user, key, version, 0, sent_us, trace)
             }
             Err(class) => {
@@ -463,9 +443,7 @@ impl Workload for ReplicaReads {
                     .wrapping_mul(0xd134_2543_de82_ef95)
                     .wrapping_add(index),
             ),
-            owned: (index..self.sh.plan.keys)
-                .step_by(self.users as usize)
-                .collect(),
+            owned: super::owned_by(index, self.users, self.sh.plan.keys),
             last: HashMap::new(),
             next: HashMap::new(),
         }

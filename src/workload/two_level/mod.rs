@@ -35,7 +35,7 @@ mod plan;
 mod subscriber;
 
 use super::conn::RedisConn;
-use super::origin::{Origin, ORIGIN_CALLS};
+use super::origin::{self, Origin, ORIGIN_CALLS};
 use super::{keys_of, Done, Oracle, Spec, Workload};
 use crate::recorder::PhaseStats;
 use crate::topology::ClientSpec;
@@ -317,7 +317,7 @@ impl TwoLevel {
             Ok(None) => {
                 let start = sh.now_us();
                 let v = sh.origin.read(key, &mut user.rng).await;
-                origin_sample(trace, start, sh.now_us());
+                origin::file_call(trace, start, sh.now_us());
                 let mut set = redis::cmd("SET");
                 set.arg(sh.key(key)).arg(v).arg("NX");
                 if user
@@ -351,7 +351,7 @@ impl TwoLevel {
         let version = sh.origin.write(key, start, &mut user.rng).await;
         let committed = sh.now_us();
         sh.history().written(key, version, committed);
-        origin_sample(trace, start, committed);
+        origin::file_call(trace, start, committed);
         let mut set = redis::cmd("SET");
         set.arg(sh.key(key)).arg(version);
         let mut publish = redis::cmd("PUBLISH");
@@ -426,18 +426,6 @@ impl TwoLevel {
     }
 }
 
-/// Files an origin call in `trace`.
-fn origin_sample(trace: &mut Trace, start_us: u64, end_us: u64) {
-    trace.counters.push(ORIGIN_CALLS);
-    trace.samples.push(crate::vocab::outcome::Sample {
-        op: "origin",
-        intended_us: start_us,
-        start_us,
-        end_us,
-        outcome: Outcome::Ok,
-    });
-}
-
 impl Drop for TwoLevel {
     fn drop(&mut self) {
         let slot = self
@@ -463,9 +451,7 @@ impl Workload for TwoLevel {
                     .wrapping_mul(0x94d0_49bb_1331_11eb)
                     .wrapping_add(index),
             ),
-            owned: (index..self.sh.plan.keys)
-                .step_by(self.users as usize)
-                .collect(),
+            owned: super::owned_by(index, self.users, self.sh.plan.keys),
         }
     }
 

@@ -1,6 +1,6 @@
 //! two-level's `[workload]` keys and their validation.
 
-use crate::vocab::check::{check, invalid, positive_dur, positive_int_or, Checked};
+use crate::vocab::check::{check, positive_dur, positive_int_or, Checked};
 use crate::vocab::units::Dur;
 use crate::workload::origin::{OriginPlan, RawOrigin};
 use crate::workload::{bool_choice, Choice, OneOrMany, WorkloadCtx};
@@ -50,16 +50,7 @@ impl Raw {
     /// Validates the keys; `flush_on_reconnect = [false, true]` gives the
     /// variants `flush_on_reconnect-off` and `-on`.
     pub fn plan(self, ctx: &WorkloadCtx) -> Checked<Choice<TwoLevelPlan>> {
-        let keys = positive_int_or(self.keys.as_ref(), "keys", 1000)?;
-        if keys < ctx.users as u64 {
-            return Err(invalid(
-                self.keys.as_ref().map_or(ctx.users_span.clone(), |s| s.span()),
-                format!(
-                    "{keys} keys for {} users: every key has one writer, a user of its own (raise `keys` or lower `users`)",
-                    ctx.users
-                ),
-            ));
-        }
+        let keys = ctx.owned_keys(self.keys.as_ref())?;
         let instances = positive_int_or(self.instances.as_ref(), "instances", 4)?;
         if let Some(i) = &self.instances {
             check(

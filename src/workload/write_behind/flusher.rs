@@ -4,9 +4,10 @@
 //! their inventory. Its Redis commands are not caller ops: what it did is
 //! in the ledger (flush lag, lost writes), not in the latency figures.
 
-use super::{version_of, Mode, Shared};
+use super::{Mode, Shared};
 use crate::vocab::outcome::Trace;
 use crate::workload::conn::RedisConn;
+use crate::workload::value;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use std::collections::HashSet;
@@ -183,7 +184,7 @@ async fn read_back(f: &mut Flusher) {
         let mut get = redis::cmd("GET");
         get.arg(f.sh.key(key));
         if let Some(v) = f.query::<Option<Vec<u8>>>(&get).await {
-            let found = v.as_deref().and_then(version_of);
+            let found = v.as_deref().and_then(value::decode);
             f.sh.writes.read_back(key, found, f.sh.now_us());
         }
     }

@@ -41,12 +41,13 @@ mod flusher;
 pub mod writes;
 
 use super::conn::RedisConn;
-use super::origin::{Origin, OriginPlan, RawOrigin, ORIGIN_CALLS};
+use super::origin::{self, Origin, OriginPlan, RawOrigin, ORIGIN_CALLS};
+use super::value;
 use super::{keys_of, Choice, Done, Oracle, Spec, Workload, WorkloadCtx};
 use crate::recorder::PhaseStats;
 use crate::topology::ClientSpec;
 use crate::vocab::check::{
-    check, fraction_or, invalid, positive_dur, positive_int_or, variant_list, Checked,
+    check, fraction_or, positive_dur, positive_int_or, variant_list, Checked,
 };
 use crate::vocab::expect::Dim;
 use crate::vocab::outcome::{Counter, Outcome, Trace, CALLER_ERRORS, REDIS_ERRORS};
@@ -137,16 +138,7 @@ impl Raw {
         if let Some(list) = &self.modes {
             variant_list(list, self.mode.is_some(), "mode", "modes", Mode::as_str)?;
         }
-        let keys = positive_int_or(self.keys.as_ref(), "keys", 1000)?;
-        if keys < ctx.users as u64 {
-            return Err(invalid(
-                self.keys.as_ref().map_or(ctx.users_span.clone(), |s| s.span()),
-                format!(
-                    "{keys} keys for {} users: every user writes keys of its own (raise `keys` or lower `users`)",
-                    ctx.users
-                ),
-            ));
-        }
+        let keys = ctx.owned_keys(self.keys.as_ref())?;
         let lanes = positive_int_or(self.lanes.as_ref(), "lanes", 8)?;
         if let Some(l) = &self.lanes {
             check(
@@ -271,19 +263,6 @@ impl Shared {
     fn list(&self, lane: u64) -> String {
         format!("{}{{wb{lane}}}:pending", self.prefix)
     }
-
-    /// A stored value: the version, then padding to `value_size`.
-    fn value(&self, version: u64) -> Vec<u8> {
-        let mut v = format!("{version}:").into_bytes();
-        v.resize(self.plan.value_size.max(v.len()), b'#');
-        v
-    }
-}
-
-/// The version a stored value carries.
-pub fn version_of(value: &[u8]) -> Option<u64> {
-    let end = value.iter().position(|&b| b == b':')?;
-    std::str::from_utf8(&value[..end]).ok()?.parse().ok()
 }
 
 pub struct WriteBehind {
@@ -342,7 +321,7 @@ impl WriteBehind {
         }
         let mut pipe = redis::pipe();
         pipe.atomic()
-            .set(sh.key(key), sh.value(version))
+            .set(sh.key(key), value::encode(version, sh.plan.value_size))
             .ignore()
             .rpush(sh.list(key % sh.plan.lanes), id)
             .ignore();
@@ -380,13 +359,14 @@ impl WriteBehind {
         sh.origin.serve(&mut user.rng).await;
         sh.origin.apply(key, version, sh.now_us());
         sh.writes.received(id, sh.now_us());
-        origin_sample(trace, start_us, sh.now_us());
+        origin::file_call(trace, start_us, sh.now_us());
         let committed_us = sh.now_us();
         sh.writes.acked(id, committed_us);
         user.last.insert(key, version);
         trace.counters.push(WRITES);
         let mut set = redis::cmd("SET");
-        set.arg(sh.key(key)).arg(sh.value(version));
+        set.arg(sh.key(key))
+            .arg(value::encode(version, sh.plan.value_size));
         match user.conn.query::<()>("redis_write", &set, trace).await {
             Ok(()) => sh.writes.updated(key, version, sh.now_us()),
             Err(_) => {
@@ -407,7 +387,7 @@ impl WriteBehind {
             .query::<Option<Vec<u8>>>("redis_get", &get, trace)
             .await
         {
-            Ok(Some(v)) => version_of(&v),
+            Ok(Some(v)) => value::decode(&v),
             Ok(None) => Some(self.fill(user, key, trace).await),
             Err(class) => {
                 trace.counters.push(REDIS_ERRORS);
@@ -429,9 +409,11 @@ impl WriteBehind {
         let sh = &self.sh;
         let start_us = sh.now_us();
         let version = sh.origin.read(key, &mut user.rng).await;
-        origin_sample(trace, start_us, sh.now_us());
+        origin::file_call(trace, start_us, sh.now_us());
         let mut set = redis::cmd("SET");
-        set.arg(sh.key(key)).arg(sh.value(version)).arg("NX");
+        set.arg(sh.key(key))
+            .arg(value::encode(version, sh.plan.value_size))
+            .arg("NX");
         if user
             .conn
             .query::<Option<String>>("redis_fill", &set, trace)
@@ -442,18 +424,6 @@ impl WriteBehind {
         }
         version
     }
-}
-
-/// Files an origin call in `trace`.
-fn origin_sample(trace: &mut Trace, start_us: u64, end_us: u64) {
-    trace.counters.push(ORIGIN_CALLS);
-    trace.samples.push(crate::vocab::outcome::Sample {
-        op: "origin",
-        intended_us: start_us,
-        start_us,
-        end_us,
-        outcome: Outcome::Ok,
-    });
 }
 
 impl Drop for WriteBehind {
@@ -479,9 +449,7 @@ impl Workload for WriteBehind {
                     .wrapping_mul(0x9e37_79b9_7f4a_7c15)
                     .wrapping_add(index),
             ),
-            owned: (index..self.sh.plan.keys)
-                .step_by(self.users as usize)
-                .collect(),
+            owned: super::owned_by(index, self.users, self.sh.plan.keys),
             last: HashMap::new(),
             next: HashMap::new(),
         }
