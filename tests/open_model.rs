@@ -306,3 +306,63 @@ fn stages_shape_the_offered_rate_in_both_models() {
         );
     }
 }
+
+/// The one-writer workloads (their keys split over the users) and the
+/// queue under open arrivals: the open model's slots are their users. Each
+/// takes the offered load and its invariants hold with no fault.
+#[test]
+fn the_newer_workloads_run_under_open_arrivals() {
+    let _gate = crate::common::gate(concat!(module_path!(), "::workloads"));
+    for (topology, workload, active, zero) in [
+        (
+            "standalone",
+            "kind = \"queue\"\nconsumers = 2\nprocess_time = \"2ms\"\ndrain = \"5s\"",
+            "processed",
+            &["lost_jobs", "duplicates_uncaught", "corrupt_jobs"][..],
+        ),
+        (
+            "replicated",
+            "kind = \"replica-reads\"\nkeys = 200",
+            "replica_reads",
+            &["stale_reads"][..],
+        ),
+        (
+            "standalone",
+            "kind = \"write-behind\"\nkeys = 200\nflush_interval = \"200ms\"",
+            "flushed",
+            &["unflushed_lost", "stale_reads"][..],
+        ),
+        (
+            "standalone",
+            "kind = \"two-level\"\nkeys = 200\ninstances = 2",
+            "l1_hits",
+            &["stale_l1_reads", "missed_invalidations"][..],
+        ),
+    ] {
+        let text = format!(
+            "name = \"open-workloads\"\nduration = \"5s\"\nseed = 5\n\n[topology]\nkind = \"{topology}\"\n\n\
+             [load]\nmodel = \"open\"\nrate = 200\nmax_in_flight = 8\n\n[workload]\n{workload}\n"
+        );
+        let s = Scratch::new(&text).run_ok(&[]);
+        let run = phase(&s, "run");
+        let name = workload.lines().next().unwrap();
+        eprintln!("open model, {name}: {}", run["metrics"]);
+        assert!(metric(run, active) > 0.0, "{name}: {}", run["metrics"]);
+        assert_eq!(
+            metric(run, "caller_errors"),
+            0.0,
+            "{name}: {}",
+            run["metrics"]
+        );
+        for m in zero {
+            assert_eq!(metric(run, m), 0.0, "{name} {m}: {}", run["metrics"]);
+        }
+        // About 200 arrivals a second were served, not a closed loop's
+        // pace.
+        let ops = run["ops"]["caller"]["count"].as_f64().unwrap();
+        assert!(
+            (800.0..=1100.0).contains(&ops),
+            "{name}: {ops} caller ops in 5 s"
+        );
+    }
+}

@@ -122,3 +122,48 @@ fn a_500ms_replication_delay_is_500ms_of_staleness_unless_reads_fall_back() {
         lag["metrics"]
     );
 }
+
+/// The same on a Cluster: three masters, a replica each; the keys spread
+/// over the lanes' hash tags (every master serves some), each read asks
+/// the replica of its key's master (READONLY). A 500 ms delay on every
+/// master's peer path is 500 ms of staleness, and the fallback bounds it.
+#[test]
+fn on_a_cluster_each_read_asks_its_masters_replica_and_the_delay_shows() {
+    let _gate = crate::common::gate(module_path!());
+    let text = SCENARIO
+        .replace(
+            "kind = \"replicated\"\nreplicas = 2",
+            "kind = \"cluster\"\nmasters = 3\nreplicas_per_master = 1",
+        )
+        .replace("users = 4", "users = 6");
+    let scratch = Scratch::new(&text);
+    scratch.run_ok(&[]);
+    let off = scratch.variant_summary("fallback-off");
+    let (base, lag) = (phase(&off, "baseline"), phase(&off, "fault:lag"));
+    // Every lane found its master's replica (none read from a primary for
+    // want of one), and the lanes spread over all three masters: the
+    // replicas served the reads before the fault.
+    assert_eq!(metric(base, "primary_reads"), 0.0, "{}", base["metrics"]);
+    assert_eq!(metric(base, "fallback_reads"), 0.0, "{}", base["metrics"]);
+    assert!(metric(base, "replica_reads") > 100.0, "{}", base["metrics"]);
+    assert!(
+        metric(base, "staleness_p50_ms") < 20.0,
+        "{}",
+        base["metrics"]
+    );
+    assert_eq!(metric(base, "stale_reads"), 0.0);
+    let p50 = metric(lag, "staleness_p50_ms");
+    eprintln!(
+        "replica-reads on a cluster: fault staleness p50 {p50} ms, p99 {} ms, stale reads {}",
+        metric(lag, "staleness_p99_ms"),
+        metric(lag, "stale_reads")
+    );
+    assert!((400.0..=600.0).contains(&p50), "staleness p50 {p50} ms");
+    assert!(metric(lag, "stale_reads") > 0.0, "{}", lag["metrics"]);
+    assert_eq!(metric(lag, "caller_errors"), 0.0, "{}", lag["metrics"]);
+    let on = scratch.variant_summary("fallback-on");
+    let lag = phase(&on, "fault:lag");
+    assert_eq!(metric(lag, "staleness_p50_ms"), 0.0, "{}", lag["metrics"]);
+    assert_eq!(metric(lag, "beyond_bound"), 0.0, "{}", lag["metrics"]);
+    assert!(metric(lag, "fallback_reads") > 0.0, "{}", lag["metrics"]);
+}

@@ -267,9 +267,12 @@ fn workload_keys_are_checked_against_the_workload() {
             "`max_staleness` bounds replica reads, but this topology has no replicas",
         ),
         (
-            rr.replace("kind = \"standalone\"", "kind = \"cluster\""),
+            rr.replace(
+                "kind = \"standalone\"",
+                "kind = \"cluster\"\nreplicas_per_master = 0",
+            ),
             "kind = \"replica-reads\"",
-            "a Cluster's replica reads",
+            "or a cluster with `replicas_per_master` of 1 or more",
         ),
         (
             replicated.replace("keys = 100", "fallback = true"),
@@ -313,6 +316,13 @@ fn workload_keys_are_checked_against_the_workload() {
         let text = tl.replace("instances = 2", key);
         assert_points_at(&text, key.split(' ').next().unwrap(), says);
     }
+    // On a Cluster, PUBLISH reaches every node: no replicas to pick.
+    let cluster = tl.replace("kind = \"standalone\"", "kind = \"cluster\"");
+    assert_points_at(
+        &cluster.replace("instances = 2", "subscribe = \"replicas\""),
+        "subscribe",
+        "needs replicas",
+    );
     assert_points_at(
         &wb.replace(
             "lanes = 4",

@@ -12,6 +12,7 @@
 //! apply) to that write.
 
 use super::{Env, FaultCtx, Notes, Target, Window};
+use crate::redis_admin::cluster::{cluster_nodes, key_slot, ClusterLine};
 use crate::redis_admin::{self, cmd};
 use crate::topology::handle::NodeHandle;
 use crate::topology::{ClientSpec, TopologyError};
@@ -200,68 +201,6 @@ pub enum FailoverError {
 /// An admin command on a node's own address, if it answers within 500 ms.
 async fn ask<T: redis::FromRedisValue>(addr: SocketAddr, cmd: &redis::Cmd) -> Option<T> {
     redis_admin::ask(addr, cmd, Duration::from_millis(500)).await
-}
-
-/// The cluster key slot of `key` (CRC16/XMODEM of the key or of its
-/// `{hash tag}`, modulo 16384).
-pub fn key_slot(key: &[u8]) -> u16 {
-    let hashed = match key.iter().position(|&b| b == b'{') {
-        Some(open) => match key[open + 1..].iter().position(|&b| b == b'}') {
-            Some(len) if len > 0 => &key[open + 1..open + 1 + len],
-            _ => key,
-        },
-        None => key,
-    };
-    let mut crc: u16 = 0;
-    for &b in hashed {
-        crc ^= (b as u16) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc % 16384
-}
-
-/// One line of `CLUSTER NODES`.
-struct ClusterLine {
-    id: String,
-    addr: Option<SocketAddr>,
-    master: bool,
-    failed: bool,
-    master_id: String,
-    slots: Vec<(u16, u16)>,
-}
-
-fn cluster_nodes(text: &str) -> Vec<ClusterLine> {
-    text.lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            if f.len() < 8 {
-                return None;
-            }
-            let addr = f[1].split('@').next().and_then(|a| a.parse().ok());
-            let slots = f[8..]
-                .iter()
-                .filter(|s| !s.starts_with('['))
-                .filter_map(|s| match s.split_once('-') {
-                    Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
-                    None => s.parse().ok().map(|x| (x, x)),
-                })
-                .collect();
-            Some(ClusterLine {
-                id: f[0].to_string(),
-                addr,
-                master: f[2].contains("master"),
-                failed: f[2].contains("fail"),
-                master_id: f[3].to_string(),
-                slots,
-            })
-        })
-        .collect()
 }
 
 impl FailoverCtx {
@@ -455,33 +394,5 @@ impl FailoverCtx {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         seen
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn key_slots_match_redis() {
-        // Values from CLUSTER KEYSLOT.
-        assert_eq!(key_slot(b"foo"), 12182);
-        assert_eq!(key_slot(b"bar"), 5061);
-        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
-        assert_eq!(key_slot(b"foo{}bar"), key_slot(b"foo{}bar"));
-    }
-
-    #[test]
-    fn cluster_nodes_lines_are_read() {
-        let text = "e7d1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460\n\
-                    a1b2 127.0.0.1:30004@40004 slave e7d1 0 1 4 connected\n\
-                    c3d4 127.0.0.1:30002@40002 master,fail - 0 1 2 disconnected\n";
-        let l = cluster_nodes(text);
-        assert_eq!(l.len(), 3);
-        assert!(l[0].master && !l[0].failed && l[0].slots == vec![(0, 5460)]);
-        assert_eq!(l[1].master_id, "e7d1");
-        assert!(!l[1].master);
-        assert!(l[2].failed && l[2].slots.is_empty());
-        assert_eq!(l[0].addr, Some("127.0.0.1:30001".parse().unwrap()));
     }
 }

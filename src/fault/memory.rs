@@ -8,8 +8,8 @@
 //! evicted (nothing else deletes them while the fault lasts); the rest of
 //! the node's `evicted_keys` increase is workload keys.
 
-use super::failover::key_slot;
 use super::{Env, FaultCtx, Notes};
+use crate::redis_admin::cluster::key_slot;
 use crate::topology::handle::NodeHandle;
 use crate::topology::TopologyError;
 use crate::vocab::check::{check, Checked};

@@ -4,6 +4,7 @@
 //! speak to nodes through here.
 
 pub mod access;
+pub mod cluster;
 
 use redis::aio::MultiplexedConnection;
 use redis::{Cmd, FromRedisValue};

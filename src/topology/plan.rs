@@ -79,15 +79,15 @@ impl TopologyPlan {
         }
     }
 
-    /// The replicas of the primary a client may read from: the declared
-    /// replicas of an external topology, `replicas` of a replicated or
-    /// Sentinel one, none of a standalone node; a cluster's are its
-    /// masters', not one primary's.
+    /// The replicas a client may read from: the declared replicas of an
+    /// external topology, `replicas` of a replicated or Sentinel one, every
+    /// master's of a cluster, none of a standalone node.
     pub fn readable_replicas(&self) -> usize {
         let external = self.external.endpoints.iter();
         match (self.backend, self.kind) {
-            (_, TopologyKind::Standalone | TopologyKind::Cluster) => 0,
+            (_, TopologyKind::Standalone) => 0,
             (Backend::External, _) => external.filter(|e| e.role == Role::Replica).count(),
+            (_, TopologyKind::Cluster) => self.masters * self.replicas_per_master,
             (_, TopologyKind::Replicated | TopologyKind::Sentinel) => self.replicas,
         }
     }

@@ -1,10 +1,12 @@
-//! Beside the callers: the heartbeat (the primary's clock, written every
-//! `heartbeat` to one key, so that a replica's copy of it says how far
-//! behind that replica is) and the discovery of the replicas, from the
-//! primary's `INFO replication` once a second (they announce their
-//! proxies; only loopback addresses are kept).
+//! Beside the callers: the heartbeats (the primary's clock, written every
+//! `heartbeat` to each lane's key, so that a replica's copy of it says how
+//! far behind that replica is) and the discovery of the replicas once a
+//! second: from the primary's `INFO replication` (they announce their
+//! proxies), or on a Cluster from `CLUSTER NODES`, the replicas of the
+//! master serving each lane's slot. Only loopback addresses are kept.
 
 use super::Shared;
+use crate::redis_admin::cluster::{cluster_nodes, replicas_of_slot};
 use crate::vocab::outcome::Trace;
 use crate::workload::conn::RedisConn;
 use std::net::SocketAddr;
@@ -15,33 +17,47 @@ use tokio::time::Instant;
 /// How often the replicas are looked up again.
 const DISCOVER_EVERY: Duration = Duration::from_secs(1);
 
-/// Until the workload stops it.
-pub(super) async fn beat(sh: Arc<Shared>) {
+/// Lane `lane`'s heartbeat, until the workload stops: one task per lane,
+/// so that a slow master delays only its own lane's.
+pub(super) async fn beat(sh: Arc<Shared>, lane: usize) {
     let mut conn = RedisConn::new(&sh.client, sh.plan.op_timeout, sh.t0);
     let mut scratch = Trace::default();
-    let mut next_discovery = Instant::now();
     while !sh.stopping() {
         let started = Instant::now();
         let mut set = redis::cmd("SET");
-        set.arg(&sh.heartbeat_key).arg(sh.now_us());
+        set.arg(&sh.lanes[lane].heartbeat_key).arg(sh.now_us());
         let _ = conn
             .query::<()>("redis_heartbeat", &set, &mut scratch)
             .await;
         scratch.clear();
-        if Instant::now() >= next_discovery {
-            next_discovery = Instant::now() + DISCOVER_EVERY;
-            let mut info = redis::cmd("INFO");
-            info.arg("replication");
-            let info = conn
-                .query::<String>("redis_heartbeat", &info, &mut scratch)
-                .await;
-            scratch.clear();
-            if let Ok(info) = info {
-                sh.set_replicas(replicas_in(&info));
-            }
-        }
         let wait = sh.plan.heartbeat.saturating_sub(started.elapsed());
         tokio::time::sleep(wait).await;
+    }
+}
+
+/// Each lane's replicas, looked up every `DISCOVER_EVERY` until the
+/// workload stops.
+pub(super) async fn discover(sh: Arc<Shared>) {
+    let mut conn = RedisConn::new(&sh.client, sh.plan.op_timeout, sh.t0);
+    let mut scratch = Trace::default();
+    let cluster = sh.lanes[0].slot.is_some();
+    while !sh.stopping() {
+        let mut ask = redis::cmd(if cluster { "CLUSTER" } else { "INFO" });
+        ask.arg(if cluster { "NODES" } else { "replication" });
+        let text = conn
+            .query::<String>("redis_discover", &ask, &mut scratch)
+            .await;
+        scratch.clear();
+        if let Ok(text) = text {
+            let lines = cluster.then(|| cluster_nodes(&text));
+            for lane in &sh.lanes {
+                lane.set_replicas(match (&lines, lane.slot) {
+                    (Some(lines), Some(slot)) => replicas_of_slot(lines, slot),
+                    _ => replicas_in(&text),
+                });
+            }
+        }
+        tokio::time::sleep(DISCOVER_EVERY).await;
     }
 }
 

@@ -22,10 +22,13 @@
 //!   `primary_reads` (no replica known), `writes`.
 //!
 //! Replicas are found in the primary's `INFO replication` (they announce
-//! their proxies), so it runs on replicated and Sentinel topologies; a
-//! Cluster's replicas would need READONLY per shard, which it does not do.
+//! their proxies) on replicated and Sentinel topologies. On a Cluster they
+//! are the replicas `CLUSTER NODES` lists for the master of each lane's
+//! slot (`lanes`: the keys spread over 8 hash tags, each with its own
+//! heartbeat), read with `READONLY`.
 
 pub(crate) mod heartbeat;
+mod lanes;
 pub mod served;
 
 use super::conn::RedisConn;
@@ -36,8 +39,8 @@ use crate::topology::ClientSpec;
 use crate::vocab::check::{check, invalid, positive_dur, positive_int_or, Checked};
 use crate::vocab::expect::Dim;
 use crate::vocab::outcome::{Counter, Outcome, Trace, CALLER_ERRORS, REDIS_ERRORS};
-use crate::vocab::topo::TopologyKind;
 use crate::vocab::units::Dur;
+use lanes::Lane;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
@@ -45,7 +48,7 @@ use served::{quantile, Served};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 use toml::Spanned;
@@ -141,24 +144,17 @@ impl Raw {
         })
     }
 
-    /// Replica reads need replicas: not on a standalone node, and not
-    /// (yet) on a Cluster.
+    /// Replica reads need replicas: not on a standalone node.
     fn check_replicas(&self, ctx: &WorkloadCtx) -> Checked<()> {
         let at = self
             .max_staleness
             .as_ref()
             .map_or(ctx.kind_span.clone(), |m| m.span());
-        if ctx.topology == TopologyKind::Cluster {
-            return Err(invalid(
-                at,
-                "replica-reads runs on replicated and sentinel topologies: a Cluster's replica reads (READONLY per shard) are not supported",
-            ));
-        }
         if ctx.replicas == 0 {
             return Err(invalid(
                 at,
                 format!(
-                    "{} has no replicas to read from: use a replicated or sentinel topology with `replicas` of 1 or more",
+                    "{} has no replicas to read from: use a replicated or sentinel topology with `replicas` of 1 or more, or a cluster with `replicas_per_master` of 1 or more",
                     match self.max_staleness {
                         Some(_) => "`max_staleness` bounds replica reads, but this topology",
                         None => "this topology",
@@ -209,11 +205,9 @@ pub const SPEC: Spec = Spec {
 pub(crate) struct Shared {
     plan: ReplicaReadsPlan,
     client: ClientSpec,
-    prefix: String,
-    heartbeat_key: String,
+    lanes: Vec<Lane>,
     t0: Instant,
     served: Served,
-    replicas: RwLock<Vec<SocketAddr>>,
     stop: AtomicBool,
 }
 
@@ -226,19 +220,17 @@ impl Shared {
         self.stop.load(Ordering::Relaxed)
     }
 
-    fn set_replicas(&self, found: Vec<SocketAddr>) {
-        *self.replicas.write().unwrap_or_else(|p| p.into_inner()) = found;
-    }
-
-    fn replicas(&self) -> Vec<SocketAddr> {
-        self.replicas
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    /// The lane of `key`: its hash tag and heartbeat.
+    fn lane(&self, key: u64) -> &Lane {
+        &self.lanes[key as usize % self.lanes.len()]
     }
 
     fn key(&self, key: u64) -> String {
-        format!("{}rr:k{key}", self.prefix)
+        self.lane(key).key(key)
+    }
+
+    fn cluster(&self) -> bool {
+        self.lanes[0].slot.is_some()
     }
 }
 
@@ -246,7 +238,8 @@ pub struct ReplicaReads {
     sh: Arc<Shared>,
     users: u64,
     seed: u64,
-    beside: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The heartbeats and the discovery, once started.
+    beside: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 pub struct User {
@@ -273,26 +266,28 @@ impl ReplicaReads {
     pub fn new(plan: ReplicaReadsPlan, s: &super::Setup) -> Self {
         ReplicaReads {
             sh: Arc::new(Shared {
-                heartbeat_key: format!("{}rr:heartbeat", s.prefix),
+                lanes: lanes::lanes(&s.prefix, matches!(s.client, ClientSpec::Cluster { .. })),
                 plan,
                 client: s.client.clone(),
-                prefix: s.prefix.clone(),
                 t0: s.t0,
                 served: Served::default(),
-                replicas: RwLock::new(Vec::new()),
                 stop: AtomicBool::new(false),
             }),
             users: s.users.max(1) as u64,
             seed: s.seed,
-            beside: Mutex::new(None),
+            beside: Mutex::new(Vec::new()),
         }
     }
 
-    /// Starts the heartbeat with the first op (on the load's runtime).
+    /// Starts the heartbeats and the discovery with the first op (on the
+    /// load's runtime).
     fn start_heartbeat(&self) {
-        let mut slot = self.beside.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.is_none() {
-            *slot = Some(tokio::spawn(heartbeat::beat(self.sh.clone())));
+        let mut beside = self.beside.lock().unwrap_or_else(|p| p.into_inner());
+        if beside.is_empty() {
+            beside.push(tokio::spawn(heartbeat::discover(self.sh.clone())));
+            for lane in 0..self.sh.lanes.len() {
+                beside.push(tokio::spawn(heartbeat::beat(self.sh.clone(), lane)));
+            }
         }
     }
 
@@ -329,12 +324,20 @@ impl ReplicaReads {
         let conn = user.replicas.entry(addr).or_insert_with(|| {
             RedisConn::new(&ClientSpec::Direct(addr), sh.plan.op_timeout, sh.t0)
         });
-        let mut mget = redis::cmd("MGET");
-        mget.arg(sh.key(key)).arg(&sh.heartbeat_key);
+        let mut mget = redis::pipe();
+        if sh.cluster() {
+            // A Cluster replica serves reads only on a READONLY
+            // connection; sent with each read, it holds after a reconnect.
+            mget.cmd("READONLY").ignore();
+        }
+        mget.cmd("MGET")
+            .arg(sh.key(key))
+            .arg(&sh.lane(key).heartbeat_key);
         let sent_us = sh.now_us();
         match conn
-            .query::<(Option<Vec<u8>>, Option<u64>)>("redis_replica_mget", &mget, trace)
+            .query_pipe::<((Option<Vec<u8>>, Option<u64>),)>("redis_replica_mget", &mget, trace)
             .await
+            .map(|(got,)| got)
         {
             Ok((value, beat)) => ReplicaRead::Got(
                 value.as_deref().and_then(value::decode).unwrap_or(0),
@@ -346,7 +349,7 @@ impl ReplicaReads {
 
     async fn read(&self, user: &mut User, key: u64, trace: &mut Trace) -> Outcome {
         let sh = &self.sh;
-        let replicas = sh.replicas();
+        let replicas = sh.lane(key).replicas();
         let sent_us = sh.now_us();
         let mut served = None;
         if !replicas.is_empty() {
@@ -422,8 +425,8 @@ impl ReplicaReads {
 impl Drop for ReplicaReads {
     fn drop(&mut self) {
         self.sh.stop.store(true, Ordering::Relaxed);
-        let slot = self.beside.get_mut().unwrap_or_else(|p| p.into_inner());
-        if let Some(h) = slot.take() {
+        let beside = self.beside.get_mut().unwrap_or_else(|p| p.into_inner());
+        for h in beside.drain(..) {
             h.abort();
         }
     }

@@ -1,6 +1,7 @@
 //! two-level's `[workload]` keys and their validation.
 
 use crate::vocab::check::{check, positive_dur, positive_int_or, Checked};
+use crate::vocab::topo::TopologyKind;
 use crate::vocab::units::Dur;
 use crate::workload::origin::{OriginPlan, RawOrigin};
 use crate::workload::{bool_choice, Choice, OneOrMany, WorkloadCtx};
@@ -69,7 +70,8 @@ impl Raw {
         if let Some(s) = &self.subscribe {
             check(
                 s,
-                subscribe == SubscribeTo::Primary || ctx.replicas > 0,
+                subscribe == SubscribeTo::Primary
+                    || (ctx.replicas > 0 && ctx.topology != TopologyKind::Cluster),
                 "`subscribe = \"replicas\"` needs replicas: use a replicated or sentinel topology",
             )?;
         }
